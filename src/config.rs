@@ -1,0 +1,478 @@
+//! Configuration: read once from the environment (and `.env`), validated before
+//! anything starts. Every problem names its variable; secrets are wrapped so that
+//! `Debug` output and logs never show them.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+use crate::crypto::{CallbackKeys, KeyError};
+
+/// Every variable the service reads. `.env.example` lists exactly these (a test checks it).
+pub const VARIABLES: &[&str] = &[
+    "DATABASE_URL",
+    "LISTEN_ADDR",
+    "PUBLIC_BASE_URL",
+    "WECOM_API_BASE",
+    "ADMIN_TOKEN",
+    "WECOM_PROVIDER_CORPID",
+    "WECOM_PROVIDER_SECRET",
+    "WECOM_PROVIDER_TOKEN",
+    "WECOM_PROVIDER_ENCODING_AES_KEY",
+    "WECOM_SUITE_ID",
+    "WECOM_SUITE_SECRET",
+    "WECOM_SUITE_TOKEN",
+    "WECOM_SUITE_ENCODING_AES_KEY",
+    "WECOM_INSTALL_AUTH_TYPE",
+    "RUST_LOG",
+];
+
+const DEFAULT_DATABASE_URL: &str = "sqlite://data/wecom-provider.db";
+const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8080";
+const DEFAULT_WECOM_API_BASE: &str = "https://qyapi.weixin.qq.com";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database: DatabaseUrl,
+    pub listen_addr: SocketAddr,
+    pub public_base_url: Url,
+    pub wecom_api_base: Url,
+    pub admin_token: Option<SecretString>,
+    pub provider: Option<ProviderSeed>,
+    pub suite: Option<SuiteSeed>,
+    /// `auth_type` of set_session_info: 1 marks installs from the install page as test installs.
+    pub install_auth_type: u8,
+    pub log_filter: String,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    /// Kept whole: libpq parses it; it may carry a password, hence the redacting `Debug`.
+    Postgres(String),
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "Sqlite({})", path.display()),
+            Self::Postgres(_) => f.write_str("Postgres(..)"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderSeed {
+    pub corpid: String,
+    pub secret: SecretString,
+    /// The provider's own system-event callback credentials, when configured.
+    pub callback: Option<CallbackSeed>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SuiteSeed {
+    pub suite_id: String,
+    pub secret: SecretString,
+    pub callback: CallbackSeed,
+}
+
+#[derive(Debug, Clone)]
+pub struct CallbackSeed {
+    pub token: SecretString,
+    pub encoding_aes_key: SecretString,
+}
+
+/// One variable and what is wrong with it; the message never contains the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.variable, self.problem)
+    }
+}
+
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "invalid configuration: {error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Reads `.env` (if present) and the process environment.
+    pub fn from_env() -> Result<Self, ConfigErrors> {
+        // A missing .env is normal; a malformed one is reported by the values it fails to set.
+        let _ = dotenvy::dotenv();
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds the configuration from any lookup; every variable of [`VARIABLES`] is
+    /// read exactly once whatever the values, so tests can record what is read.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigErrors> {
+        let mut errors = Vec::new();
+        let get = |name: &'static str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+
+        let database_url = get("DATABASE_URL");
+        let listen_addr = get("LISTEN_ADDR");
+        let public_base_url = get("PUBLIC_BASE_URL");
+        let wecom_api_base = get("WECOM_API_BASE");
+        let admin_token = get("ADMIN_TOKEN");
+        let provider_corpid = get("WECOM_PROVIDER_CORPID");
+        let provider_secret = get("WECOM_PROVIDER_SECRET");
+        let provider_token = get("WECOM_PROVIDER_TOKEN");
+        let provider_aes_key = get("WECOM_PROVIDER_ENCODING_AES_KEY");
+        let suite_id = get("WECOM_SUITE_ID");
+        let suite_secret = get("WECOM_SUITE_SECRET");
+        let suite_token = get("WECOM_SUITE_TOKEN");
+        let suite_aes_key = get("WECOM_SUITE_ENCODING_AES_KEY");
+        let install_auth_type = get("WECOM_INSTALL_AUTH_TYPE");
+        let log_filter = get("RUST_LOG");
+
+        let database = parse_database_url(database_url.as_deref().unwrap_or(DEFAULT_DATABASE_URL))
+            .map_err(|problem| errors.push(ConfigError { variable: "DATABASE_URL", problem }))
+            .ok();
+
+        let listen_addr = listen_addr
+            .as_deref()
+            .unwrap_or(DEFAULT_LISTEN_ADDR)
+            .parse::<SocketAddr>()
+            .map_err(|_| {
+                errors.push(ConfigError {
+                    variable: "LISTEN_ADDR",
+                    problem: "must be an address with a port, such as 127.0.0.1:8080".into(),
+                })
+            })
+            .ok();
+
+        let public_base_url = match (&public_base_url, listen_addr) {
+            (Some(raw), _) => parse_http_url("PUBLIC_BASE_URL", raw, &mut errors),
+            (None, Some(addr)) => Url::parse(&format!("http://{addr}")).ok(),
+            (None, None) => None,
+        };
+        let wecom_api_base =
+            parse_http_url("WECOM_API_BASE", wecom_api_base.as_deref().unwrap_or(DEFAULT_WECOM_API_BASE), &mut errors);
+
+        let provider = match (provider_corpid, provider_secret) {
+            (Some(corpid), Some(secret)) => {
+                check_identifier("WECOM_PROVIDER_CORPID", &corpid, &mut errors);
+                let callback = callback_seed(
+                    ("WECOM_PROVIDER_TOKEN", provider_token),
+                    ("WECOM_PROVIDER_ENCODING_AES_KEY", provider_aes_key),
+                    &mut errors,
+                );
+                Some(ProviderSeed { corpid, secret: secret.into(), callback })
+            }
+            (None, None) => {
+                for (variable, value) in
+                    [("WECOM_PROVIDER_TOKEN", &provider_token), ("WECOM_PROVIDER_ENCODING_AES_KEY", &provider_aes_key)]
+                {
+                    if value.is_some() {
+                        errors.push(required_with("WECOM_PROVIDER_CORPID", variable));
+                    }
+                }
+                None
+            }
+            (Some(_), None) => {
+                errors.push(required_with("WECOM_PROVIDER_SECRET", "WECOM_PROVIDER_CORPID"));
+                None
+            }
+            (None, Some(_)) => {
+                errors.push(required_with("WECOM_PROVIDER_CORPID", "WECOM_PROVIDER_SECRET"));
+                None
+            }
+        };
+
+        let suite = match suite_id {
+            Some(suite_id) => {
+                check_identifier("WECOM_SUITE_ID", &suite_id, &mut errors);
+                if provider.is_none() && !errors.iter().any(|e| e.variable.starts_with("WECOM_PROVIDER")) {
+                    errors.push(required_with("WECOM_PROVIDER_CORPID", "WECOM_SUITE_ID"));
+                }
+                let secret = suite_secret.or_else(|| {
+                    errors.push(required_with("WECOM_SUITE_SECRET", "WECOM_SUITE_ID"));
+                    None
+                });
+                let token = suite_token.clone().or_else(|| {
+                    errors.push(required_with("WECOM_SUITE_TOKEN", "WECOM_SUITE_ID"));
+                    None
+                });
+                let aes_key = suite_aes_key.clone().or_else(|| {
+                    errors.push(required_with("WECOM_SUITE_ENCODING_AES_KEY", "WECOM_SUITE_ID"));
+                    None
+                });
+                match (secret, token, aes_key) {
+                    (Some(secret), Some(token), Some(aes_key)) => callback_seed(
+                        ("WECOM_SUITE_TOKEN", Some(token)),
+                        ("WECOM_SUITE_ENCODING_AES_KEY", Some(aes_key)),
+                        &mut errors,
+                    )
+                    .map(|callback| SuiteSeed { suite_id, secret: secret.into(), callback }),
+                    _ => None,
+                }
+            }
+            None => {
+                for (variable, value) in [
+                    ("WECOM_SUITE_SECRET", &suite_secret),
+                    ("WECOM_SUITE_TOKEN", &suite_token),
+                    ("WECOM_SUITE_ENCODING_AES_KEY", &suite_aes_key),
+                ] {
+                    if value.is_some() {
+                        errors.push(required_with("WECOM_SUITE_ID", variable));
+                    }
+                }
+                None
+            }
+        };
+
+        let install_auth_type = match install_auth_type.as_deref().unwrap_or("0") {
+            "0" => 0,
+            "1" => 1,
+            _ => {
+                errors.push(ConfigError {
+                    variable: "WECOM_INSTALL_AUTH_TYPE",
+                    problem: "must be 0 (formal installs) or 1 (test installs)".into(),
+                });
+                0
+            }
+        };
+
+        let log_filter = log_filter.unwrap_or_else(|| "info".to_owned());
+        if tracing_subscriber::EnvFilter::try_new(&log_filter).is_err() {
+            errors.push(ConfigError {
+                variable: "RUST_LOG",
+                problem: "is not a valid log filter (for example: info,wecom_provider=debug)".into(),
+            });
+        }
+
+        match (database, listen_addr, public_base_url, wecom_api_base) {
+            (Some(database), Some(listen_addr), Some(public_base_url), Some(wecom_api_base)) if errors.is_empty() => {
+                Ok(Config {
+                    database,
+                    listen_addr,
+                    public_base_url,
+                    wecom_api_base,
+                    admin_token: admin_token.map(SecretString::from),
+                    provider,
+                    suite,
+                    install_auth_type,
+                    log_filter,
+                })
+            }
+            _ => Err(ConfigErrors(errors)),
+        }
+    }
+}
+
+fn required_with(variable: &'static str, because: &str) -> ConfigError {
+    ConfigError { variable, problem: format!("must be set when {because} is set") }
+}
+
+/// Identifiers become URL path segments and database keys: keep them to WeCom's alphabet.
+fn check_identifier(variable: &'static str, value: &str, errors: &mut Vec<ConfigError>) {
+    let valid = value.len() <= 64 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid {
+        errors.push(ConfigError { variable, problem: "must be letters, digits, '-' or '_' (at most 64)".into() });
+    }
+}
+
+fn callback_seed(
+    (token_var, token): (&'static str, Option<String>),
+    (key_var, aes_key): (&'static str, Option<String>),
+    errors: &mut Vec<ConfigError>,
+) -> Option<CallbackSeed> {
+    match (token, aes_key) {
+        (Some(token), Some(aes_key)) => match CallbackKeys::new(&token, &aes_key) {
+            Ok(_) => Some(CallbackSeed { token: token.into(), encoding_aes_key: aes_key.into() }),
+            Err(error) => {
+                let variable = match error {
+                    KeyError::TokenInvalid => token_var,
+                    _ => key_var,
+                };
+                errors.push(ConfigError { variable, problem: key_problem(&error) });
+                None
+            }
+        },
+        (None, None) => None,
+        (Some(_), None) => {
+            errors.push(required_with(key_var, token_var));
+            None
+        }
+        (None, Some(_)) => {
+            errors.push(required_with(token_var, key_var));
+            None
+        }
+    }
+}
+
+fn key_problem(error: &KeyError) -> String {
+    match error {
+        KeyError::TokenInvalid => "must be 1 to 32 letters or digits".into(),
+        _ => "must be 43 characters of base64 ([A-Za-z0-9]) decoding to 32 bytes".into(),
+    }
+}
+
+fn parse_database_url(raw: &str) -> Result<DatabaseUrl, String> {
+    if let Some(path) = raw.strip_prefix("sqlite://") {
+        if path.is_empty() {
+            return Err("sqlite:// needs a file path, such as sqlite://data/wecom-provider.db".into());
+        }
+        Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
+    } else if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+        Url::parse(raw).map_err(|_| "is not a valid postgres:// URL".to_owned())?;
+        Ok(DatabaseUrl::Postgres(raw.to_owned()))
+    } else {
+        Err("must start with sqlite://, postgres:// or postgresql://".into())
+    }
+}
+
+fn parse_http_url(variable: &'static str, raw: &str, errors: &mut Vec<ConfigError>) -> Option<Url> {
+    match Url::parse(raw) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Some(url),
+        _ => {
+            errors.push(ConfigError { variable, problem: "must be an http:// or https:// URL".into() });
+            None
+        }
+    }
+}
+
+impl CallbackSeed {
+    /// The verified keys; the seed was validated when the configuration was read.
+    pub fn keys(&self) -> Result<CallbackKeys, KeyError> {
+        CallbackKeys::new(self.token.expose_secret(), self.encoding_aes_key.expose_secret())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::{BTreeSet, HashMap};
+
+    use super::*;
+
+    const AES_KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    fn problems(vars: &[(&str, &str)]) -> Vec<&'static str> {
+        config(vars).expect_err("config should be rejected").0.iter().map(|e| e.variable).collect()
+    }
+
+    fn full() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("WECOM_PROVIDER_CORPID", "wwprovider"),
+            ("WECOM_PROVIDER_SECRET", "provider-secret-value"),
+            ("WECOM_SUITE_ID", "wwsuite"),
+            ("WECOM_SUITE_SECRET", "suite-secret-value"),
+            ("WECOM_SUITE_TOKEN", "QDG6eK"),
+            ("WECOM_SUITE_ENCODING_AES_KEY", AES_KEY),
+            ("ADMIN_TOKEN", "admin-token-value"),
+        ]
+    }
+
+    #[test]
+    fn env_example_lists_exactly_the_variables_the_code_reads() {
+        let read = RefCell::new(BTreeSet::new());
+        let _ = Config::from_lookup(|name| {
+            read.borrow_mut().insert(name.to_owned());
+            None
+        });
+        let example =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example")).expect(".env.example exists");
+        let listed: BTreeSet<String> = example
+            .lines()
+            .map(|line| line.trim().trim_start_matches('#').trim())
+            .filter_map(|line| line.split_once('=').map(|(name, _)| name.trim().to_owned()))
+            .filter(|name| !name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+            .collect();
+        let declared: BTreeSet<String> = VARIABLES.iter().map(|v| v.to_string()).collect();
+        assert_eq!(read.into_inner(), declared, "VARIABLES differs from what from_lookup reads");
+        assert_eq!(listed, declared, ".env.example differs from the variables the code reads");
+    }
+
+    #[test]
+    fn defaults_apply_on_an_empty_environment() {
+        let config = config(&[]).expect("empty environment is valid");
+        assert_eq!(config.database, DatabaseUrl::Sqlite(PathBuf::from("data/wecom-provider.db")));
+        assert_eq!(config.listen_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.public_base_url.as_str(), "http://127.0.0.1:8080/");
+        assert_eq!(config.wecom_api_base.as_str(), "https://qyapi.weixin.qq.com/");
+        assert!(config.admin_token.is_none() && config.provider.is_none() && config.suite.is_none());
+        assert_eq!(config.install_auth_type, 0);
+    }
+
+    #[test]
+    fn a_full_seed_is_accepted_with_the_official_key_and_its_trailing_bits() {
+        let config = config(&full()).expect("valid");
+        let suite = config.suite.expect("suite seeded");
+        assert_eq!(suite.suite_id, "wwsuite");
+        assert!(suite.callback.keys().is_ok());
+        assert_eq!(config.provider.expect("provider").corpid, "wwprovider");
+    }
+
+    #[test]
+    fn each_bad_value_is_named() {
+        assert_eq!(problems(&[("DATABASE_URL", "mysql://x")]), ["DATABASE_URL"]);
+        assert_eq!(problems(&[("LISTEN_ADDR", "localhost")]), ["LISTEN_ADDR"]);
+        assert_eq!(problems(&[("PUBLIC_BASE_URL", "not a url")]), ["PUBLIC_BASE_URL"]);
+        assert_eq!(problems(&[("WECOM_API_BASE", "ftp://x")]), ["WECOM_API_BASE"]);
+        assert_eq!(problems(&[("WECOM_INSTALL_AUTH_TYPE", "2")]), ["WECOM_INSTALL_AUTH_TYPE"]);
+        assert_eq!(problems(&[("RUST_LOG", "info,[=")]), ["RUST_LOG"]);
+        let mut short_key = full();
+        short_key[5].1 = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2";
+        assert_eq!(problems(&short_key), ["WECOM_SUITE_ENCODING_AES_KEY"]);
+        let mut bad_token = full();
+        bad_token[4].1 = "with space";
+        assert_eq!(problems(&bad_token), ["WECOM_SUITE_TOKEN"]);
+    }
+
+    #[test]
+    fn incomplete_seeds_name_the_missing_variable() {
+        assert_eq!(problems(&[("WECOM_PROVIDER_CORPID", "ww1")]), ["WECOM_PROVIDER_SECRET"]);
+        let without_secret: Vec<_> = full().into_iter().filter(|(k, _)| *k != "WECOM_SUITE_SECRET").collect();
+        assert_eq!(problems(&without_secret), ["WECOM_SUITE_SECRET"]);
+        let without_provider: Vec<_> = full().into_iter().filter(|(k, _)| !k.starts_with("WECOM_PROVIDER")).collect();
+        assert_eq!(problems(&without_provider), ["WECOM_PROVIDER_CORPID"]);
+        assert_eq!(
+            problems(&[
+                ("WECOM_PROVIDER_CORPID", "ww1"),
+                ("WECOM_PROVIDER_SECRET", "s"),
+                ("WECOM_PROVIDER_TOKEN", "t")
+            ]),
+            ["WECOM_PROVIDER_ENCODING_AES_KEY"]
+        );
+    }
+
+    #[test]
+    fn errors_and_debug_output_never_contain_secret_values() {
+        let seeded = config(&full()).expect("valid");
+        let debug = format!("{seeded:?}");
+        for secret in ["provider-secret-value", "suite-secret-value", "QDG6eK", AES_KEY, "admin-token-value"] {
+            assert!(!debug.contains(secret), "Debug leaks {secret}");
+        }
+        let mut bad = full();
+        bad[5].1 = "short-key-value!";
+        let message = config(&bad).expect_err("rejected").to_string();
+        assert!(!message.contains("short-key-value"), "error echoes the value: {message}");
+        assert!(message.contains("WECOM_SUITE_ENCODING_AES_KEY"));
+    }
+}

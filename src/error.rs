@@ -1,0 +1,98 @@
+//! The internal API's error policy: one enum with stable snake_case codes. Causes
+//! are logged where they happen; clients get the code and a safe message only,
+//! plus WeCom's errcode and errmsg when an upstream call failed.
+
+use crate::lifecycle::LifecycleError;
+use crate::store::StoreError;
+use crate::tokens::TokenError;
+use crate::wecom::client::{ERRCODE_RATE_LIMITED, WecomError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    #[error("the internal API is disabled until ADMIN_TOKEN is set")]
+    AdminTokenUnset,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("{0}")]
+    NoSuiteTicket(String),
+    #[error("the corp has cancelled its authorization")]
+    CorpNotActive,
+    #[error("{0}")]
+    PermanentCodeRejected(String),
+    #[error("WeCom answered an error")]
+    Upstream { errcode: i64, errmsg: String },
+    #[error("WeCom could not be reached or answered nonsense; try again")]
+    UpstreamUnavailable,
+    #[error("storage unavailable, try again")]
+    Unavailable,
+}
+
+impl AppError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::AdminTokenUnset => "admin_token_unset",
+            Self::NotFound(_) => "not_found",
+            Self::BadRequest { code, .. } => code,
+            Self::NoSuiteTicket(_) => "no_suite_ticket",
+            Self::CorpNotActive => "corp_not_active",
+            Self::PermanentCodeRejected(_) => "permanent_code_rejected",
+            Self::Upstream { errcode, .. } if *errcode == ERRCODE_RATE_LIMITED => "wecom_rate_limited",
+            Self::Upstream { .. } => "wecom_error",
+            Self::UpstreamUnavailable => "wecom_unavailable",
+            Self::Unavailable => "unavailable",
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest { code, message: message.into() }
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(error: StoreError) -> Self {
+        tracing::error!(%error, "database call failed");
+        Self::Unavailable
+    }
+}
+
+impl From<WecomError> for AppError {
+    fn from(error: WecomError) -> Self {
+        match error {
+            WecomError::Api { errcode, errmsg } => Self::Upstream { errcode, errmsg },
+            other => {
+                tracing::warn!(error = %other, "WeCom call failed");
+                Self::UpstreamUnavailable
+            }
+        }
+    }
+}
+
+impl From<TokenError> for AppError {
+    fn from(error: TokenError) -> Self {
+        match error {
+            TokenError::NoSuiteTicket => Self::NoSuiteTicket(error.to_string()),
+            TokenError::Unknown(what) => Self::NotFound(what),
+            TokenError::CorpNotActive => Self::CorpNotActive,
+            TokenError::PermanentCodeRejected(_) => Self::PermanentCodeRejected(error.to_string()),
+            TokenError::Upstream(upstream) => upstream.into(),
+            TokenError::RefreshTimeout => Self::Unavailable,
+            TokenError::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<LifecycleError> for AppError {
+    fn from(error: LifecycleError) -> Self {
+        match error {
+            LifecycleError::Token(token) => token.into(),
+            LifecycleError::Store(store) => store.into(),
+            LifecycleError::ExchangeInProgress => Self::Unavailable,
+            LifecycleError::UnknownCorp => Self::NotFound("corp"),
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! What each kind of event does once it is stored. Every effect is idempotent: the
+//! worker may apply an event again after a crash or a lost lease.
+
+use std::sync::Arc;
+
+use secrecy::SecretString;
+
+use crate::lifecycle::{Lifecycle, LifecycleError};
+use crate::store::events::PendingEvent;
+use crate::store::{Db, StoreError, suites};
+use crate::tokens::TokenError;
+use crate::wecom::callback::{self, Message};
+
+/// Why an effect did not complete, and whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+pub enum EffectError {
+    #[error("{0}")]
+    Retryable(String),
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl From<StoreError> for EffectError {
+    fn from(error: StoreError) -> Self {
+        Self::Retryable(error.to_string())
+    }
+}
+
+impl From<LifecycleError> for EffectError {
+    fn from(error: LifecycleError) -> Self {
+        let retryable = match &error {
+            LifecycleError::Store(_) | LifecycleError::ExchangeInProgress => true,
+            LifecycleError::UnknownCorp => false,
+            LifecycleError::Token(token) => match token {
+                TokenError::Upstream(upstream) => upstream.is_transient() || upstream.is_token_invalid(),
+                // A ticket arrives every 10 minutes; another instance may finish its refresh.
+                TokenError::NoSuiteTicket | TokenError::RefreshTimeout | TokenError::Store(_) => true,
+                TokenError::Unknown(_) | TokenError::CorpNotActive | TokenError::PermanentCodeRejected(_) => false,
+            },
+        };
+        if retryable { Self::Retryable(error.to_string()) } else { Self::Permanent(error.to_string()) }
+    }
+}
+
+#[derive(Clone)]
+pub struct Effects {
+    db: Db,
+    lifecycle: Arc<Lifecycle>,
+}
+
+impl Effects {
+    pub fn new(db: Db, lifecycle: Arc<Lifecycle>) -> Self {
+        Effects { db, lifecycle }
+    }
+
+    pub async fn apply(&self, event: &PendingEvent) -> Result<(), EffectError> {
+        let Some(plaintext) = event.plaintext.as_deref() else {
+            // Derived events (written by effects themselves) carry no callback to apply.
+            return Ok(());
+        };
+        let fields = callback::parse_fields(plaintext).map_err(|e| EffectError::Permanent(e.to_string()))?;
+        let message = callback::message_from_fields(&fields).map_err(|e| EffectError::Permanent(e.to_string()))?;
+        // Suite events belong to the suite whose URL and keys verified them, whatever
+        // the plaintext's SuiteId claims.
+        let suite_id = event.suite_id.as_deref();
+        match (message, suite_id) {
+            (Message::SuiteTicket { ticket, .. }, Some(suite_id)) => self.store_ticket(event, suite_id, ticket).await,
+            (Message::CreateAuth { auth_code, .. } | Message::ResetPermanentCode { auth_code, .. }, Some(suite_id)) => {
+                self.lifecycle.exchange_auth_code(suite_id, &SecretString::from(auth_code)).await?;
+                Ok(())
+            }
+            (Message::ChangeAuth { auth_corp_id, .. }, Some(suite_id)) => {
+                Ok(self.lifecycle.refresh_auth_info(suite_id, &auth_corp_id).await?)
+            }
+            (Message::CancelAuth { auth_corp_id, .. }, Some(suite_id)) => {
+                Ok(self.lifecycle.cancel(suite_id, &auth_corp_id).await?)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn store_ticket(&self, event: &PendingEvent, suite_id: &str, ticket: String) -> Result<(), EffectError> {
+        let (suite_id, arrived_at) = (suite_id.to_owned(), event.received_at);
+        let stored = self.db.run(move |conn| suites::store_ticket(conn, &suite_id, &ticket, arrived_at)).await?;
+        if !stored {
+            tracing::debug!(event = event.id, "an equally new or newer suite_ticket is already stored");
+        }
+        Ok(())
+    }
+}

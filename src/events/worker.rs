@@ -1,0 +1,138 @@
+//! The effects worker. One instance at a time holds the `events` lease and works
+//! the log off in id order; a failed effect is retried with exponential backoff and
+//! holds back later events of its suite until it succeeds or is given up.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::effects::{EffectError, Effects};
+use crate::store::{Db, events, leases, now_ms};
+
+const LEASE_NAME: &str = "events-worker";
+/// A crashed holder delays effects by at most this long; a live one renews the
+/// lease every third of it, between events, so a slow effect never loses it.
+const LEASE_TTL_MS: i64 = 10_000;
+const LEASE_RENEW_MS: i64 = LEASE_TTL_MS / 3;
+/// Without a wake-up (another instance stored the event, a retry came due) the
+/// worker still looks this often.
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+const BATCH: i64 = 200;
+/// Attempts before an event is given up and marked `failed` (about 20 minutes).
+pub const MAX_ATTEMPTS: i32 = 10;
+
+/// Delay before attempt `attempts + 1`: 1 s, 2 s, 4 s … capped at 5 minutes.
+pub fn backoff_ms(attempts: i32) -> i64 {
+    let exponent = u32::try_from(attempts.clamp(0, 16)).unwrap_or(16);
+    (1_000_i64 << exponent).min(300_000)
+}
+
+pub struct Worker {
+    db: Db,
+    effects: Effects,
+    wake: Arc<Notify>,
+    holder: String,
+}
+
+impl Worker {
+    pub fn new(db: Db, effects: Effects, wake: Arc<Notify>) -> Self {
+        let holder = format!("{}-{:016x}", std::process::id(), rand::random::<u64>());
+        Worker { db, effects, wake, holder }
+    }
+
+    pub fn spawn(self: Arc<Self>) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                if let Err(error) = self.run_once().await {
+                    tracing::warn!(%error, "event worker pass failed; retrying");
+                }
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                }
+            }
+        })
+    }
+
+    /// Works off every due event while holding the lease.
+    pub async fn run_once(&self) -> Result<(), crate::store::StoreError> {
+        loop {
+            if !self.take_lease().await? {
+                return Ok(());
+            }
+            let mut renewed_at = now_ms();
+            let due = self.db.run(|conn| events::due(conn, BATCH)).await?;
+            if due.is_empty() {
+                return Ok(());
+            }
+            let mut held_back = HashSet::new();
+            for event in due {
+                if event.ordering_key.as_ref().is_some_and(|key| held_back.contains(key)) {
+                    continue;
+                }
+                if now_ms() - renewed_at > LEASE_RENEW_MS {
+                    if !self.take_lease().await? {
+                        return Ok(());
+                    }
+                    renewed_at = now_ms();
+                }
+                if !self.process(&event).await?
+                    && let Some(key) = event.ordering_key
+                {
+                    held_back.insert(key);
+                }
+            }
+        }
+    }
+
+    /// Takes or renews the lease; false while another instance holds it.
+    async fn take_lease(&self) -> Result<bool, crate::store::StoreError> {
+        let holder = self.holder.clone();
+        self.db.run(move |conn| leases::acquire(conn, LEASE_NAME, &holder, LEASE_TTL_MS)).await
+    }
+
+    /// Applies one event; false when it is to be retried later.
+    async fn process(&self, event: &events::PendingEvent) -> Result<bool, crate::store::StoreError> {
+        let id = event.id;
+        match self.effects.apply(event).await {
+            Ok(()) => {
+                self.db.run(move |conn| events::mark_done(conn, id)).await?;
+                Ok(true)
+            }
+            Err(error) => {
+                let attempts = event.attempts + 1;
+                let retry_at = match &error {
+                    EffectError::Retryable(_) if attempts < MAX_ATTEMPTS => Some(now_ms() + backoff_ms(event.attempts)),
+                    _ => None,
+                };
+                tracing::warn!(event = id, kind = %event.kind, attempts, %error, retrying = retry_at.is_some(), "effect failed");
+                let message = error.to_string();
+                self.db.run(move |conn| events::mark_failed_attempt(conn, id, &message, retry_at)).await?;
+                Ok(retry_at.is_none())
+            }
+        }
+    }
+
+    /// Lets another instance take over at once (on shutdown).
+    pub async fn release(&self) {
+        let holder = self.holder.clone();
+        let _ = self.db.run(move |conn| leases::release(conn, LEASE_NAME, &holder)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_one_second_and_is_capped() {
+        assert_eq!(backoff_ms(0), 1_000);
+        assert_eq!(backoff_ms(1), 2_000);
+        assert_eq!(backoff_ms(4), 16_000);
+        assert_eq!(backoff_ms(9), 300_000);
+        assert_eq!(backoff_ms(40), 300_000);
+    }
+}

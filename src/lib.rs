@@ -1,0 +1,14 @@
+//! wecom-provider: the callback gateway, token center and ciphertext-ID service of
+//! a WeCom third-party service provider. `main.rs` only parses the command line;
+//! everything else, including starting the server for tests, lives here.
+
+pub mod app;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod events;
+pub mod lifecycle;
+pub mod store;
+pub mod tokens;
+pub mod web;
+pub mod wecom;

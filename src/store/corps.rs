@@ -1,0 +1,180 @@
+//! Corps that authorized a suite, with their permanent codes. The permanent code is
+//! read only by the token center and the lifecycle; views never carry it.
+
+use diesel::prelude::*;
+
+use super::schema::corps;
+use super::{Conn, StoreResult, WriteTransaction, now_ms};
+use crate::with_backend;
+
+pub const STATUS_ACTIVE: &str = "active";
+pub const STATUS_CANCELLED: &str = "cancelled";
+
+/// A corp as the API shows it (no permanent code).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = corps)]
+pub struct CorpView {
+    pub suite_id: String,
+    pub corpid: String,
+    pub corp_name: String,
+    pub agent_id: Option<i64>,
+    pub status: String,
+    pub auth_info: String,
+    pub auth_error: Option<String>,
+    pub authorized_at: i64,
+    pub updated_at: i64,
+}
+
+/// What the token center needs to fetch a corp token.
+#[derive(Clone, Queryable, Selectable)]
+#[diesel(table_name = corps)]
+pub struct CorpCredentials {
+    pub status: String,
+    pub permanent_code: Option<String>,
+    pub auth_error: Option<String>,
+    pub agent_id: Option<i64>,
+}
+
+/// The outcome of exchanging an auth code, to store.
+pub struct Authorization<'a> {
+    pub suite_id: &'a str,
+    pub corpid: &'a str,
+    pub corp_name: &'a str,
+    pub agent_id: Option<i64>,
+    pub permanent_code: &'a str,
+    pub auth_info: &'a str,
+}
+
+/// Stores a (re-)authorization: active, new permanent code, any old error cleared.
+pub fn upsert_authorized(conn: &mut Conn, auth: &Authorization<'_>) -> StoreResult<()> {
+    let now = now_ms();
+    with_backend!(conn, c => {
+        diesel::insert_into(corps::table)
+            .values((
+                corps::suite_id.eq(auth.suite_id),
+                corps::corpid.eq(auth.corpid),
+                corps::corp_name.eq(auth.corp_name),
+                corps::agent_id.eq(auth.agent_id),
+                corps::permanent_code.eq(auth.permanent_code),
+                corps::status.eq(STATUS_ACTIVE),
+                corps::auth_info.eq(auth.auth_info),
+                corps::authorized_at.eq(now),
+                corps::updated_at.eq(now),
+            ))
+            .on_conflict((corps::suite_id, corps::corpid))
+            .do_update()
+            .set((
+                corps::corp_name.eq(auth.corp_name),
+                corps::agent_id.eq(auth.agent_id),
+                corps::permanent_code.eq(auth.permanent_code),
+                corps::status.eq(STATUS_ACTIVE),
+                corps::auth_info.eq(auth.auth_info),
+                corps::auth_error.eq(None::<String>),
+                corps::authorized_at.eq(now),
+                corps::updated_at.eq(now),
+            ))
+            .execute(c)?;
+    });
+    Ok(())
+}
+
+/// Refreshed auth info after change_auth; false if the corp is unknown.
+pub fn update_auth_info(
+    conn: &mut Conn,
+    suite_id: &str,
+    corpid: &str,
+    corp_name: &str,
+    agent_id: Option<i64>,
+    auth_info: &str,
+) -> StoreResult<bool> {
+    let now = now_ms();
+    let updated = with_backend!(conn, c => diesel::update(corps::table.find((suite_id, corpid)))
+        .set((
+            corps::corp_name.eq(corp_name),
+            corps::agent_id.eq(agent_id),
+            corps::auth_info.eq(auth_info),
+            corps::updated_at.eq(now),
+        ))
+        .execute(c)?);
+    Ok(updated == 1)
+}
+
+/// Replaces the permanent code (a customized app's secret was reset).
+pub fn replace_permanent_code(
+    conn: &mut Conn,
+    suite_id: &str,
+    corpid: &str,
+    permanent_code: &str,
+) -> StoreResult<bool> {
+    let now = now_ms();
+    let updated = with_backend!(conn, c => diesel::update(corps::table.find((suite_id, corpid)))
+        .set((
+            corps::permanent_code.eq(permanent_code),
+            corps::auth_error.eq(None::<String>),
+            corps::updated_at.eq(now),
+        ))
+        .execute(c)?);
+    Ok(updated == 1)
+}
+
+/// Marks the corp cancelled (cancel_auth); the permanent code is useless from now on.
+pub fn cancel(conn: &mut Conn, suite_id: &str, corpid: &str) -> StoreResult<bool> {
+    let now = now_ms();
+    let updated = with_backend!(conn, c => c.write_transaction(|c| diesel::update(corps::table.find((suite_id, corpid)))
+        .set((
+            corps::status.eq(STATUS_CANCELLED),
+            corps::permanent_code.eq(None::<String>),
+            corps::updated_at.eq(now),
+        ))
+        .execute(c))?);
+    Ok(updated == 1)
+}
+
+/// Records that WeCom rejected the permanent code, so callers stop asking for tokens.
+pub fn mark_auth_error(conn: &mut Conn, suite_id: &str, corpid: &str, error: &str) -> StoreResult<()> {
+    let now = now_ms();
+    with_backend!(conn, c => {
+        diesel::update(corps::table.find((suite_id, corpid)))
+            .set((corps::auth_error.eq(error), corps::updated_at.eq(now)))
+            .execute(c)?;
+    });
+    Ok(())
+}
+
+pub fn credentials(conn: &mut Conn, suite_id: &str, corpid: &str) -> StoreResult<Option<CorpCredentials>> {
+    let row = with_backend!(conn, c => corps::table
+        .find((suite_id, corpid))
+        .select(CorpCredentials::as_select())
+        .first(c)
+        .optional()?);
+    Ok(row)
+}
+
+pub fn find(conn: &mut Conn, suite_id: &str, corpid: &str) -> StoreResult<Option<CorpView>> {
+    let row = with_backend!(conn, c => corps::table
+        .find((suite_id, corpid))
+        .select(CorpView::as_select())
+        .first(c)
+        .optional()?);
+    Ok(row)
+}
+
+pub fn list(conn: &mut Conn, suite_id: &str) -> StoreResult<Vec<CorpView>> {
+    let rows = with_backend!(conn, c => corps::table
+        .filter(corps::suite_id.eq(suite_id))
+        .order(corps::corpid)
+        .select(CorpView::as_select())
+        .load(c)?);
+    Ok(rows)
+}
+
+/// Whether `corpid` currently authorizes `suite_id`: the receiveid rule of the data URL.
+pub fn is_active(conn: &mut Conn, suite_id: &str, corpid: &str) -> StoreResult<bool> {
+    let found: Option<String> = with_backend!(conn, c => corps::table
+        .find((suite_id, corpid))
+        .filter(corps::status.eq(STATUS_ACTIVE))
+        .select(corps::corpid)
+        .first(c)
+        .optional()?);
+    Ok(found.is_some())
+}

@@ -1,0 +1,225 @@
+//! Storage: one schema over SQLite and PostgreSQL through diesel.
+//!
+//! Every query is written once and compiled for both backends by [`with_backend!`];
+//! [`Db::run`] is the only place that touches a connection, always on a blocking
+//! thread, so the async workers never wait on disk or network I/O of the database.
+//! SQLite runs in WAL mode with `synchronous=FULL`: a commit is on disk when it returns.
+
+pub mod auth_codes;
+pub mod corps;
+pub mod events;
+pub mod install_states;
+pub mod leases;
+pub mod schema;
+pub mod suites;
+pub mod tokens;
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::config::DatabaseUrl;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Serialises migrations of instances that start together on one PostgreSQL database.
+const MIGRATION_LOCK_KEY: i64 = 0x7765_636f_6d01;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unavailable: {0}")]
+    Pool(#[from] diesel::r2d2::PoolError),
+    #[error("database error: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("cannot open the database: {0}")]
+    Open(String),
+    #[error("database task failed")]
+    Task,
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A pooled connection to whichever backend `DATABASE_URL` names.
+pub enum Conn {
+    Sqlite(PooledConnection<ConnectionManager<SqliteConnection>>),
+    Pg(PooledConnection<ConnectionManager<PgConnection>>),
+}
+
+/// Runs `$body` with `$c` bound to the concrete connection of either backend, so one
+/// diesel query is type-checked and compiled for both.
+#[macro_export]
+macro_rules! with_backend {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            $crate::store::Conn::Sqlite(pooled) => {
+                let $c: &mut ::diesel::SqliteConnection = &mut **pooled;
+                $body
+            }
+            $crate::store::Conn::Pg(pooled) => {
+                let $c: &mut ::diesel::PgConnection = &mut **pooled;
+                $body
+            }
+        }
+    };
+}
+
+/// A transaction that will write. On SQLite it takes the write lock up front
+/// (`BEGIN IMMEDIATE`), so it waits on `busy_timeout` instead of failing when
+/// another connection wrote since it started reading.
+pub trait WriteTransaction: Connection {
+    fn write_transaction<T, E, F>(&mut self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Self) -> Result<T, E>,
+        E: From<diesel::result::Error>;
+}
+
+impl WriteTransaction for SqliteConnection {
+    fn write_transaction<T, E, F>(&mut self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Self) -> Result<T, E>,
+        E: From<diesel::result::Error>,
+    {
+        self.immediate_transaction(f)
+    }
+}
+
+impl WriteTransaction for PgConnection {
+    fn write_transaction<T, E, F>(&mut self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Self) -> Result<T, E>,
+        E: From<diesel::result::Error>,
+    {
+        self.transaction(f)
+    }
+}
+
+#[derive(Clone)]
+enum Pools {
+    Sqlite(Pool<ConnectionManager<SqliteConnection>>),
+    Pg(Pool<ConnectionManager<PgConnection>>),
+}
+
+/// Handle to the database pool; cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pools: Pools,
+}
+
+#[derive(Debug)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        conn.batch_execute(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 15000; \
+             PRAGMA foreign_keys = ON;",
+        )
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+impl Db {
+    /// Opens the pool (creating the SQLite file and its folder) without migrating.
+    pub fn open(url: &DatabaseUrl) -> StoreResult<Self> {
+        let pools = match url {
+            DatabaseUrl::Sqlite(path) => {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| StoreError::Open(format!("cannot create {}: {e}", parent.display())))?;
+                }
+                let manager = ConnectionManager::<SqliteConnection>::new(path.to_string_lossy());
+                let pool = Pool::builder()
+                    .max_size(8)
+                    .connection_timeout(Duration::from_secs(10))
+                    .connection_customizer(Box::new(SqlitePragmas))
+                    .build(manager)
+                    .map_err(|e| StoreError::Open(e.to_string()))?;
+                Pools::Sqlite(pool)
+            }
+            DatabaseUrl::Postgres(url) => {
+                let manager = ConnectionManager::<PgConnection>::new(url.as_str());
+                let pool = Pool::builder()
+                    .max_size(16)
+                    .connection_timeout(Duration::from_secs(10))
+                    .build(manager)
+                    .map_err(|e| StoreError::Open(redact_url_error(&e.to_string())))?;
+                Pools::Pg(pool)
+            }
+        };
+        Ok(Db { pools })
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self.pools {
+            Pools::Sqlite(_) => "sqlite",
+            Pools::Pg(_) => "postgres",
+        }
+    }
+
+    /// Runs one unit of database work on a blocking thread with a pooled connection.
+    pub async fn run<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Conn) -> StoreResult<T> + Send + 'static,
+    {
+        let pools = self.pools.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = match &pools {
+                Pools::Sqlite(pool) => Conn::Sqlite(pool.get()?),
+                Pools::Pg(pool) => Conn::Pg(pool.get()?),
+            };
+            work(&mut conn)
+        })
+        .await
+        .map_err(|_| StoreError::Task)?
+    }
+
+    /// Applies pending migrations; on PostgreSQL under an advisory lock so that
+    /// instances starting together migrate one after the other.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        self.run(|conn| {
+            let migrate_err = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Migration(e.to_string());
+            match conn {
+                Conn::Sqlite(c) => {
+                    c.run_pending_migrations(SQLITE_MIGRATIONS).map_err(migrate_err)?;
+                }
+                Conn::Pg(c) => {
+                    c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))?;
+                    let result = c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()).map_err(migrate_err);
+                    c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))?;
+                    result?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// A trivial round trip, for `/healthz`.
+    pub async fn ping(&self) -> StoreResult<()> {
+        self.run(|conn| with_backend!(conn, c => c.batch_execute("SELECT 1").map_err(StoreError::from))).await
+    }
+}
+
+/// libpq errors can quote the connection string; keep only the first line and drop
+/// anything that looks like credentials.
+fn redact_url_error(message: &str) -> String {
+    let first = message.lines().next().unwrap_or_default();
+    if first.contains("://") || first.contains("password") {
+        "cannot connect to PostgreSQL".to_owned()
+    } else {
+        first.to_owned()
+    }
+}
+
+/// Current time as Unix milliseconds, the unit of every time column.
+pub fn now_ms() -> i64 {
+    let elapsed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,112 @@
+//! Table definitions shared by both backends (see `migrations/`).
+
+diesel::table! {
+    providers (provider_corpid) {
+        provider_corpid -> Text,
+        provider_secret -> Text,
+        callback_token -> Nullable<Text>,
+        encoding_aes_key -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    suites (suite_id) {
+        suite_id -> Text,
+        provider_corpid -> Text,
+        suite_secret -> Text,
+        callback_token -> Text,
+        encoding_aes_key -> Text,
+        ticket -> Nullable<Text>,
+        ticket_updated_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    corps (suite_id, corpid) {
+        suite_id -> Text,
+        corpid -> Text,
+        corp_name -> Text,
+        agent_id -> Nullable<BigInt>,
+        permanent_code -> Nullable<Text>,
+        status -> Text,
+        auth_info -> Text,
+        auth_error -> Nullable<Text>,
+        authorized_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    events (id) {
+        id -> BigInt,
+        provider_corpid -> Text,
+        suite_id -> Nullable<Text>,
+        corpid -> Nullable<Text>,
+        kind -> Text,
+        dedupe_key -> Text,
+        ordering_key -> Nullable<Text>,
+        plaintext -> Nullable<Text>,
+        fields -> Text,
+        received_at -> BigInt,
+        status -> Text,
+        processed_at -> Nullable<BigInt>,
+        attempts -> Integer,
+        next_attempt_at -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    leases (name) {
+        name -> Text,
+        holder -> Text,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    tokens (scope, key) {
+        scope -> Text,
+        key -> Text,
+        access_token -> Nullable<Text>,
+        expires_at -> Nullable<BigInt>,
+        refreshing_until -> Nullable<BigInt>,
+        refresh_holder -> Nullable<Text>,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    auth_codes (suite_id, code_hash) {
+        suite_id -> Text,
+        code_hash -> Text,
+        status -> Text,
+        corpid -> Nullable<Text>,
+        claimed_until -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    install_states (state) {
+        state -> Text,
+        suite_id -> Text,
+        created_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    providers,
+    suites,
+    corps,
+    events,
+    leases,
+    tokens,
+    auth_codes,
+    install_states
+);

@@ -1,0 +1,291 @@
+//! The token center: provider, suite and per-corp tokens.
+//!
+//! Invariants: a token is handed out only with more than [`MARGIN_MS`] of life left;
+//! tokens live in the database so restarts and other instances reuse them; at most
+//! one caller in the deployment refreshes a given token at a time (a per-process
+//! lock in front of a claim row in the database, re-checked after the claim); no
+//! transaction is open while WeCom is called. A token WeCom calls invalid is
+//! dropped, refreshed and the call retried once.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::store::{Db, StoreError, corps, now_ms, suites, tokens};
+use crate::wecom::client::{ERRCODE_INVALID_SUITE_TICKET, Grant, WecomClient, WecomError};
+
+/// Tokens are handed out only while more than this remains of their life.
+pub const MARGIN_MS: i64 = 5 * 60 * 1000;
+/// A suite_ticket older than this is expired at WeCom.
+pub const TICKET_LIFETIME_MS: i64 = 30 * 60 * 1000;
+/// A refresh claim lapses after this, should its holder die mid-call.
+const CLAIM_MS: i64 = 30_000;
+/// How long a caller waits for another instance's refresh before giving up.
+const WAIT_FOR_OTHERS: Duration = Duration::from_secs(35);
+
+/// Which token.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TokenKey {
+    Provider { provider_corpid: String },
+    Suite { suite_id: String },
+    Corp { suite_id: String, corpid: String },
+}
+
+impl TokenKey {
+    pub fn corp(suite_id: &str, corpid: &str) -> Self {
+        Self::Corp { suite_id: suite_id.to_owned(), corpid: corpid.to_owned() }
+    }
+
+    pub fn suite(suite_id: &str) -> Self {
+        Self::Suite { suite_id: suite_id.to_owned() }
+    }
+
+    fn scope(&self) -> &'static str {
+        match self {
+            Self::Provider { .. } => "provider",
+            Self::Suite { .. } => "suite",
+            Self::Corp { .. } => "corp",
+        }
+    }
+
+    /// A suite belongs to one provider, so (suite, corp) names a corp token uniquely
+    /// even when two suites of different providers share a corp.
+    fn key(&self) -> String {
+        match self {
+            Self::Provider { provider_corpid } => provider_corpid.clone(),
+            Self::Suite { suite_id } => suite_id.clone(),
+            Self::Corp { suite_id, corpid } => format!("{suite_id}/{corpid}"),
+        }
+    }
+}
+
+/// A token and when WeCom expires it (Unix ms).
+#[derive(Clone)]
+pub struct Token {
+    pub access_token: SecretString,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error(
+        "no suite_ticket younger than 30 minutes; WeCom pushes one every 10 minutes to the command URL, or press 刷新ticket in the provider admin"
+    )]
+    NoSuiteTicket,
+    #[error("unknown {0}")]
+    Unknown(&'static str),
+    #[error("the corp has cancelled its authorization")]
+    CorpNotActive,
+    #[error("WeCom rejected the corp's permanent code ({0}); it must authorize the app again")]
+    PermanentCodeRejected(String),
+    #[error(transparent)]
+    Upstream(#[from] WecomError),
+    #[error("another instance is still refreshing this token")]
+    RefreshTimeout,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+type Fetch<'a> = Pin<Box<dyn Future<Output = Result<Grant, TokenError>> + Send + 'a>>;
+
+pub struct Tokens {
+    db: Db,
+    client: WecomClient,
+    holder: String,
+    refreshing: Mutex<HashMap<TokenKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Tokens {
+    pub fn new(db: Db, client: WecomClient) -> Self {
+        Tokens {
+            db,
+            client,
+            holder: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
+            refreshing: Mutex::default(),
+        }
+    }
+
+    pub fn client(&self) -> &WecomClient {
+        &self.client
+    }
+
+    /// A token with more than five minutes left, refreshed first if need be.
+    pub async fn get(&self, key: &TokenKey) -> Result<Token, TokenError> {
+        if let Some(token) = self.cached(key).await? {
+            return Ok(token);
+        }
+        // One refresher per token in this process; the rest wait here and then
+        // find the new token in the database.
+        let lock = self.local_lock(key);
+        let _guard = lock.lock().await;
+        if let Some(token) = self.cached(key).await? {
+            return Ok(token);
+        }
+        let deadline = tokio::time::Instant::now() + WAIT_FOR_OTHERS;
+        loop {
+            let (scope, id, holder) = (key.scope(), key.key(), self.holder.clone());
+            let claim =
+                self.db.run(move |conn| tokens::claim_refresh(conn, scope, &id, &holder, MARGIN_MS, CLAIM_MS)).await?;
+            match claim {
+                tokens::Claim::Fresh { access_token, expires_at } => {
+                    return Ok(Token { access_token: access_token.into(), expires_at });
+                }
+                tokens::Claim::Claimed => return self.refresh_claimed(key).await,
+                tokens::Claim::Busy if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                tokens::Claim::Busy => return Err(TokenError::RefreshTimeout),
+            }
+        }
+    }
+
+    /// Drops whatever is cached and fetches a new token (`?refresh=true`).
+    pub async fn refresh(&self, key: &TokenKey) -> Result<Token, TokenError> {
+        self.forget(key, None).await?;
+        self.get(key).await
+    }
+
+    /// Drops the cached token: all of it, or only if it still is `bad`.
+    pub async fn forget(&self, key: &TokenKey, bad: Option<&SecretString>) -> Result<(), TokenError> {
+        let (scope, id) = (key.scope(), key.key());
+        let bad = bad.map(|token| token.expose_secret().to_owned());
+        self.db.run(move |conn| tokens::drop_token(conn, scope, &id, bad.as_deref())).await?;
+        Ok(())
+    }
+
+    /// Calls WeCom with the token of `key`; if WeCom calls the token invalid, drops
+    /// it, fetches a new one and calls once more.
+    pub async fn call<T, F, Fut>(&self, key: &TokenKey, call: F) -> Result<T, TokenError>
+    where
+        F: Fn(SecretString) -> Fut,
+        Fut: Future<Output = Result<T, WecomError>>,
+    {
+        let token = self.get(key).await?;
+        match call(token.access_token.clone()).await {
+            Err(error) if error.is_token_invalid() => {
+                tracing::info!(
+                    scope = key.scope(),
+                    errcode = error.errcode(),
+                    "token rejected by WeCom; refreshing once"
+                );
+                self.forget(key, Some(&token.access_token)).await?;
+                let token = self.get(key).await?;
+                Ok(call(token.access_token).await?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Stores a token obtained elsewhere (get_permanent_code hands out a first corp token).
+    pub async fn put(&self, key: &TokenKey, grant: &Grant) -> Result<(), TokenError> {
+        let (scope, id) = (key.scope(), key.key());
+        let token = grant.token.expose_secret().to_owned();
+        let expires_at = now_ms() + grant.expires_in.saturating_mul(1000);
+        self.db.run(move |conn| tokens::store(conn, scope, &id, &token, expires_at)).await?;
+        Ok(())
+    }
+
+    async fn cached(&self, key: &TokenKey) -> Result<Option<Token>, TokenError> {
+        let (scope, id) = (key.scope(), key.key());
+        let found = self.db.run(move |conn| tokens::fresh(conn, scope, &id, MARGIN_MS)).await?;
+        Ok(found.map(|(access_token, expires_at)| Token { access_token: access_token.into(), expires_at }))
+    }
+
+    fn local_lock(&self, key: &TokenKey) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.refreshing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        locks.entry(key.clone()).or_default().clone()
+    }
+
+    async fn refresh_claimed(&self, key: &TokenKey) -> Result<Token, TokenError> {
+        let (scope, id, holder) = (key.scope(), key.key(), self.holder.clone());
+        match self.fetch(key).await {
+            Ok(grant) => {
+                let expires_at = now_ms() + grant.expires_in.saturating_mul(1000);
+                let token = grant.token.expose_secret().to_owned();
+                self.db.run(move |conn| tokens::store(conn, scope, &id, &token, expires_at)).await?;
+                Ok(Token { access_token: grant.token, expires_at })
+            }
+            Err(error) => {
+                self.db.run(move |conn| tokens::release_claim(conn, scope, &id, &holder)).await?;
+                Err(error)
+            }
+        }
+    }
+
+    /// Asks WeCom for a new token of `key`.
+    fn fetch<'a>(&'a self, key: &'a TokenKey) -> Fetch<'a> {
+        Box::pin(async move {
+            match key {
+                TokenKey::Provider { provider_corpid } => {
+                    let id = provider_corpid.clone();
+                    let provider = self
+                        .db
+                        .run(move |conn| suites::find_provider(conn, &id))
+                        .await?
+                        .ok_or(TokenError::Unknown("provider"))?;
+                    let secret: SecretString = provider.provider_secret.into();
+                    Ok(self.client.get_provider_token(provider_corpid, &secret).await?)
+                }
+                TokenKey::Suite { suite_id } => self.fetch_suite_token(suite_id).await,
+                TokenKey::Corp { suite_id, corpid } => self.fetch_corp_token(suite_id, corpid).await,
+            }
+        })
+    }
+
+    async fn fetch_suite_token(&self, suite_id: &str) -> Result<Grant, TokenError> {
+        let id = suite_id.to_owned();
+        let suite =
+            self.db.run(move |conn| suites::find_suite(conn, &id)).await?.ok_or(TokenError::Unknown("suite"))?;
+        let ticket = match (suite.ticket, suite.ticket_updated_at) {
+            (Some(ticket), Some(at)) if now_ms() - at < TICKET_LIFETIME_MS => SecretString::from(ticket),
+            _ => return Err(TokenError::NoSuiteTicket),
+        };
+        let secret: SecretString = suite.suite_secret.into();
+        match self.client.get_suite_token(suite_id, &secret, &ticket).await {
+            Err(error) if error.errcode() == Some(ERRCODE_INVALID_SUITE_TICKET) => Err(TokenError::NoSuiteTicket),
+            other => Ok(other?),
+        }
+    }
+
+    async fn fetch_corp_token(&self, suite_id: &str, corpid: &str) -> Result<Grant, TokenError> {
+        let (sid, cid) = (suite_id.to_owned(), corpid.to_owned());
+        let corp =
+            self.db.run(move |conn| corps::credentials(conn, &sid, &cid)).await?.ok_or(TokenError::Unknown("corp"))?;
+        if corp.status != corps::STATUS_ACTIVE {
+            return Err(TokenError::CorpNotActive);
+        }
+        if let Some(error) = corp.auth_error {
+            return Err(TokenError::PermanentCodeRejected(error));
+        }
+        let permanent_code: SecretString = corp.permanent_code.ok_or(TokenError::CorpNotActive)?.into();
+        let result = if is_customized_suite(suite_id) {
+            // 代开发: the permanent code is the app's secret; get_corp_token answers 48002.
+            self.client.gettoken(corpid, &permanent_code).await.map_err(TokenError::from)
+        } else {
+            self.call(&TokenKey::suite(suite_id), |suite_token| {
+                let permanent_code = permanent_code.clone();
+                async move { self.client.get_corp_token(&suite_token, corpid, &permanent_code).await }
+            })
+            .await
+        };
+        match result {
+            Err(TokenError::Upstream(error)) if error.is_authorization_revoked() => {
+                let reason = format!("errcode {}", error.errcode().unwrap_or_default());
+                let (sid, cid, note) = (suite_id.to_owned(), corpid.to_owned(), reason.clone());
+                self.db.run(move |conn| corps::mark_auth_error(conn, &sid, &cid, &note)).await?;
+                tracing::warn!(suite = suite_id, corpid, %reason, "permanent code rejected; corp marked");
+                Err(TokenError::PermanentCodeRejected(reason))
+            }
+            other => other,
+        }
+    }
+}
+
+/// Customized-app (代开发) templates have ids starting with `dk`.
+pub fn is_customized_suite(suite_id: &str) -> bool {
+    suite_id.starts_with("dk")
+}

@@ -1,0 +1,133 @@
+//! The URLs WeCom calls. Every rejection is a short plain-text reason and changes
+//! nothing; `success` is written only after the event is committed.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+
+use super::State;
+use crate::crypto::CryptoError;
+use crate::events::gateway::{CallbackError, CallbackQuery, Endpoint};
+
+/// WeCom's callbacks are a few KiB; anything larger is refused unread.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/callback/provider/{provider_corpid}")
+            .route(web::get().to(verify_provider))
+            .route(web::post().to(receive_provider)),
+    )
+    .service(
+        web::resource("/callback/{suite_id}/command")
+            .route(web::get().to(verify_command))
+            .route(web::post().to(receive_command)),
+    )
+    .service(
+        web::resource("/callback/{suite_id}/data")
+            .route(web::get().to(verify_data))
+            .route(web::post().to(receive_data)),
+    );
+}
+
+async fn verify_provider(state: State, id: web::Path<String>, request: HttpRequest) -> HttpResponse {
+    verify(state, Endpoint::Provider, &id, &request).await
+}
+
+async fn verify_command(state: State, id: web::Path<String>, request: HttpRequest) -> HttpResponse {
+    verify(state, Endpoint::Command, &id, &request).await
+}
+
+async fn verify_data(state: State, id: web::Path<String>, request: HttpRequest) -> HttpResponse {
+    verify(state, Endpoint::Data, &id, &request).await
+}
+
+async fn receive_provider(
+    state: State,
+    id: web::Path<String>,
+    request: HttpRequest,
+    body: web::Payload,
+) -> HttpResponse {
+    receive(state, Endpoint::Provider, &id, &request, body).await
+}
+
+async fn receive_command(
+    state: State,
+    id: web::Path<String>,
+    request: HttpRequest,
+    body: web::Payload,
+) -> HttpResponse {
+    receive(state, Endpoint::Command, &id, &request, body).await
+}
+
+async fn receive_data(state: State, id: web::Path<String>, request: HttpRequest, body: web::Payload) -> HttpResponse {
+    receive(state, Endpoint::Data, &id, &request, body).await
+}
+
+async fn verify(state: State, endpoint: Endpoint, id: &str, request: &HttpRequest) -> HttpResponse {
+    let query = CallbackQuery::parse(request.query_string());
+    match state.gateway.verify_url(endpoint, id, &query).await {
+        Ok(echo) => HttpResponse::Ok().content_type("text/plain").body(echo),
+        Err(error) => rejection(endpoint, id, &error),
+    }
+}
+
+async fn receive(
+    state: State,
+    endpoint: Endpoint,
+    id: &str,
+    request: &HttpRequest,
+    body: web::Payload,
+) -> HttpResponse {
+    let body = match read_limited(request, body).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let query = CallbackQuery::parse(request.query_string());
+    match state.gateway.receive(endpoint, id, &query, &body).await {
+        Ok(_) => HttpResponse::Ok().content_type("text/plain").body("success"),
+        Err(error) => rejection(endpoint, id, &error),
+    }
+}
+
+/// Reads the body up to [`MAX_BODY_BYTES`], refusing early when Content-Length says more.
+async fn read_limited(request: &HttpRequest, mut payload: web::Payload) -> Result<web::BytesMut, HttpResponse> {
+    let too_large = || plain(StatusCode::PAYLOAD_TOO_LARGE, "body exceeds 1 MiB");
+    let declared = request
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
+        return Err(too_large());
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(4096).min(MAX_BODY_BYTES));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| plain(StatusCode::BAD_REQUEST, "could not read the body"))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn rejection(endpoint: Endpoint, id: &str, error: &CallbackError) -> HttpResponse {
+    let status = match error {
+        CallbackError::UnknownSuite | CallbackError::UnknownProvider => StatusCode::NOT_FOUND,
+        CallbackError::Crypto(CryptoError::SignatureMismatch) => StatusCode::UNAUTHORIZED,
+        CallbackError::ReceiveIdMismatch => StatusCode::FORBIDDEN,
+        CallbackError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        CallbackError::MissingParameter(_)
+        | CallbackError::Envelope(_)
+        | CallbackError::Crypto(_)
+        | CallbackError::NotUtf8
+        | CallbackError::Message(_) => StatusCode::BAD_REQUEST,
+    };
+    tracing::info!(?endpoint, id, status = status.as_u16(), reason = %error, "callback rejected");
+    plain(status, &error.to_string())
+}
+
+fn plain(status: StatusCode, reason: &str) -> HttpResponse {
+    HttpResponse::build(status).content_type("text/plain").body(reason.to_owned())
+}

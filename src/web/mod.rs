@@ -1,0 +1,86 @@
+//! HTTP: routes, bearer auth, error shapes. Handlers parse, call one service
+//! function and render; rules live in the service modules.
+
+mod api;
+mod callback;
+mod health;
+pub mod install;
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use secrecy::SecretString;
+use serde_json::json;
+
+use crate::error::AppError;
+use crate::events::gateway::Gateway;
+use crate::lifecycle::Lifecycle;
+use crate::store::Db;
+use crate::tokens::Tokens;
+
+/// Shared state of every handler.
+pub struct AppState {
+    pub db: Db,
+    pub gateway: Gateway,
+    pub tokens: Arc<Tokens>,
+    pub lifecycle: Arc<Lifecycle>,
+    pub admin_token: Option<SecretString>,
+    pub install: install::InstallSettings,
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/healthz").route(web::get().to(health::healthz)))
+        .configure(callback::routes)
+        .configure(install::routes)
+        .service(
+            web::scope("/api/v1")
+                .app_data(
+                    web::QueryConfig::default()
+                        .error_handler(|error, _| AppError::bad_request("invalid_query", error.to_string()).into()),
+                )
+                .configure(api::routes)
+                .default_service(web::to(api_not_found)),
+        );
+}
+
+async fn api_not_found(_: HttpRequest) -> AppError {
+    AppError::NotFound("route")
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::AdminTokenUnset | Self::Unavailable | Self::NoSuiteTicket(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::CorpNotActive | Self::PermanentCodeRejected(_) => StatusCode::CONFLICT,
+            Self::Upstream { .. } if self.code() == "wecom_rate_limited" => StatusCode::TOO_MANY_REQUESTS,
+            Self::Upstream { .. } | Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, Self::Unauthorized) {
+            response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        let mut error = json!({"code": self.code(), "message": self.to_string()});
+        if let Self::Upstream { errcode, errmsg } = self {
+            error["errcode"] = json!(errcode);
+            error["errmsg"] = json!(errmsg);
+        }
+        response.json(json!({ "error": error }))
+    }
+}
+
+impl actix_web::Responder for AppError {
+    type Body = actix_web::body::BoxBody;
+
+    fn respond_to(self, _: &HttpRequest) -> HttpResponse {
+        self.error_response()
+    }
+}
+
+pub type State = web::Data<Arc<AppState>>;

@@ -1,0 +1,468 @@
+//! The XML of WeCom callbacks: the encrypted envelope, the decrypted fields as a
+//! JSON object, and the typed messages the service acts on.
+//!
+//! Field rules: every element becomes a key of its parent object; an element with
+//! children becomes an object, one without becomes its text (CDATA or escaped
+//! text, byte for byte, never trimmed); repeated elements become an array.
+
+use quick_xml::Reader;
+use quick_xml::escape::resolve_predefined_entity;
+use quick_xml::events::{BytesStart, Event};
+use serde_json::{Map, Value};
+
+pub type Fields = Map<String, Value>;
+
+/// Nesting deeper than this is not a WeCom message.
+const MAX_DEPTH: usize = 16;
+
+/// Elements whose value is a credential: shown as this in the event feed.
+const REDACTED: &str = "[redacted]";
+const SECRET_ELEMENTS: [&str; 3] = ["SuiteTicket", "AuthCode", "AccessToken"];
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum XmlError {
+    #[error("malformed XML: {0}")]
+    Malformed(String),
+    #[error("the root element must be <xml>")]
+    Root,
+    #[error("missing or empty element <{0}>")]
+    MissingElement(&'static str),
+}
+
+/// The encrypted envelope of a POST callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub encrypt: String,
+}
+
+pub fn parse_envelope(body: &[u8]) -> Result<Envelope, XmlError> {
+    let text = std::str::from_utf8(body).map_err(|_| XmlError::Malformed("body is not UTF-8".into()))?;
+    let fields = parse_fields(text)?;
+    let encrypt = required(&fields, "Encrypt")?.to_owned();
+    Ok(Envelope { encrypt })
+}
+
+/// An element being parsed: its children so far and its text so far.
+struct Frame {
+    name: String,
+    children: Fields,
+    text: String,
+}
+
+/// Parses a `<xml>…</xml>` document into its fields.
+pub fn parse_fields(xml: &str) -> Result<Fields, XmlError> {
+    let mut reader = Reader::from_str(xml);
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut root: Option<Fields> = None;
+    loop {
+        let event = reader.read_event().map_err(|e| XmlError::Malformed(e.to_string()))?;
+        match event {
+            Event::Start(start) => {
+                if root.is_some() {
+                    return Err(XmlError::Malformed("content after the root element".into()));
+                }
+                if stack.len() >= MAX_DEPTH {
+                    return Err(XmlError::Malformed("elements nested too deeply".into()));
+                }
+                let name = element_name(&start)?;
+                if stack.is_empty() && name != "xml" {
+                    return Err(XmlError::Root);
+                }
+                stack.push(Frame { name, children: Fields::new(), text: String::new() });
+            }
+            Event::Empty(empty) => {
+                if root.is_some() {
+                    return Err(XmlError::Malformed("content after the root element".into()));
+                }
+                let name = element_name(&empty)?;
+                match stack.last_mut() {
+                    Some(parent) => insert(&mut parent.children, name, Value::String(String::new())),
+                    None if name == "xml" => root = Some(Fields::new()),
+                    None => return Err(XmlError::Root),
+                }
+            }
+            Event::End(_) => {
+                // quick-xml has already checked that the end name matches.
+                let frame = stack.pop().ok_or_else(|| XmlError::Malformed("unbalanced end tag".into()))?;
+                let has_text = !frame.text.trim().is_empty();
+                let value = match (frame.children.is_empty(), has_text) {
+                    (true, _) => Value::String(frame.text),
+                    (false, false) => Value::Object(frame.children),
+                    (false, true) => {
+                        return Err(XmlError::Malformed(format!("<{}> mixes text and elements", frame.name)));
+                    }
+                };
+                match (stack.last_mut(), value) {
+                    (Some(parent), value) => insert(&mut parent.children, frame.name, value),
+                    (None, Value::Object(fields)) => root = Some(fields),
+                    (None, _) if !has_text => root = Some(Fields::new()),
+                    (None, _) => {
+                        return Err(XmlError::Malformed("<xml> holds text, not elements".into()));
+                    }
+                }
+            }
+            Event::Text(text) => {
+                let decoded = text.decode().map_err(|e| XmlError::Malformed(e.to_string()))?;
+                append_text(&mut stack, &decoded)?;
+            }
+            Event::CData(cdata) => {
+                let decoded = cdata.decode().map_err(|e| XmlError::Malformed(e.to_string()))?;
+                append_text(&mut stack, &decoded)?;
+            }
+            Event::GeneralRef(reference) => {
+                let resolved = match reference.resolve_char_ref() {
+                    Ok(Some(ch)) => ch.to_string(),
+                    Ok(None) => {
+                        let name = reference.decode().map_err(|e| XmlError::Malformed(e.to_string()))?;
+                        resolve_predefined_entity(&name)
+                            .ok_or_else(|| XmlError::Malformed(format!("unknown entity &{name};")))?
+                            .to_owned()
+                    }
+                    Err(error) => return Err(XmlError::Malformed(error.to_string())),
+                };
+                append_text(&mut stack, &resolved)?;
+            }
+            Event::Eof => break,
+            // Declarations, comments, processing instructions and doctypes carry no
+            // fields; entities a doctype declares are never expanded.
+            Event::Decl(_) | Event::Comment(_) | Event::PI(_) | Event::DocType(_) => {}
+        }
+    }
+    if !stack.is_empty() {
+        return Err(XmlError::Malformed("the document ends inside an element".into()));
+    }
+    root.ok_or(XmlError::Root)
+}
+
+fn element_name(start: &BytesStart<'_>) -> Result<String, XmlError> {
+    std::str::from_utf8(start.name().as_ref())
+        .map(str::to_owned)
+        .map_err(|_| XmlError::Malformed("element name is not UTF-8".into()))
+}
+
+fn append_text(stack: &mut [Frame], text: &str) -> Result<(), XmlError> {
+    match stack.last_mut() {
+        Some(frame) => {
+            frame.text.push_str(text);
+            Ok(())
+        }
+        None if text.trim().is_empty() => Ok(()),
+        None => Err(XmlError::Malformed("text outside the root element".into())),
+    }
+}
+
+fn insert(fields: &mut Fields, name: String, value: Value) {
+    match fields.get_mut(&name) {
+        Some(Value::Array(values)) => values.push(value),
+        Some(existing) => {
+            let first = existing.take();
+            *existing = Value::Array(vec![first, value]);
+        }
+        None => {
+            fields.insert(name, value);
+        }
+    }
+}
+
+/// Replaces credential values (tickets, auth codes, access tokens) at any depth.
+pub fn redact(fields: &mut Fields) {
+    for (name, value) in fields.iter_mut() {
+        if SECRET_ELEMENTS.contains(&name.as_str()) {
+            redact_value(value);
+        } else {
+            redact_nested(value);
+        }
+    }
+}
+
+fn redact_value(value: &mut Value) {
+    match value {
+        Value::Array(values) => values.iter_mut().for_each(redact_value),
+        Value::Object(fields) => redact(fields),
+        other => *other = Value::String(REDACTED.into()),
+    }
+}
+
+fn redact_nested(value: &mut Value) {
+    match value {
+        Value::Object(fields) => redact(fields),
+        Value::Array(values) => values.iter_mut().for_each(redact_nested),
+        _ => {}
+    }
+}
+
+/// The messages the service acts on; every other kind is stored and shown as is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    SuiteTicket {
+        ticket: String,
+    },
+    CreateAuth {
+        auth_code: String,
+    },
+    ChangeAuth {
+        auth_corp_id: String,
+    },
+    CancelAuth {
+        auth_corp_id: String,
+    },
+    ResetPermanentCode {
+        auth_code: String,
+    },
+    ChangeContact {
+        auth_corp_id: String,
+        change_type: String,
+    },
+    ChangeExternalContact {
+        auth_corp_id: String,
+        change_type: String,
+        external_userid: Option<String>,
+    },
+    ChangeExternalChat {
+        auth_corp_id: String,
+        chat_id: String,
+        change_type: String,
+    },
+    ChangeExternalTag {
+        auth_corp_id: String,
+        change_type: String,
+    },
+    /// A data-callback message (`MsgType`) or app event (`MsgType=event`).
+    Data {
+        corpid: String,
+        msg_type: String,
+        event: Option<String>,
+    },
+    /// Any other InfoType: stored and shown, never rejected.
+    Other {
+        kind: String,
+        corpid: Option<String>,
+    },
+}
+
+impl Message {
+    /// The feed's `kind`: the InfoType, else the data callback's Event or MsgType.
+    pub fn kind(&self) -> &str {
+        match self {
+            Self::SuiteTicket { .. } => "suite_ticket",
+            Self::CreateAuth { .. } => "create_auth",
+            Self::ChangeAuth { .. } => "change_auth",
+            Self::CancelAuth { .. } => "cancel_auth",
+            Self::ResetPermanentCode { .. } => "reset_permanent_code",
+            Self::ChangeContact { .. } => "change_contact",
+            Self::ChangeExternalContact { .. } => "change_external_contact",
+            Self::ChangeExternalChat { .. } => "change_external_chat",
+            Self::ChangeExternalTag { .. } => "change_external_tag",
+            Self::Data { msg_type, event, .. } => event.as_deref().unwrap_or(msg_type),
+            Self::Other { kind, .. } => kind,
+        }
+    }
+
+    /// The corp the message is about, when it names one.
+    pub fn corpid(&self) -> Option<&str> {
+        match self {
+            Self::ChangeAuth { auth_corp_id }
+            | Self::CancelAuth { auth_corp_id }
+            | Self::ChangeContact { auth_corp_id, .. }
+            | Self::ChangeExternalContact { auth_corp_id, .. }
+            | Self::ChangeExternalChat { auth_corp_id, .. }
+            | Self::ChangeExternalTag { auth_corp_id, .. } => Some(auth_corp_id),
+            Self::Data { corpid, .. } => Some(corpid),
+            Self::Other { corpid, .. } => corpid.as_deref(),
+            Self::SuiteTicket { .. } | Self::CreateAuth { .. } | Self::ResetPermanentCode { .. } => None,
+        }
+    }
+}
+
+pub fn message_from_fields(fields: &Fields) -> Result<Message, XmlError> {
+    if let Some(info_type) = text(fields, "InfoType") {
+        return Ok(match info_type {
+            "suite_ticket" => Message::SuiteTicket { ticket: required(fields, "SuiteTicket")?.to_owned() },
+            "create_auth" => Message::CreateAuth { auth_code: required(fields, "AuthCode")?.to_owned() },
+            "reset_permanent_code" => {
+                Message::ResetPermanentCode { auth_code: required(fields, "AuthCode")?.to_owned() }
+            }
+            "change_auth" => Message::ChangeAuth { auth_corp_id: required(fields, "AuthCorpId")?.to_owned() },
+            "cancel_auth" => Message::CancelAuth { auth_corp_id: required(fields, "AuthCorpId")?.to_owned() },
+            "change_contact" => Message::ChangeContact {
+                auth_corp_id: required(fields, "AuthCorpId")?.to_owned(),
+                change_type: required(fields, "ChangeType")?.to_owned(),
+            },
+            "change_external_chat" => Message::ChangeExternalChat {
+                auth_corp_id: required(fields, "AuthCorpId")?.to_owned(),
+                chat_id: required(fields, "ChatId")?.to_owned(),
+                change_type: required(fields, "ChangeType")?.to_owned(),
+            },
+            "change_external_tag" => Message::ChangeExternalTag {
+                auth_corp_id: required(fields, "AuthCorpId")?.to_owned(),
+                change_type: required(fields, "ChangeType")?.to_owned(),
+            },
+            "change_external_contact" => Message::ChangeExternalContact {
+                auth_corp_id: required(fields, "AuthCorpId")?.to_owned(),
+                change_type: required(fields, "ChangeType")?.to_owned(),
+                external_userid: text(fields, "ExternalUserID").map(str::to_owned),
+            },
+            other => Message::Other {
+                kind: other.to_owned(),
+                corpid: ["AuthCorpId", "PaidCorpId", "CorpId"]
+                    .into_iter()
+                    .find_map(|name| text(fields, name))
+                    .map(str::to_owned),
+            },
+        });
+    }
+    // A data callback: a user message (MsgType) or an app event (MsgType=event).
+    let msg_type = required(fields, "MsgType")?;
+    let event = match msg_type {
+        "event" => Some(required(fields, "Event")?.to_owned()),
+        _ => None,
+    };
+    Ok(Message::Data { corpid: required(fields, "ToUserName")?.to_owned(), msg_type: msg_type.to_owned(), event })
+}
+
+/// A non-empty text field.
+fn text<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
+    fields.get(name).and_then(Value::as_str).filter(|value| !value.is_empty())
+}
+
+fn required<'a>(fields: &'a Fields, name: &'static str) -> Result<&'a str, XmlError> {
+    text(fields, name).ok_or(XmlError::MissingElement(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_official_envelope_yields_its_ciphertext() {
+        let body = "<xml><ToUserName><![CDATA[wx5823bf96d3bd56c7]]></ToUserName>\n<Encrypt><![CDATA[RypE+/==]]></Encrypt>\n<AgentID><![CDATA[218]]></AgentID>\n</xml>";
+        assert_eq!(parse_envelope(body.as_bytes()).expect("envelope").encrypt, "RypE+/==");
+    }
+
+    #[test]
+    fn an_envelope_without_encrypt_is_refused() {
+        let body = b"<xml><ToUserName>x</ToUserName><Encrypt></Encrypt></xml>";
+        assert_eq!(parse_envelope(body), Err(XmlError::MissingElement("Encrypt")));
+        assert!(matches!(parse_envelope(b"\xff\xfe"), Err(XmlError::Malformed(_))));
+        assert!(matches!(parse_envelope(b"<xml><Encrypt>abc</xml>"), Err(XmlError::Malformed(_))));
+        assert_eq!(parse_envelope(b"<root><Encrypt>abc</Encrypt></root>"), Err(XmlError::Root));
+        assert_eq!(parse_envelope(b""), Err(XmlError::Root));
+    }
+
+    #[test]
+    fn fields_keep_text_exactly_and_shape_nesting_and_repeats() {
+        let xml = "<?xml version=\"1.0\"?>\n<xml>\n  <ToUserName><![CDATA[ww1436e0e65a779aee]]></ToUserName>\n  <Content> 你好 &amp; &lt;hi&gt; &#x41;</Content>\n  <Empty/>\n  <Blank></Blank>\n  <ContactSync><AccessToken>tok</AccessToken><ExpiresIn>1800</ExpiresIn></ContactSync>\n  <MemChangeList><Item>a</Item><Item>b</Item><Item>c</Item></MemChangeList>\n  <!-- a comment -->\n</xml>";
+        let fields = parse_fields(xml).expect("parses");
+        assert_eq!(
+            Value::Object(fields),
+            json!({
+                "ToUserName": "ww1436e0e65a779aee",
+                "Content": " 你好 & <hi> A",
+                "Empty": "",
+                "Blank": "",
+                "ContactSync": {"AccessToken": "tok", "ExpiresIn": "1800"},
+                "MemChangeList": {"Item": ["a", "b", "c"]},
+            })
+        );
+    }
+
+    #[test]
+    fn hostile_or_broken_documents_are_refused() {
+        let doctype = "<!DOCTYPE xml [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><xml><A>&x;</A></xml>";
+        assert!(matches!(parse_fields(doctype), Err(XmlError::Malformed(_))));
+        assert!(matches!(parse_fields("<xml><A>1</B></xml>"), Err(XmlError::Malformed(_))));
+        assert!(matches!(parse_fields("<xml><A>1</A></xml><xml/>"), Err(XmlError::Malformed(_))));
+        assert!(matches!(parse_fields("<xml>text<A>1</A></xml>"), Err(XmlError::Malformed(_))));
+        assert!(matches!(parse_fields("<xml><A>"), Err(XmlError::Malformed(_))));
+        let deep = format!("<xml>{}{}</xml>", "<a>".repeat(20), "</a>".repeat(20));
+        assert!(matches!(parse_fields(&deep), Err(XmlError::Malformed(_))));
+        assert_eq!(parse_fields("<XML><A>1</A></XML>"), Err(XmlError::Root));
+        assert_eq!(parse_fields("<xml/>"), Ok(Fields::new()));
+    }
+
+    fn message(xml: &str) -> Result<Message, XmlError> {
+        message_from_fields(&parse_fields(xml)?)
+    }
+
+    #[test]
+    fn instruction_callbacks_become_typed_messages() {
+        let ticket = "<xml><SuiteId><![CDATA[ww4asffe99e54c0f4c]]></SuiteId><InfoType><![CDATA[suite_ticket]]></InfoType><TimeStamp>1403610513</TimeStamp><SuiteTicket><![CDATA[asdfasfdasdfasdf]]></SuiteTicket></xml>";
+        assert_eq!(message(ticket), Ok(Message::SuiteTicket { ticket: "asdfasfdasdfasdf".into() }));
+        let create = "<xml><SuiteId>s</SuiteId><AuthCode>AUTHCODE</AuthCode><InfoType>create_auth</InfoType><TimeStamp>1403610513</TimeStamp><State>123</State></xml>";
+        let create = message(create).expect("create_auth");
+        assert_eq!((create.kind(), create.corpid()), ("create_auth", None));
+        let cancel = message("<xml><SuiteId>s</SuiteId><InfoType>cancel_auth</InfoType><AuthCorpId>wxf8b4f85f3a794e77</AuthCorpId></xml>")
+            .expect("cancel_auth");
+        assert_eq!((cancel.kind(), cancel.corpid()), ("cancel_auth", Some("wxf8b4f85f3a794e77")));
+        let external = "<xml><SuiteId>s</SuiteId><AuthCorpId>c</AuthCorpId><InfoType>change_external_contact</InfoType><ChangeType>add_external_contact</ChangeType><UserID>zhangsan</UserID><ExternalUserID>woAJ2GCAAAXtWyujaWJHDDGi0mACHAAA</ExternalUserID><State>teststate</State><WelcomeCode>WELCOMECODE</WelcomeCode></xml>";
+        assert_eq!(
+            message(external),
+            Ok(Message::ChangeExternalContact {
+                auth_corp_id: "c".into(),
+                change_type: "add_external_contact".into(),
+                external_userid: Some("woAJ2GCAAAXtWyujaWJHDDGi0mACHAAA".into()),
+            })
+        );
+        let contact = message("<xml><SuiteId>s</SuiteId><AuthCorpId>c</AuthCorpId><InfoType>change_contact</InfoType><ChangeType>delete_user</ChangeType><UserID>u</UserID></xml>")
+            .expect("change_contact");
+        assert_eq!((contact.kind(), contact.corpid()), ("change_contact", Some("c")));
+        let chat = message("<xml><SuiteId>s</SuiteId><AuthCorpId>c</AuthCorpId><InfoType>change_external_chat</InfoType><ChatId>wr1</ChatId><ChangeType>update</ChangeType><UpdateDetail>add_member</UpdateDetail><MemChangeList><Item>a</Item><Item>b</Item></MemChangeList></xml>")
+            .expect("change_external_chat");
+        let expected = Message::ChangeExternalChat {
+            auth_corp_id: "c".into(),
+            chat_id: "wr1".into(),
+            change_type: "update".into(),
+        };
+        assert_eq!(chat, expected);
+        let tag = message("<xml><SuiteId>s</SuiteId><AuthCorpId>c</AuthCorpId><InfoType>change_external_tag</InfoType><Id>t</Id><TagType>tag</TagType><ChangeType>create</ChangeType></xml>")
+            .expect("change_external_tag");
+        assert_eq!((tag.kind(), tag.corpid()), ("change_external_tag", Some("c")));
+        let order = message("<xml><SuiteId>s</SuiteId><InfoType>open_order</InfoType><PaidCorpId>p</PaidCorpId><OrderId>o</OrderId></xml>")
+            .expect("open_order");
+        assert_eq!((order.kind(), order.corpid()), ("open_order", Some("p")));
+    }
+
+    #[test]
+    fn an_action_without_its_required_element_is_refused() {
+        let missing = "<xml><SuiteId>s</SuiteId><InfoType>create_auth</InfoType></xml>";
+        assert_eq!(message(missing), Err(XmlError::MissingElement("AuthCode")));
+        let empty_ticket = "<xml><InfoType>suite_ticket</InfoType><SuiteTicket></SuiteTicket></xml>";
+        assert_eq!(message(empty_ticket), Err(XmlError::MissingElement("SuiteTicket")));
+        assert_eq!(message("<xml><Foo>1</Foo></xml>"), Err(XmlError::MissingElement("MsgType")));
+        let chat = "<xml><InfoType>change_external_chat</InfoType><AuthCorpId>c</AuthCorpId><ChangeType>create</ChangeType></xml>";
+        assert_eq!(message(chat), Err(XmlError::MissingElement("ChatId")));
+        let event = "<xml><ToUserName>c</ToUserName><MsgType>event</MsgType></xml>";
+        assert_eq!(message(event), Err(XmlError::MissingElement("Event")));
+    }
+
+    #[test]
+    fn data_callbacks_are_kinded_by_event_or_msg_type() {
+        let text = "<xml><ToUserName><![CDATA[wx5823bf96d3bd56c7]]></ToUserName>\n<FromUserName><![CDATA[mycreate]]></FromUserName>\n<MsgType><![CDATA[text]]></MsgType>\n<Content><![CDATA[hello]]></Content>\n</xml>";
+        let text = message(text).expect("text message");
+        assert_eq!((text.kind(), text.corpid()), ("text", Some("wx5823bf96d3bd56c7")));
+        let event =
+            message("<xml><ToUserName>c</ToUserName><MsgType>event</MsgType><Event>unlicensed_notify</Event></xml>")
+                .expect("event");
+        assert_eq!(event.kind(), "unlicensed_notify");
+    }
+
+    #[test]
+    fn credentials_are_redacted_at_any_depth() {
+        let xml = "<xml><InfoType>register_corp</InfoType><SuiteTicket>t</SuiteTicket><AuthCode>c</AuthCode><ContactSync><AccessToken>secret</AccessToken><ExpiresIn>1800</ExpiresIn></ContactSync><List><Item><AuthCode>c1</AuthCode></Item><Item><AuthCode>c2</AuthCode></Item></List><State>keep</State></xml>";
+        let mut fields = parse_fields(xml).expect("parses");
+        redact(&mut fields);
+        assert_eq!(
+            Value::Object(fields),
+            json!({
+                "InfoType": "register_corp",
+                "SuiteTicket": "[redacted]",
+                "AuthCode": "[redacted]",
+                "ContactSync": {"AccessToken": "[redacted]", "ExpiresIn": "1800"},
+                "List": {"Item": [{"AuthCode": "[redacted]"}, {"AuthCode": "[redacted]"}]},
+                "State": "keep",
+            })
+        );
+    }
+}

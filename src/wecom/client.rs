@@ -1,0 +1,423 @@
+//! Typed client of WeCom's server API (qyapi). One request helper turns every
+//! answer into a typed result: a missing `errcode` means success (several token
+//! endpoints omit it), anything else non-zero becomes [`WecomError::Api`].
+//! `-1`, HTTP 5xx and network failures are retried here, at most 3 times with
+//! backoff; token errors are the token center's business, everything else is
+//! surfaced. Errors never carry a URL: URLs hold tokens.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde_json::{Value, json};
+use url::Url;
+
+/// Errcodes that mean "this token is invalid or expired": drop it, fetch a new one, retry once.
+pub const TOKEN_INVALID_ERRCODES: [i64; 5] = [40001, 40014, 42001, 40082, 42009];
+pub const ERRCODE_SYSTEM_BUSY: i64 = -1;
+pub const ERRCODE_INVALID_SUITE_TICKET: i64 = 40085;
+pub const ERRCODE_RATE_LIMITED: i64 = 45009;
+/// The permanent code is no longer valid (40084) or the authorization is gone (48004).
+pub const AUTHORIZATION_REVOKED_ERRCODES: [i64; 2] = [40084, 48004];
+
+const RETRIES: u32 = 3;
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WecomError {
+    #[error("WeCom answered errcode {errcode}: {errmsg}")]
+    Api { errcode: i64, errmsg: String },
+    #[error("WeCom is unreachable: {0}")]
+    Transport(String),
+    #[error("WeCom answered HTTP {0}")]
+    Http(u16),
+    #[error("unexpected answer from WeCom: {0}")]
+    Decode(String),
+}
+
+impl WecomError {
+    pub fn errcode(&self) -> Option<i64> {
+        match self {
+            Self::Api { errcode, .. } => Some(*errcode),
+            _ => None,
+        }
+    }
+
+    pub fn is_token_invalid(&self) -> bool {
+        self.errcode().is_some_and(|code| TOKEN_INVALID_ERRCODES.contains(&code))
+    }
+
+    /// Worth another attempt later: busy, 5xx, network.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Api { errcode, .. } => *errcode == ERRCODE_SYSTEM_BUSY,
+            Self::Transport(_) | Self::Http(_) => true,
+            Self::Decode(_) => false,
+        }
+    }
+
+    pub fn is_authorization_revoked(&self) -> bool {
+        self.errcode().is_some_and(|code| AUTHORIZATION_REVOKED_ERRCODES.contains(&code))
+    }
+}
+
+/// Which query parameter carries the token: WeCom names it per token type.
+#[derive(Debug, Clone, Copy)]
+pub enum TokenParam {
+    Provider,
+    Suite,
+    Corp,
+}
+
+impl TokenParam {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Provider => "provider_access_token",
+            Self::Suite => "suite_access_token",
+            Self::Corp => "access_token",
+        }
+    }
+}
+
+/// A token as WeCom grants it.
+pub struct Grant {
+    pub token: SecretString,
+    pub expires_in: i64,
+}
+
+impl std::fmt::Debug for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grant").field("expires_in", &self.expires_in).finish_non_exhaustive()
+    }
+}
+
+/// What get_permanent_code answers, secrets split from the information to keep.
+pub struct PermanentCodeGrant {
+    pub permanent_code: SecretString,
+    pub corpid: String,
+    pub corp_name: String,
+    pub agent_id: Option<i64>,
+    /// Third-party apps receive a first corp token with the code; customized apps do not.
+    pub corp_token: Option<Grant>,
+    /// The rest of the answer (auth_corp_info, auth_info, auth_user_info, edition_info, …).
+    pub auth_info: Value,
+}
+
+#[derive(Clone)]
+pub struct WecomClient {
+    http: reqwest::Client,
+    base: Url,
+}
+
+impl WecomClient {
+    pub fn new(mut base: Url) -> Self {
+        // Url::join replaces the last path segment unless the base ends with '/'.
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(15))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("wecom-provider/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        WecomClient { http, base }
+    }
+
+    pub async fn get_provider_token(&self, corpid: &str, provider_secret: &SecretString) -> Result<Grant, WecomError> {
+        let body = json!({"corpid": corpid, "provider_secret": provider_secret.expose_secret()});
+        let answer = self.post("cgi-bin/service/get_provider_token", None, &body).await?;
+        grant(&answer, "provider_access_token")
+    }
+
+    pub async fn get_suite_token(
+        &self,
+        suite_id: &str,
+        suite_secret: &SecretString,
+        suite_ticket: &SecretString,
+    ) -> Result<Grant, WecomError> {
+        let body = json!({
+            "suite_id": suite_id,
+            "suite_secret": suite_secret.expose_secret(),
+            "suite_ticket": suite_ticket.expose_secret(),
+        });
+        let answer = self.post("cgi-bin/service/get_suite_token", None, &body).await?;
+        grant(&answer, "suite_access_token")
+    }
+
+    /// A pre_auth_code for one install session.
+    pub async fn get_pre_auth_code(&self, suite_token: &SecretString) -> Result<Grant, WecomError> {
+        let answer = self.get("cgi-bin/service/get_pre_auth_code", Some((TokenParam::Suite, suite_token)), &[]).await?;
+        grant(&answer, "pre_auth_code")
+    }
+
+    /// `auth_type` 1 marks the session's install as a test install.
+    pub async fn set_session_info(
+        &self,
+        suite_token: &SecretString,
+        pre_auth_code: &SecretString,
+        auth_type: u8,
+    ) -> Result<(), WecomError> {
+        let body = json!({
+            "pre_auth_code": pre_auth_code.expose_secret(),
+            "session_info": {"auth_type": auth_type},
+        });
+        self.post("cgi-bin/service/set_session_info", Some((TokenParam::Suite, suite_token)), &body).await.map(drop)
+    }
+
+    pub async fn get_permanent_code(
+        &self,
+        suite_token: &SecretString,
+        auth_code: &SecretString,
+    ) -> Result<PermanentCodeGrant, WecomError> {
+        let body = json!({"auth_code": auth_code.expose_secret()});
+        let mut answer =
+            self.post("cgi-bin/service/get_permanent_code", Some((TokenParam::Suite, suite_token)), &body).await?;
+        let permanent_code = take_string(&mut answer, "permanent_code")?;
+        let corp_token = match take_string(&mut answer, "access_token") {
+            Ok(token) => {
+                Some(Grant { token: token.into(), expires_in: take_i64(&mut answer, "expires_in").unwrap_or(7200) })
+            }
+            Err(_) => None,
+        };
+        let (corpid, corp_name) = corp_identity(&answer)?;
+        Ok(PermanentCodeGrant {
+            permanent_code: permanent_code.into(),
+            agent_id: first_agent_id(&answer),
+            corpid,
+            corp_name,
+            corp_token,
+            auth_info: answer,
+        })
+    }
+
+    /// Current authorization details of a corp (after change_auth).
+    pub async fn get_auth_info(
+        &self,
+        suite_token: &SecretString,
+        auth_corpid: &str,
+        permanent_code: &SecretString,
+    ) -> Result<Value, WecomError> {
+        let body = json!({"auth_corpid": auth_corpid, "permanent_code": permanent_code.expose_secret()});
+        self.post("cgi-bin/service/get_auth_info", Some((TokenParam::Suite, suite_token)), &body).await
+    }
+
+    /// Corp token of a third-party app.
+    pub async fn get_corp_token(
+        &self,
+        suite_token: &SecretString,
+        auth_corpid: &str,
+        permanent_code: &SecretString,
+    ) -> Result<Grant, WecomError> {
+        let body = json!({"auth_corpid": auth_corpid, "permanent_code": permanent_code.expose_secret()});
+        let answer = self.post("cgi-bin/service/get_corp_token", Some((TokenParam::Suite, suite_token)), &body).await?;
+        grant(&answer, "access_token")
+    }
+
+    /// Corp token of a customized (代开发) app: its permanent code is the secret.
+    pub async fn gettoken(&self, corpid: &str, corpsecret: &SecretString) -> Result<Grant, WecomError> {
+        let query = [("corpid", corpid), ("corpsecret", corpsecret.expose_secret())];
+        let answer = self.get("cgi-bin/gettoken", None, &query).await?;
+        grant(&answer, "access_token")
+    }
+
+    /// Admins of the app in a corp (`agent/get_admin_list`, corp token).
+    pub async fn get_admin_list(&self, corp_token: &SecretString, agent_id: i64) -> Result<Value, WecomError> {
+        let mut answer = self
+            .post("cgi-bin/agent/get_admin_list", Some((TokenParam::Corp, corp_token)), &json!({"agentid": agent_id}))
+            .await?;
+        Ok(answer.get_mut("admin").map(Value::take).unwrap_or_else(|| json!([])))
+    }
+
+    /// POST JSON to a path, with the token (if any) in the query.
+    pub async fn post<B: Serialize>(
+        &self,
+        path: &str,
+        token: Option<(TokenParam, &SecretString)>,
+        body: &B,
+    ) -> Result<Value, WecomError> {
+        let url = self.url(path, token, &[])?;
+        self.send(|| self.http.post(url.clone()).json(body)).await
+    }
+
+    pub async fn get(
+        &self,
+        path: &str,
+        token: Option<(TokenParam, &SecretString)>,
+        query: &[(&str, &str)],
+    ) -> Result<Value, WecomError> {
+        let url = self.url(path, token, query)?;
+        self.send(|| self.http.get(url.clone())).await
+    }
+
+    fn url(
+        &self,
+        path: &str,
+        token: Option<(TokenParam, &SecretString)>,
+        query: &[(&str, &str)],
+    ) -> Result<Url, WecomError> {
+        let mut url = self.base.join(path).map_err(|e| WecomError::Decode(e.to_string()))?;
+        {
+            let mut pairs = url.query_pairs_mut();
+            if let Some((param, token)) = token {
+                pairs.append_pair(param.name(), token.expose_secret());
+            }
+            for (name, value) in query {
+                pairs.append_pair(name, value);
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        Ok(url)
+    }
+
+    async fn send(&self, request: impl Fn() -> reqwest::RequestBuilder) -> Result<Value, WecomError> {
+        let mut attempt = 0;
+        loop {
+            let result = self.send_once(request()).await;
+            match result {
+                Err(error) if error.is_transient() && attempt < RETRIES => {
+                    let delay = FIRST_BACKOFF * 2u32.pow(attempt);
+                    tracing::warn!(%error, attempt = attempt + 1, ?delay, "WeCom call failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn send_once(&self, request: reqwest::RequestBuilder) -> Result<Value, WecomError> {
+        let response = request.send().await.map_err(|e| WecomError::Transport(e.without_url().to_string()))?;
+        let status = response.status();
+        if status.is_server_error() {
+            return Err(WecomError::Http(status.as_u16()));
+        }
+        let bytes = response.bytes().await.map_err(|e| WecomError::Transport(e.without_url().to_string()))?;
+        let answer: Value = serde_json::from_slice(&bytes).map_err(|_| {
+            if status.is_success() {
+                WecomError::Decode("answer is not JSON".into())
+            } else {
+                WecomError::Http(status.as_u16())
+            }
+        })?;
+        check_errcode(answer)
+    }
+}
+
+/// A missing errcode means success: get_suite_token, get_corp_token,
+/// get_permanent_code and get_provider_token omit it on success.
+pub fn check_errcode(answer: Value) -> Result<Value, WecomError> {
+    let errcode = answer.get("errcode").and_then(Value::as_i64).unwrap_or(0);
+    if errcode == 0 {
+        Ok(answer)
+    } else {
+        let errmsg = answer.get("errmsg").and_then(Value::as_str).unwrap_or_default();
+        Err(WecomError::Api { errcode, errmsg: errmsg.chars().take(300).collect() })
+    }
+}
+
+fn grant(answer: &Value, token_field: &str) -> Result<Grant, WecomError> {
+    let token = answer
+        .get(token_field)
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| WecomError::Decode(format!("{token_field} missing")))?;
+    let expires_in = answer.get("expires_in").and_then(Value::as_i64).unwrap_or(7200);
+    Ok(Grant { token: token.to_owned().into(), expires_in })
+}
+
+fn take_string(answer: &mut Value, field: &str) -> Result<String, WecomError> {
+    match answer.as_object_mut().and_then(|object| object.remove(field)) {
+        Some(Value::String(value)) if !value.is_empty() => Ok(value),
+        _ => Err(WecomError::Decode(format!("{field} missing"))),
+    }
+}
+
+fn take_i64(answer: &mut Value, field: &str) -> Option<i64> {
+    answer.as_object_mut().and_then(|object| object.remove(field)).and_then(|v| v.as_i64())
+}
+
+fn corp_identity(answer: &Value) -> Result<(String, String), WecomError> {
+    let info = &answer["auth_corp_info"];
+    let corpid = info["corpid"]
+        .as_str()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| WecomError::Decode("auth_corp_info.corpid missing".into()))?;
+    Ok((corpid.to_owned(), info["corp_name"].as_str().unwrap_or_default().to_owned()))
+}
+
+/// The app's agent id: single-app installs carry exactly one agent.
+pub fn first_agent_id(answer: &Value) -> Option<i64> {
+    answer["auth_info"]["agent"].as_array()?.first()?["agentid"].as_i64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_errcode_means_success() {
+        let answer = json!({"suite_access_token": "t", "expires_in": 7200});
+        assert!(check_errcode(answer).is_ok());
+        assert!(check_errcode(json!({"errcode": 0, "errmsg": "ok"})).is_ok());
+    }
+
+    #[test]
+    fn a_non_zero_errcode_is_an_error_with_its_message() {
+        let error = check_errcode(json!({"errcode": 40085, "errmsg": "invalid suite_ticket"})).unwrap_err();
+        assert_eq!(error.errcode(), Some(40085));
+        assert!(error.to_string().contains("invalid suite_ticket"));
+    }
+
+    #[test]
+    fn exactly_the_token_errcodes_mean_token_invalid() {
+        for code in [40001, 40014, 42001, 40082, 42009] {
+            let error = WecomError::Api { errcode: code, errmsg: String::new() };
+            assert!(error.is_token_invalid(), "{code}");
+            assert!(!error.is_transient(), "{code}");
+        }
+        for code in [-1, 0, 40013, 40029, 40078, 40084, 40085, 45009, 48002, 60020] {
+            let error = WecomError::Api { errcode: code, errmsg: String::new() };
+            assert!(!error.is_token_invalid(), "{code}");
+        }
+    }
+
+    #[test]
+    fn only_busy_and_transport_failures_are_transient() {
+        assert!(WecomError::Api { errcode: -1, errmsg: String::new() }.is_transient());
+        assert!(WecomError::Transport("reset".into()).is_transient());
+        assert!(WecomError::Http(502).is_transient());
+        assert!(!WecomError::Api { errcode: 45009, errmsg: String::new() }.is_transient());
+        assert!(!WecomError::Decode("x".into()).is_transient());
+    }
+
+    #[test]
+    fn revoked_authorizations_are_recognised() {
+        for code in [40084, 48004] {
+            assert!(WecomError::Api { errcode: code, errmsg: String::new() }.is_authorization_revoked());
+        }
+        assert!(!WecomError::Api { errcode: 40014, errmsg: String::new() }.is_authorization_revoked());
+    }
+
+    #[test]
+    fn grants_never_show_their_token_in_debug() {
+        let grant = Grant { token: "very-secret-token".to_owned().into(), expires_in: 7200 };
+        assert!(!format!("{grant:?}").contains("very-secret-token"));
+    }
+
+    #[test]
+    fn urls_carry_the_token_under_the_parameter_name_of_its_type() {
+        let client = WecomClient::new(Url::parse("http://127.0.0.1:9/").unwrap());
+        let token: SecretString = "tok".to_owned().into();
+        let url = client.url("cgi-bin/service/get_pre_auth_code", Some((TokenParam::Suite, &token)), &[]).unwrap();
+        assert_eq!(url.as_str(), "http://127.0.0.1:9/cgi-bin/service/get_pre_auth_code?suite_access_token=tok");
+        let url = client.url("cgi-bin/x", Some((TokenParam::Provider, &token)), &[]).unwrap();
+        assert_eq!(url.query(), Some("provider_access_token=tok"));
+        let url = client.url("cgi-bin/x", Some((TokenParam::Corp, &token)), &[]).unwrap();
+        assert_eq!(url.query(), Some("access_token=tok"));
+    }
+}

@@ -1,0 +1,4 @@
+//! WeCom's side of the wire: callback message types and the typed API client.
+
+pub mod callback;
+pub mod client;

@@ -1,0 +1,92 @@
+use serde_json::Value;
+use wecom_provider::app::StartOptions;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn healthz_answers_ok_without_auth() {
+    let db = TestDb::new();
+    let app = TestApp::spawn(&db).await;
+    assert_eq!(app.get_raw("/healthz").await, (200, "ok".to_owned()));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_api_needs_the_bearer_token_and_answers_json_errors() {
+    let db = TestDb::new();
+    let app = TestApp::spawn(&db).await;
+    let url = app.url(&format!("/api/v1/suites/{SUITE_ID}"));
+    for request in [
+        app.client.get(&url),
+        app.client.get(&url).bearer_auth("wrong-token"),
+        app.client.get(&url).header("Authorization", ADMIN_TOKEN),
+    ] {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 401);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unauthorized");
+        assert!(body["error"]["message"].is_string());
+    }
+    let (status, body) = app.api("/api/v1/suites/wwnosuch").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+    let (status, body) = app.api("/api/v1/no/such/route").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+    let view = app.suite_view(SUITE_ID).await;
+    assert!(!view.to_string().contains(SUITE_SECRET));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_api_answers_503_until_admin_token_is_set() {
+    let db = TestDb::new();
+    let app = TestApp::spawn_with(&db, StartOptions::default(), |env| {
+        env.remove("ADMIN_TOKEN");
+    })
+    .await;
+    let (status, body) = app.api(&format!("/api/v1/suites/{SUITE_ID}")).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"]["code"], "admin_token_unset");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_event_feed_pages_in_id_order_with_a_cursor() {
+    let db = TestDb::new();
+    let app = TestApp::spawn(&db).await;
+    for i in 0..5 {
+        let (status, _) = app
+            .post_callback(
+                &command_path(SUITE_ID),
+                &suite_keys(),
+                SUITE_ID,
+                &suite_ticket_xml(SUITE_ID, &format!("t{i}")),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let (status, first) = app.api("/api/v1/events?limit=2").await;
+    assert_eq!(status, 200);
+    let first_ids: Vec<i64> = first["events"].as_array().unwrap().iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    assert_eq!(first_ids.len(), 2);
+    assert_eq!(first["next_after"], first_ids[1]);
+
+    let (_, rest) = app.api(&format!("/api/v1/events?after={}&limit=10", first_ids[1])).await;
+    let rest_ids: Vec<i64> = rest["events"].as_array().unwrap().iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    assert_eq!(rest_ids.len(), 3);
+    assert!(rest_ids[0] > first_ids[1] && rest_ids.windows(2).all(|w| w[0] < w[1]));
+
+    let (_, empty) = app.api(&format!("/api/v1/events?after={}", rest_ids[2])).await;
+    assert_eq!(empty["events"], Value::Array(vec![]));
+    assert_eq!(empty["next_after"], rest_ids[2], "an empty page keeps the cursor");
+
+    let event = &rest["events"][0];
+    for key in ["id", "suite_id", "corpid", "kind", "received_at", "fields"] {
+        assert!(event.get(key).is_some(), "event has {key}");
+    }
+    for bad in ["limit=0", "limit=1001", "after=-1", "limit=abc"] {
+        let (status, body) = app.api(&format!("/api/v1/events?{bad}")).await;
+        assert_eq!(status, 400, "{bad}");
+        assert_eq!(body["error"]["code"], "invalid_query", "{bad}");
+    }
+    app.stop().await;
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the real server over loopback HTTP, on SQLite by default and
+//! on PostgreSQL when TEST_DATABASE_URL is set (see .ci/run).
+
+mod api;
+mod callbacks;
+mod durability;
+mod helpers;
