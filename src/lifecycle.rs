@@ -164,12 +164,13 @@ impl Lifecycle {
         };
         let client = self.tokens.client();
         let permanent_code = &permanent_code;
-        let info = self
+        let fetched = self
             .tokens
             .call(&TokenKey::suite(suite_id), |suite_token| async move {
                 client.get_auth_info(&suite_token, corpid, permanent_code).await
             })
-            .await?;
+            .await;
+        let info = self.tokens.mark_if_revoked(suite_id, corpid, fetched).await?;
         let corp_name = info["auth_corp_info"]["corp_name"].as_str().unwrap_or_default().to_owned();
         let agent_id = first_agent_id(&info).or(credentials.agent_id);
         let (sid, cid, stored) = (suite_id.to_owned(), corpid.to_owned(), info.to_string());

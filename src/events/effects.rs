@@ -32,7 +32,9 @@ impl From<LifecycleError> for EffectError {
             LifecycleError::Store(_) | LifecycleError::ExchangeInProgress => true,
             LifecycleError::UnknownCorp => false,
             LifecycleError::Token(token) => match token {
-                TokenError::Upstream(upstream) => upstream.is_transient() || upstream.is_token_invalid(),
+                TokenError::Upstream(upstream) => {
+                    upstream.is_transient() || upstream.is_token_invalid() || upstream.is_rate_limited()
+                }
                 // A ticket arrives every 10 minutes; another instance may finish its refresh.
                 TokenError::NoSuiteTicket | TokenError::RefreshTimeout | TokenError::Store(_) => true,
                 TokenError::Unknown(_) | TokenError::CorpNotActive | TokenError::PermanentCodeRejected(_) => false,

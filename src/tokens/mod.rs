@@ -272,6 +272,17 @@ impl Tokens {
             })
             .await
         };
+        self.mark_if_revoked(suite_id, corpid, result).await
+    }
+
+    /// Marks the corp when WeCom rejects its permanent code (40084, 48004), so later
+    /// callers get `permanent_code_rejected` at once instead of retrying forever.
+    pub async fn mark_if_revoked<T>(
+        &self,
+        suite_id: &str,
+        corpid: &str,
+        result: Result<T, TokenError>,
+    ) -> Result<T, TokenError> {
         match result {
             Err(TokenError::Upstream(error)) if error.is_authorization_revoked() => {
                 let reason = format!("errcode {}", error.errcode().unwrap_or_default());

@@ -18,6 +18,7 @@ use crate::events::gateway::Gateway;
 use crate::lifecycle::Lifecycle;
 use crate::store::Db;
 use crate::tokens::Tokens;
+use crate::wecom::client::ERRCODE_RATE_LIMITED;
 
 /// Shared state of every handler.
 pub struct AppState {
@@ -56,15 +57,22 @@ impl ResponseError for AppError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::CorpNotActive | Self::PermanentCodeRejected(_) => StatusCode::CONFLICT,
-            Self::Upstream { .. } if self.code() == "wecom_rate_limited" => StatusCode::TOO_MANY_REQUESTS,
+            Self::Upstream { errcode, .. } if *errcode == ERRCODE_RATE_LIMITED => StatusCode::TOO_MANY_REQUESTS,
             Self::Upstream { .. } | Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, Self::Unauthorized) {
-            response.insert_header(("WWW-Authenticate", "Bearer"));
+        match self.status_code() {
+            StatusCode::UNAUTHORIZED => {
+                response.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            // WeCom's frequency limits count per minute.
+            StatusCode::TOO_MANY_REQUESTS => {
+                response.insert_header(("Retry-After", "60"));
+            }
+            _ => {}
         }
         let mut error = json!({"code": self.code(), "message": self.to_string()});
         if let Self::Upstream { errcode, errmsg } = self {

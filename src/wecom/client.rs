@@ -56,6 +56,11 @@ impl WecomError {
         }
     }
 
+    /// 45009: over a frequency limit; only waiting helps.
+    pub fn is_rate_limited(&self) -> bool {
+        self.errcode() == Some(ERRCODE_RATE_LIMITED)
+    }
+
     pub fn is_authorization_revoked(&self) -> bool {
         self.errcode().is_some_and(|code| AUTHORIZATION_REVOKED_ERRCODES.contains(&code))
     }

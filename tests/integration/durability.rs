@@ -1,6 +1,3 @@
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
 use wecom_provider::app::StartOptions;
 
 use crate::helpers::*;
@@ -59,52 +56,13 @@ async fn an_event_acknowledged_before_its_effect_ran_is_applied_after_restart() 
 #[tokio::test]
 async fn callbacks_acknowledged_before_a_kill_9_survive_it() {
     let db = TestDb::new();
-    let env = env_for(&db);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wecom-provider"))
-        .arg("serve")
-        .env_clear()
-        .envs(&env)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("binary starts");
-    let stdout = child.stdout.take().expect("stdout piped");
-    let addr = tokio::task::spawn_blocking(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|line| {
-                line.contains("listening")
-                    .then(|| {
-                        line.split("addr=").nth(1).map(|rest| rest.split_whitespace().next().unwrap_or("").to_owned())
-                    })
-                    .flatten()
-            })
-            .expect("the service logs its address");
-        // Keep draining so the child never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        addr
-    })
-    .await
-    .unwrap();
-
-    let client = reqwest::Client::new();
+    let binary = TestApp::spawn_binary(&db, |_| {}).await;
     let keys = suite_keys();
-    let posts = (0..40).map(|i| {
-        let xml = suite_ticket_xml(SUITE_ID, &format!("ticket-{i}"));
-        let sealed = Sealed::new(&keys, SUITE_ID, &xml);
-        let url = format!("http://{addr}{}?{}", command_path(SUITE_ID), sealed.query());
-        let client = client.clone();
-        async move {
-            let response = client.post(url).body(sealed.body()).send().await.expect("post");
-            (response.status().as_u16(), response.text().await.unwrap_or_default())
-        }
-    });
+    let path = command_path(SUITE_ID);
+    let tickets: Vec<String> = (0..40).map(|i| suite_ticket_xml(SUITE_ID, &format!("ticket-{i}"))).collect();
+    let posts = tickets.iter().map(|xml| binary.post_callback(&path, &keys, SUITE_ID, xml));
     let results = futures_util::future::join_all(posts).await;
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaped");
+    binary.stop().await;
     assert!(results.iter().all(|(status, body)| *status == 200 && body == "success"));
 
     let app = TestApp::spawn(&db).await;

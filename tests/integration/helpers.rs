@@ -4,6 +4,9 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -12,6 +15,8 @@ use serde_json::Value;
 use wecom_provider::app::{self, Running, StartOptions};
 use wecom_provider::config::{Config, DatabaseUrl};
 use wecom_provider::crypto::CallbackKeys;
+
+use crate::fake_wecom::FakeWecom;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 /// Vector set A of tests/data/wecom_vectors.json: its receiveid is our provider corpid,
@@ -106,7 +111,15 @@ pub fn config_from(env: &HashMap<String, String>) -> Config {
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
-    pub running: Running,
+    process: Process,
+    /// The suite seeded from WECOM_SUITE_ID.
+    pub seeded_suite: String,
+}
+
+/// In this test process, or the real binary as a child with its output captured.
+enum Process {
+    InProcess(Running),
+    Child { child: Child, output: Arc<Mutex<String>> },
 }
 
 impl TestApp {
@@ -124,11 +137,79 @@ impl TestApp {
         options.http_workers = 1;
         options.handle_signals = false;
         let running = app::start(&config_from(&env), options).await.expect("app starts");
-        TestApp { base: format!("http://{}", running.addr), client: reqwest::Client::new(), running }
+        TestApp {
+            base: format!("http://{}", running.addr),
+            client: reqwest::Client::new(),
+            process: Process::InProcess(running),
+            seeded_suite: env["WECOM_SUITE_ID"].clone(),
+        }
     }
 
+    /// Runs the built binary (`serve`) with the test environment, capturing
+    /// everything it writes to stdout and stderr.
+    pub async fn spawn_binary(db: &TestDb, adjust: impl FnOnce(&mut HashMap<String, String>)) -> Self {
+        let mut env = env_for(db);
+        // The address is read from the info-level start-up line.
+        env.insert("RUST_LOG".into(), "info".into());
+        adjust(&mut env);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wecom-provider"))
+            .arg("serve")
+            .env_clear()
+            .envs(&env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("binary starts");
+        let output = Arc::new(Mutex::new(String::new()));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout piped");
+        let stderr = child.stderr.take().expect("stderr piped");
+        for (stream, addr_tx) in [(Box::new(stdout) as Box<dyn Read + Send>, Some(addr_tx)), (Box::new(stderr), None)] {
+            let output = output.clone();
+            // Drained on threads so the child never blocks on a full pipe.
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(tx) = &addr_tx
+                        && line.contains("listening")
+                        && let Some(addr) = line.split("addr=").nth(1).and_then(|rest| rest.split_whitespace().next())
+                    {
+                        let _ = tx.send(addr.to_owned());
+                    }
+                    let mut output = output.lock().expect("output lock");
+                    output.push_str(&line);
+                    output.push('\n');
+                }
+            });
+        }
+        let addr = tokio::task::spawn_blocking(move || addr_rx.recv_timeout(Duration::from_secs(60)))
+            .await
+            .expect("join")
+            .expect("the service logs its address");
+        TestApp {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            process: Process::Child { child, output },
+            seeded_suite: env["WECOM_SUITE_ID"].clone(),
+        }
+    }
+
+    /// Everything a binary started by [`TestApp::spawn_binary`] has written so far.
+    pub fn output(&self) -> String {
+        match &self.process {
+            Process::Child { output, .. } => output.lock().expect("output lock").clone(),
+            Process::InProcess(_) => String::new(),
+        }
+    }
+
+    /// Stops gracefully in process; a child binary gets SIGKILL, as a crash would.
     pub async fn stop(self) {
-        self.running.stop().await;
+        match self.process {
+            Process::InProcess(running) => running.stop().await,
+            Process::Child { mut child, .. } => {
+                child.kill().expect("SIGKILL");
+                child.wait().expect("reaped");
+            }
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -243,4 +324,90 @@ where
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// The service pointed at a fake WeCom that knows the seeded provider and suite.
+pub async fn spawn_against(
+    db: &TestDb,
+    fake: &FakeWecom,
+    adjust: impl FnOnce(&mut HashMap<String, String>),
+) -> TestApp {
+    let base = fake.base.clone();
+    let app = TestApp::spawn_with(db, StartOptions::default(), |env| {
+        env.insert("WECOM_API_BASE".into(), base);
+        adjust(env);
+    })
+    .await;
+    fake.add_provider(PROVIDER_CORPID, PROVIDER_SECRET);
+    fake.add_suite(&app.seeded_suite, SUITE_SECRET);
+    app
+}
+
+impl TestApp {
+    /// Pushes a ticket the fake issued, as WeCom would, and waits until it is applied.
+    pub async fn push_ticket(&self, fake: &FakeWecom) {
+        let suite_id = self.seeded_suite.clone();
+        let ticket = fake.new_ticket(&suite_id);
+        let (status, body) = self
+            .post_callback(&command_path(&suite_id), &suite_keys(), &suite_id, &suite_ticket_xml(&suite_id, &ticket))
+            .await;
+        assert_eq!((status, body.as_str()), (200, "success"));
+        eventually("the ticket is applied", || async {
+            let events = self.events().await;
+            events.iter().filter(|e| e["kind"] == "suite_ticket").all(|e| e["status"] == "done").then_some(())
+        })
+        .await;
+    }
+
+    /// Delivers a command callback and asserts it was acknowledged.
+    pub async fn command(&self, plaintext: &str) {
+        let suite_id = self.seeded_suite.clone();
+        let (status, body) = self.post_callback(&command_path(&suite_id), &suite_keys(), &suite_id, plaintext).await;
+        assert_eq!((status, body.as_str()), (200, "success"), "callback acknowledged");
+    }
+
+    /// Waits until every event in the feed has been processed (done or failed).
+    pub async fn settled(&self) -> Vec<Value> {
+        eventually("every event is processed", || async {
+            let events = self.events().await;
+            events.iter().all(|e| e["status"] != "pending").then_some(events)
+        })
+        .await
+    }
+
+    /// The corp as the API shows it, once it exists.
+    pub async fn corp(&self, corpid: &str) -> Value {
+        let path = format!("/api/v1/suites/{}/corps/{corpid}", self.seeded_suite);
+        eventually("the corp is stored", || async {
+            let (status, body) = self.api(&path).await;
+            (status == 200).then_some(body)
+        })
+        .await
+    }
+
+    /// A corp installed through a create_auth callback, with a ticket pushed first.
+    pub async fn install(&self, fake: &FakeWecom, corpid: &str, corp_name: &str) -> Value {
+        let suite_id = self.seeded_suite.clone();
+        let code = fake.new_auth_code(&suite_id, corpid, corp_name);
+        self.command(&create_auth_xml(&suite_id, &code, 1_700_000_100)).await;
+        self.corp(corpid).await
+    }
+}
+
+pub fn create_auth_xml(suite_id: &str, auth_code: &str, timestamp: i64) -> String {
+    format!(
+        "<xml><SuiteId><![CDATA[{suite_id}]]></SuiteId><AuthCode><![CDATA[{auth_code}]]></AuthCode><InfoType><![CDATA[create_auth]]></InfoType><TimeStamp>{timestamp}</TimeStamp><State><![CDATA[]]></State></xml>"
+    )
+}
+
+pub fn reset_permanent_code_xml(suite_id: &str, auth_code: &str) -> String {
+    format!(
+        "<xml><SuiteId><![CDATA[{suite_id}]]></SuiteId><AuthCode><![CDATA[{auth_code}]]></AuthCode><InfoType><![CDATA[reset_permanent_code]]></InfoType><TimeStamp>1700000300</TimeStamp></xml>"
+    )
+}
+
+pub fn auth_event_xml(suite_id: &str, info_type: &str, corpid: &str, timestamp: i64) -> String {
+    format!(
+        "<xml><SuiteId><![CDATA[{suite_id}]]></SuiteId><InfoType><![CDATA[{info_type}]]></InfoType><TimeStamp>{timestamp}</TimeStamp><AuthCorpId><![CDATA[{corpid}]]></AuthCorpId></xml>"
+    )
 }

@@ -4,4 +4,7 @@
 mod api;
 mod callbacks;
 mod durability;
+mod fake_wecom;
 mod helpers;
+mod lifecycle;
+mod tokens;

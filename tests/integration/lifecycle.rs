@@ -1,0 +1,365 @@
+//! The authorization lifecycle against the fake WeCom: install (callback and
+//! redirect), change, cancel, customized-app secrets, and what the API shows.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::fake_wecom::{FakeWecom, Injection};
+use crate::helpers::*;
+
+const DK_SUITE: &str = "dk1a2b3c4d5e6f7a8b";
+
+fn corp_path(app: &TestApp, corpid: &str) -> String {
+    format!("/api/v1/suites/{}/corps/{corpid}", app.seeded_suite)
+}
+
+#[tokio::test]
+async fn a_third_party_suite_lives_through_install_change_and_cancel() {
+    let db = TestDb::new();
+    let fake = FakeWecom::start().await;
+    let app = spawn_against(&db, &fake, |_| {}).await;
+    app.push_ticket(&fake).await;
+
+    let corp = app.install(&fake, "wpCorpA0001", "Corp A").await;
+    assert_eq!(corp["status"], "active");
+    assert_eq!(corp["corp_name"], "Corp A");
+    assert!(corp["agent_id"].as_i64().is_some_and(|id| id > 1_000_000), "{corp}");
+    assert_eq!(corp["auth_info"]["auth_corp_info"]["corpid"], "wpCorpA0001");
+    assert_eq!(corp["auth_info"]["edition_info"]["agent"][0]["edition_name"], "Pro");
+    assert_eq!(corp["auth_info"]["admins"][0]["userid"], "AdminUser");
+    assert_eq!(corp["auth_error"], Value::Null);
+    assert!(!corp.to_string().contains("permanent-code"), "the permanent code is never shown: {corp}");
+    assert_eq!(fake.calls("service/get_permanent_code"), 1);
+
+    // The exchange's own corp token is kept: handing it out costs no call.
+    let (status, token) = app.api(&format!("{}/token", corp_path(&app, "wpCorpA0001"))).await;
+    assert_eq!(status, 200, "{token}");
+    let first = token["access_token"].as_str().expect("token").to_owned();
+    assert!(fake.is_valid_token(&first));
+    assert!(token["expires_at"].as_str().is_some_and(|at| at.ends_with('Z')));
+    assert_eq!(fake.calls("service/get_corp_token"), 0);
+
+    let (status, token) = app.api(&format!("{}/token?refresh=true", corp_path(&app, "wpCorpA0001"))).await;
+    assert_eq!(status, 200);
+    assert_ne!(token["access_token"], first.as_str());
+    assert!(fake.is_valid_token(token["access_token"].as_str().expect("token")));
+    assert_eq!(fake.calls("service/get_corp_token"), 1);
+
+    fake.rename_corp("wpCorpA0001", "Corp A Renamed");
+    app.command(&auth_event_xml(&app.seeded_suite, "change_auth", "wpCorpA0001", 1_700_000_200)).await;
+    eventually("the new name is stored", || async {
+        let (_, corp) = app.api(&corp_path(&app, "wpCorpA0001")).await;
+        (corp["corp_name"] == "Corp A Renamed").then_some(())
+    })
+    .await;
+    assert_eq!(fake.calls("service/get_auth_info"), 1);
+
+    app.command(&auth_event_xml(&app.seeded_suite, "cancel_auth", "wpCorpA0001", 1_700_000_300)).await;
+    eventually("the corp is cancelled", || async {
+        let (_, corp) = app.api(&corp_path(&app, "wpCorpA0001")).await;
+        (corp["status"] == "cancelled").then_some(())
+    })
+    .await;
+    let (status, body) = app.api(&format!("{}/token", corp_path(&app, "wpCorpA0001"))).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("corp_not_active")));
+    let (_, list) = app.api(&format!("/api/v1/suites/{}/corps", app.seeded_suite)).await;
+    assert_eq!(list["corps"].as_array().map(Vec::len), Some(1));
+    assert_eq!(list["corps"][0]["status"], "cancelled");
+    assert!(app.settled().await.iter().all(|event| event["status"] == "done"));
+
+    // Installing again brings the corp back with a new permanent code.
+    app.install(&fake, "wpCorpA0001", "Corp A Again").await;
+    let corp = eventually("the corp is active again", || async {
+        let (_, corp) = app.api(&corp_path(&app, "wpCorpA0001")).await;
+        (corp["status"] == "active").then_some(corp)
+    })
+    .await;
+    assert_eq!(corp["corp_name"], "Corp A Again");
+    let (status, _) = app.api(&format!("{}/token", corp_path(&app, "wpCorpA0001"))).await;
+    assert_eq!(status, 200);
+    app.stop().await;
+    fake.stop().await;
+}
+
+#[tokio::test]
+async fn a_customized_app_gets_corp_tokens_from_gettoken_and_survives_a_secret_reset() {
+    let db = TestDb::new();
+    let fake = FakeWecom::start().await;
+    let app = spawn_against(&db, &fake, |env| {
+        env.insert("WECOM_SUITE_ID".into(), DK_SUITE.into());
+    })
+    .await;
+    app.push_ticket(&fake).await;
+    let corp = app.install(&fake, "wpCorpDk001", "Corp Dk").await;
+    assert_eq!(corp["status"], "active");
+    assert_eq!(corp["auth_info"]["auth_info"]["agent"][0]["is_customized_app"], true);
+
+    let token_path = format!("{}/token", corp_path(&app, "wpCorpDk001"));
+    let (status, token) = app.api(&token_path).await;
+    assert_eq!(status, 200, "{token}");
+    let old_token = token["access_token"].as_str().expect("token").to_owned();
+    assert!(fake.is_valid_token(&old_token));
+    assert_eq!(fake.calls("service/get_corp_token"), 0, "customized apps never use get_corp_token");
+    let gettoken_calls = fake.calls("gettoken");
+    assert!(gettoken_calls >= 1);
+
+    // The provider pressed 重新获取secret: the old permanent code stops working.
+    let code = fake.new_auth_code(DK_SUITE, "wpCorpDk001", "Corp Dk");
+    app.command(&reset_permanent_code_xml(DK_SUITE, &code)).await;
+    assert!(app.settled().await.iter().all(|event| event["status"] == "done"));
+    assert_eq!(fake.calls("service/get_permanent_code"), 2);
+
+    // The old token was dropped; the new one comes from the new secret (the fake
+    // refuses the replaced permanent code with 40001).
+    let (status, token) = app.api(&format!("{token_path}?refresh=true")).await;
+    assert_eq!(status, 200, "{token}");
+    assert_ne!(token["access_token"], old_token.as_str());
+    assert!(fake.is_valid_token(token["access_token"].as_str().expect("token")));
+    assert!(fake.calls("gettoken") > gettoken_calls);
+    assert_eq!(fake.calls("service/get_corp_token"), 0);
+    app.stop().await;
+    fake.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_auth_code_delivered_twice_is_exchanged_once() {
+    let db = TestDb::new();
+    let fake = FakeWecom::start().await;
+    let app = spawn_against(&db, &fake, |_| {}).await;
+    app.push_ticket(&fake).await;
+    let code = fake.new_auth_code(&app.seeded_suite, "wpCorpTwice", "Twice");
+    // Different plaintexts (WeCom re-sent with a new TimeStamp), so both are stored.
+    app.command(&create_auth_xml(&app.seeded_suite, &code, 1_700_000_100)).await;
+    app.command(&create_auth_xml(&app.seeded_suite, &code, 1_700_000_101)).await;
+    let events = app.settled().await;
+    let creates: Vec<&Value> = events.iter().filter(|e| e["kind"] == "create_auth").collect();
+    assert_eq!(creates.len(), 2);
+    assert!(creates.iter().all(|e| e["status"] == "done"), "{creates:?}");
+    assert!(creates.iter().all(|e| e["fields"]["AuthCode"] == "[redacted]"));
+    assert_eq!(fake.calls("service/get_permanent_code"), 1);
+    assert_eq!(app.corp("wpCorpTwice").await["status"], "active");
+    app.stop().await;
+    fake.stop().await;
+}
+
+/// Starts an install in a browser: the page, its WeCom link and the state cookie.
+async fn start_install(app: &TestApp) -> (String, String, Url) {
+    let response =
+        app.client.get(app.url(&format!("/install/{}", app.seeded_suite))).send().await.expect("install page");
+    assert_eq!(response.status().as_u16(), 200);
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|value| value.to_str().ok())
+        .expect("the install page sets its state cookie")
+        .to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    let cookie = cookie.split(';').next().expect("name=value").to_owned();
+    let html = response.text().await.expect("html");
+    let href = html.split("href=\"").nth(1).and_then(|rest| rest.split('"').next()).expect("install link");
+    let href = quick_xml::escape::unescape(href).expect("an HTML-escaped attribute");
+    let link = Url::parse(&href).expect("the link is a URL");
+    let state = link.query_pairs().find(|(k, _)| k == "state").map(|(_, v)| v.into_owned()).expect("state");
+    (cookie, state, link)
+}
+
+use url::Url;
+
+async fn complete(app: &TestApp, cookie: Option<&str>, auth_code: &str, state: &str) -> (u16, String) {
+    let mut request = app
+        .client
+        .get(app.url(&format!("/install/{}/complete", app.seeded_suite)))
+        .query(&[("auth_code", auth_code), ("state", state)]);
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    let response = request.send().await.expect("complete");
+    (response.status().as_u16(), response.text().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn the_install_page_links_to_wecom_and_the_redirect_completes_the_install() {
+    let db = TestDb::new();
+    let fake = FakeWecom::start().await;
+    let app = spawn_against(&db, &fake, |env| {
+        env.insert("PUBLIC_BASE_URL".into(), "https://apps.example.com/".into());
+        env.insert("WECOM_INSTALL_AUTH_TYPE".into(), "1".into());
+    })
+    .await;
+    app.push_ticket(&fake).await;
+    let (cookie, state, link) = start_install(&app).await;
+    assert_eq!(link.host_str(), Some("open.work.weixin.qq.com"));
+    let param = |name: &str| link.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    assert_eq!(param("suite_id").as_deref(), Some(app.seeded_suite.as_str()));
+    assert!(param("pre_auth_code").is_some_and(|code| code.starts_with("preauth-")));
+    let expected_redirect = format!("https://apps.example.com/install/{}/complete", app.seeded_suite);
+    assert_eq!(param("redirect_uri"), Some(expected_redirect));
+    assert_eq!(fake.session_auth_types(), vec![1], "test installs are marked with auth_type 1");
+
+    // Without the cookie, or with another state, nothing is exchanged.
+    let code = fake.new_auth_code(&app.seeded_suite, "wpCorpWeb01", "Web Corp");
+    let (status, page) = complete(&app, None, &code, &state).await;
+    assert_eq!(status, 400, "{page}");
+    let (status, _) = complete(&app, Some(&cookie), &code, "forged-state").await;
+    assert_eq!(status, 400);
+    assert_eq!(fake.calls("service/get_permanent_code"), 0);
+
+    let (status, page) = complete(&app, Some(&cookie), &code, &state).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Web Corp"), "{page}");
+    assert_eq!(app.corp("wpCorpWeb01").await["status"], "active");
+
+    // The state is single-use.
+    let (status, _) = complete(&app, Some(&cookie), &code, &state).await;
+    assert_eq!(status, 400);
+
+    // An expired or used auth code shows the expiry page.
+    let (cookie, state, _) = start_install(&app).await;
+    let (status, page) = complete(&app, Some(&cookie), "authcode-never-issued", &state).await;
+    assert_eq!(status, 400);
+    assert!(page.contains("expired"), "{page}");
+    app.stop().await;
+    fake.stop().await;
+}
+
+#[tokio::test]
+async fn a_create_auth_racing_the_install_redirect_makes_one_exchange() {
+    let db = TestDb::new();
+    let fake = FakeWecom::start().await;
+    let app = spawn_against(&db, &fake, |_| {}).await;
+    app.push_ticket(&fake).await;
+    let (cookie, state, _) = start_install(&app).await;
+    let code = fake.new_auth_code(&app.seeded_suite, "wpCorpRace1", "Race Corp");
+    // The first exchange is slow, so the second path arrives while it runs.
+    fake.inject("service/get_permanent_code", Injection::Delay(Duration::from_millis(700)));
+
+    let create_auth = create_auth_xml(&app.seeded_suite, &code, 1_700_000_100);
+    let callback = app.command(&create_auth);
+    let redirect = complete(&app, Some(&cookie), &code, &state);
+    let ((), (status, page)) = tokio::join!(callback, redirect);
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Race Corp"));
+    let events = app.settled().await;
+    assert!(events.iter().all(|e| e["status"] == "done"), "{events:?}");
+    assert_eq!(fake.calls("service/get_permanent_code"), 1);
+    assert_eq!(app.corp("wpCorpRace1").await["status"], "active");
+    app.stop().await;
+    fake.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_fresh_ticket_suite_work_answers_503_no_suite_ticket() {
+    let db = TestDb::new();
+    let fake = FakeWecom::start().await;
+    let app = spawn_against(&db, &fake, |_| {}).await;
+    let (status, body) = app.api(&format!("/api/v1/suites/{}/token", app.seeded_suite)).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"]["code"], "no_suite_ticket");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("刷新ticket")), "{body}");
+    assert_eq!(fake.calls("service/get_suite_token"), 0, "nothing is asked without a ticket");
+
+    let response = app.client.get(app.url(&format!("/install/{}", app.seeded_suite))).send().await.expect("page");
+    assert_eq!(response.status().as_u16(), 503);
+
+    // A ticket WeCom no longer knows (40085) is the same condition.
+    let (status, _) = app
+        .post_callback(
+            &command_path(&app.seeded_suite),
+            &suite_keys(),
+            &app.seeded_suite,
+            &suite_ticket_xml(&app.seeded_suite, "stale-ticket"),
+        )
+        .await;
+    assert_eq!(status, 200);
+    app.settled().await;
+    let (status, body) = app.api(&format!("/api/v1/suites/{}/token", app.seeded_suite)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("no_suite_ticket")));
+    assert_eq!(fake.calls("service/get_suite_token"), 1);
+    app.stop().await;
+    fake.stop().await;
+}
+
+#[tokio::test]
+async fn a_rejected_permanent_code_marks_the_corp_and_is_not_retried() {
+    let db = TestDb::new();
+    let fake = FakeWecom::start().await;
+    let app = spawn_against(&db, &fake, |_| {}).await;
+    app.push_ticket(&fake).await;
+    app.install(&fake, "wpCorpGone1", "Gone Corp").await;
+    fake.revoke("wpCorpGone1");
+
+    let token_path = format!("{}/token?refresh=true", corp_path(&app, "wpCorpGone1"));
+    let (status, body) = app.api(&token_path).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("permanent_code_rejected")), "{body}");
+    let corp = app.corp("wpCorpGone1").await;
+    assert_eq!(corp["auth_error"], "errcode 40084");
+    let calls = fake.calls("service/get_corp_token");
+    let (status, _) = app.api(&token_path).await;
+    assert_eq!(status, 409);
+    assert_eq!(fake.calls("service/get_corp_token"), calls, "a rejected code is not tried again");
+
+    // change_auth for it fails permanently instead of being retried ten times.
+    app.command(&auth_event_xml(&app.seeded_suite, "change_auth", "wpCorpGone1", 1_700_000_500)).await;
+    let events = app.settled().await;
+    let change = events.iter().find(|e| e["kind"] == "change_auth").expect("change_auth stored");
+    assert_eq!(change["status"], "failed");
+    assert_eq!(change["attempts"], 1);
+    assert!(change["last_error"].as_str().is_some_and(|e| e.contains("40084")), "{change}");
+
+    // A new install clears the mark.
+    app.install(&fake, "wpCorpGone1", "Back Corp").await;
+    let corp = eventually("the mark is cleared", || async {
+        let (_, corp) = app.api(&corp_path(&app, "wpCorpGone1")).await;
+        (corp["auth_error"].is_null()).then_some(corp)
+    })
+    .await;
+    assert_eq!(corp["status"], "active");
+    app.stop().await;
+    fake.stop().await;
+}
+
+/// A whole lifecycle in the real binary with debug logging: nothing secret is
+/// written, however verbose the logs.
+#[tokio::test]
+async fn logs_of_a_whole_lifecycle_contain_no_secret() {
+    let db = TestDb::new();
+    let fake = FakeWecom::start().await;
+    let base = fake.base.clone();
+    let app = TestApp::spawn_binary(&db, |env| {
+        env.insert("WECOM_API_BASE".into(), base);
+        env.insert("RUST_LOG".into(), "debug".into());
+    })
+    .await;
+    fake.add_provider(PROVIDER_CORPID, PROVIDER_SECRET);
+    fake.add_suite(SUITE_ID, SUITE_SECRET);
+    app.push_ticket(&fake).await;
+    app.install(&fake, "wpCorpLog01", "Log Corp").await;
+    for path in [
+        format!("/api/v1/suites/{SUITE_ID}/token?refresh=true"),
+        format!("/api/v1/providers/{PROVIDER_CORPID}/token"),
+        format!("/api/v1/suites/{SUITE_ID}/corps/wpCorpLog01/token?refresh=true"),
+    ] {
+        let (status, body) = app.api(&path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    // A token WeCom calls invalid, a failing call and a revoked code: the error paths log too.
+    fake.inject("service/get_corp_token", Injection::Errcode(42001));
+    fake.inject("service/get_suite_token", Injection::Http500);
+    let (status, _) = app.api(&format!("/api/v1/suites/{SUITE_ID}/corps/wpCorpLog01/token?refresh=true")).await;
+    assert_eq!(status, 200);
+    app.command(&auth_event_xml(SUITE_ID, "change_auth", "wpCorpLog01", 1_700_000_600)).await;
+    app.command(&auth_event_xml(SUITE_ID, "cancel_auth", "wpCorpLog01", 1_700_000_700)).await;
+    app.settled().await;
+
+    let output = app.output();
+    app.stop().await;
+    fake.stop().await;
+    assert!(output.contains("corp authorized"), "the logs were captured: {output}");
+    let mut secrets = fake.issued_secrets();
+    secrets.extend([SUITE_SECRET, PROVIDER_SECRET, SUITE_AES_KEY, PROVIDER_AES_KEY, ADMIN_TOKEN].map(str::to_owned));
+    assert!(secrets.len() > 8);
+    for secret in secrets {
+        assert!(!output.contains(&secret), "a secret leaked into the logs: {secret}");
+    }
+}
