@@ -13,6 +13,7 @@ use crate::events::effects::Effects;
 use crate::events::gateway::Gateway;
 use crate::events::intake::Intake;
 use crate::events::worker::Worker;
+use crate::ids::Ids;
 use crate::lifecycle::Lifecycle;
 use crate::store::{Db, StoreError, now_ms, suites};
 use crate::tokens::Tokens;
@@ -57,16 +58,15 @@ pub struct Running {
 
 /// Migrates, seeds the configured provider and suite, and starts serving.
 pub async fn start(config: &Config, options: StartOptions) -> Result<Running, StartError> {
-    let db = Db::open(&config.database)?;
-    db.migrate().await?;
-    seed(&db, config).await?;
+    let db = prepare_database(config).await?;
 
     let stored = Arc::new(Notify::new());
     let (intake, _writer) = Intake::start(db.clone(), stored.clone());
     let tokens = Arc::new(Tokens::new(db.clone(), WecomClient::new(config.wecom_api_base.clone())));
     let lifecycle = Arc::new(Lifecycle::new(db.clone(), tokens.clone()));
+    let ids = Arc::new(Ids::new(db.clone(), tokens.clone()));
     let worker = options.run_worker.then(|| {
-        let effects = Effects::new(db.clone(), lifecycle.clone());
+        let effects = Effects::new(db.clone(), lifecycle.clone(), ids.clone());
         let worker = Arc::new(Worker::new(db.clone(), effects, stored));
         (worker.clone(), worker.spawn())
     });
@@ -76,6 +76,7 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
         gateway: Gateway::new(db.clone(), intake),
         tokens,
         lifecycle,
+        ids,
         admin_token: config.admin_token.clone(),
         install: InstallSettings {
             public_base_url: config.public_base_url.clone(),
@@ -126,6 +127,15 @@ async fn stop_worker(worker: Option<(Arc<Worker>, JoinHandle<()>)>) {
 }
 
 /// Upserts the provider and suite named in the configuration.
+/// Opens the database, runs pending migrations and seeds the configured provider
+/// and suite: what `serve` and the command-line tools start from.
+pub async fn prepare_database(config: &Config) -> Result<Db, StoreError> {
+    let db = Db::open(&config.database)?;
+    db.migrate().await?;
+    seed(&db, config).await?;
+    Ok(db)
+}
+
 async fn seed(db: &Db, config: &Config) -> Result<(), StoreError> {
     let now = now_ms();
     let provider = config.provider.as_ref().map(|p| suites::ProviderSeedRow {

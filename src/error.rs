@@ -2,6 +2,7 @@
 //! are logged where they happen; clients get the code and a safe message only,
 //! plus WeCom's errcode and errmsg when an upstream call failed.
 
+use crate::ids::IdError;
 use crate::lifecycle::LifecycleError;
 use crate::store::StoreError;
 use crate::tokens::TokenError;
@@ -82,6 +83,17 @@ impl From<TokenError> for AppError {
             TokenError::Upstream(upstream) => upstream.into(),
             TokenError::RefreshTimeout => Self::Unavailable,
             TokenError::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<IdError> for AppError {
+    fn from(error: IdError) -> Self {
+        match error {
+            IdError::Token(token) => token.into(),
+            IdError::Store(store) => store.into(),
+            IdError::Unknown(what) => Self::NotFound(what),
+            IdError::CorpNotActive => Self::CorpNotActive,
         }
     }
 }

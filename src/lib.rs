@@ -7,6 +7,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod events;
+pub mod ids;
 pub mod lifecycle;
 pub mod store;
 pub mod tokens;

@@ -1,8 +1,12 @@
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use wecom_provider::app::{self, StartOptions};
 use wecom_provider::config::Config;
+use wecom_provider::ids::IdKind;
+use wecom_provider::ids::bulk::{self, ConvertJob};
 
 /// Callback gateway, token center and ciphertext-ID service for a WeCom service provider.
 #[derive(Parser)]
@@ -18,6 +22,60 @@ enum Command {
     Serve,
     /// Run pending migrations and exit.
     Migrate,
+    /// Ciphertext-ID tools.
+    Ids {
+        #[command(subcommand)]
+        command: IdsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum IdsCommand {
+    /// Convert a CSV column of plaintext IDs to ciphertext IDs: resumable (stored
+    /// conversions cost no call), paced under WeCom's limits. Exit status 3 when rows
+    /// were rejected (see the rejects file).
+    Convert(ConvertArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KindArg {
+    /// corpid → open_corpid (needs --provider)
+    Corpid,
+    /// userid → open_userid (needs --suite and --corp)
+    Userid,
+    /// old → new external_userid (needs --suite and --corp)
+    #[value(name = "external_userid")]
+    ExternalUserid,
+}
+
+#[derive(Args)]
+struct ConvertArgs {
+    #[arg(long, value_enum)]
+    kind: KindArg,
+    /// Provider corpid (for --kind corpid).
+    #[arg(long)]
+    provider: Option<String>,
+    /// Suite of the corp (for userid and external_userid).
+    #[arg(long)]
+    suite: Option<String>,
+    /// The corp, by the corpid the suite knows it by.
+    #[arg(long)]
+    corp: Option<String>,
+    /// CSV file with a header row.
+    #[arg(long)]
+    input: PathBuf,
+    /// Header of the column holding the IDs.
+    #[arg(long)]
+    column: String,
+    /// Converted rows: the input columns plus the converted ID.
+    #[arg(long)]
+    output: PathBuf,
+    /// Rejected rows: the input columns plus WeCom's reason.
+    #[arg(long)]
+    rejects: PathBuf,
+    /// Upstream calls per minute at most.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
+    calls_per_minute: u32,
 }
 
 #[tokio::main]
@@ -38,6 +96,7 @@ async fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Serve => serve(&config).await,
         Command::Migrate => migrate(&config).await,
+        Command::Ids { command: IdsCommand::Convert(args) } => return convert(&config, args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -58,4 +117,40 @@ async fn migrate(config: &Config) -> Result<(), String> {
     db.migrate().await.map_err(|e| e.to_string())?;
     tracing::info!(database = db.backend_name(), "migrations applied");
     Ok(())
+}
+
+async fn convert(config: &Config, args: ConvertArgs) -> ExitCode {
+    let job = ConvertJob {
+        kind: match args.kind {
+            KindArg::Corpid => IdKind::Corpid,
+            KindArg::Userid => IdKind::Userid,
+            KindArg::ExternalUserid => IdKind::ExternalUserid,
+        },
+        provider_corpid: args.provider,
+        suite_id: args.suite,
+        corpid: args.corp,
+        input: args.input,
+        column: args.column,
+        output: args.output,
+        rejects: args.rejects,
+        calls_per_minute: args.calls_per_minute,
+    };
+    match bulk::run(config, &job).await {
+        Ok(summary) => {
+            eprintln!(
+                "{} rows: {} converted into {}, {} rejected into {}; {} upstream calls",
+                summary.rows,
+                summary.converted,
+                job.output.display(),
+                summary.rejected,
+                job.rejects.display(),
+                summary.upstream_calls
+            );
+            if summary.rejected > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS }
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+    }
 }

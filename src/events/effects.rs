@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use secrecy::SecretString;
 
+use crate::ids::Ids;
 use crate::lifecycle::{Lifecycle, LifecycleError};
 use crate::store::events::PendingEvent;
 use crate::store::{Db, StoreError, suites};
@@ -48,11 +49,20 @@ impl From<LifecycleError> for EffectError {
 pub struct Effects {
     db: Db,
     lifecycle: Arc<Lifecycle>,
+    ids: Arc<Ids>,
 }
 
 impl Effects {
-    pub fn new(db: Db, lifecycle: Arc<Lifecycle>) -> Self {
-        Effects { db, lifecycle }
+    pub fn new(db: Db, lifecycle: Arc<Lifecycle>, ids: Arc<Ids>) -> Self {
+        Effects { db, lifecycle, ids }
+    }
+
+    /// Work that batches across events, run when no event is due: matching new
+    /// customers to pending identities.
+    pub async fn after_events(&self) {
+        if let Err(error) = self.ids.match_pending().await {
+            tracing::warn!(%error, "pending_id matching failed; retrying on the next pass");
+        }
     }
 
     pub async fn apply(&self, event: &PendingEvent) -> Result<(), EffectError> {
@@ -76,6 +86,21 @@ impl Effects {
             }
             (Message::CancelAuth { auth_corp_id, .. }, Some(suite_id)) => {
                 Ok(self.lifecycle.cancel(suite_id, &auth_corp_id).await?)
+            }
+            (
+                Message::ChangeExternalContact { auth_corp_id, change_type, external_userid: Some(external_userid) },
+                Some(suite_id),
+            ) => {
+                let provider = &event.provider_corpid;
+                match change_type.as_str() {
+                    "add_external_contact" | "add_half_external_contact" => {
+                        Ok(self.ids.contact_added(provider, suite_id, &auth_corp_id, &external_userid).await?)
+                    }
+                    "del_external_contact" | "del_follow_user" => {
+                        Ok(self.ids.contact_removed(provider, &auth_corp_id, &external_userid).await?)
+                    }
+                    _ => Ok(()),
+                }
             }
             _ => Ok(()),
         }

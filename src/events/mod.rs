@@ -12,7 +12,7 @@ pub mod worker;
 
 use sha2::{Digest, Sha256};
 
-use crate::store::events::{NewEvent, STATUS_PENDING};
+use crate::store::events::{NewEvent, STATUS_DONE, STATUS_PENDING};
 use crate::wecom::callback::{self, Message, XmlError};
 
 /// Which callback URL an event came in on; it scopes dedupe and ordering.
@@ -34,6 +34,36 @@ impl Source {
             Self::Suite { suite_id, .. } => format!("suite:{suite_id}"),
             Self::Provider { provider_corpid } => format!("provider:{provider_corpid}"),
         }
+    }
+}
+
+/// An event the service itself appends to the feed (`identity_linked`, …): already
+/// done, no plaintext, deduped on its kind and `identity` parts.
+pub fn derived_event(
+    provider_corpid: &str,
+    suite_id: &str,
+    corpid: &str,
+    kind: &str,
+    fields: serde_json::Value,
+) -> NewEvent {
+    let now = crate::store::now_ms();
+    let mut hasher = Sha256::new();
+    for part in [kind, provider_corpid, suite_id, corpid, &fields.to_string()] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    NewEvent {
+        provider_corpid: provider_corpid.to_owned(),
+        suite_id: Some(suite_id.to_owned()),
+        corpid: Some(corpid.to_owned()),
+        kind: kind.to_owned(),
+        dedupe_key: hex::encode(hasher.finalize()),
+        ordering_key: None,
+        plaintext: None,
+        fields: fields.to_string(),
+        received_at: now,
+        status: STATUS_DONE,
+        processed_at: Some(now),
     }
 }
 

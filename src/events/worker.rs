@@ -66,6 +66,7 @@ impl Worker {
             let mut renewed_at = now_ms();
             let due = self.db.run(|conn| events::due(conn, BATCH)).await?;
             if due.is_empty() {
+                self.effects.after_events().await;
                 return Ok(());
             }
             let mut held_back = HashSet::new();

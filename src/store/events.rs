@@ -66,8 +66,13 @@ pub struct PendingEvent {
     pub attempts: i32,
 }
 
-/// Inserts row by row inside the caller's transaction so each event learns whether
-/// it was new; written as a macro because the statement is compiled per backend.
+/// Inserts events inside the caller's transaction, row by row so each event learns
+/// whether it was new. Implemented per backend because PostgreSQL first takes the
+/// append lock that keeps ids committing in order.
+pub trait InsertEvents {
+    fn insert_events(&mut self, batch: &[NewEvent]) -> QueryResult<Vec<bool>>;
+}
+
 macro_rules! insert_each {
     ($c:expr, $batch:expr) => {
         $batch
@@ -84,23 +89,23 @@ macro_rules! insert_each {
     };
 }
 
+impl InsertEvents for diesel::SqliteConnection {
+    fn insert_events(&mut self, batch: &[NewEvent]) -> QueryResult<Vec<bool>> {
+        insert_each!(self, batch)
+    }
+}
+
+impl InsertEvents for diesel::PgConnection {
+    fn insert_events(&mut self, batch: &[NewEvent]) -> QueryResult<Vec<bool>> {
+        diesel::sql_query(format!("SELECT pg_advisory_xact_lock({EVENT_APPEND_LOCK_KEY})")).execute(self)?;
+        insert_each!(self, batch)
+    }
+}
+
 /// Inserts a batch in one transaction (one fsync for all of them). Returns, per
 /// event, whether it was new (false: an identical event was stored before).
 pub fn append(conn: &mut Conn, batch: &[NewEvent]) -> StoreResult<Vec<bool>> {
-    let inserted = match conn {
-        Conn::Sqlite(pooled) => {
-            let c: &mut diesel::SqliteConnection = &mut *pooled;
-            c.write_transaction(|c| insert_each!(c, batch))?
-        }
-        Conn::Pg(pooled) => {
-            let c: &mut diesel::PgConnection = &mut *pooled;
-            c.write_transaction(|c| {
-                diesel::sql_query(format!("SELECT pg_advisory_xact_lock({EVENT_APPEND_LOCK_KEY})")).execute(c)?;
-                insert_each!(c, batch)
-            })?
-        }
-    };
-    Ok(inserted)
+    Ok(with_backend!(conn, c => c.write_transaction(|c| c.insert_events(batch))?))
 }
 
 /// One page of the feed, in id order after `after`.
@@ -146,6 +151,8 @@ pub fn mark_done(conn: &mut Conn, id: i64) -> StoreResult<()> {
             .set((
                 events::status.eq(STATUS_DONE),
                 events::processed_at.eq(now),
+                // The plaintext holds tickets and auth codes; a done event needs none.
+                events::plaintext.eq(None::<String>),
                 events::attempts.eq(events::attempts + 1),
                 events::next_attempt_at.eq(None::<i64>),
             ))

@@ -8,6 +8,7 @@
 pub mod auth_codes;
 pub mod corps;
 pub mod events;
+pub mod ids;
 pub mod install_states;
 pub mod leases;
 pub mod schema;

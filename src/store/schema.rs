@@ -100,6 +100,54 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    id_mappings (provider_corpid, kind, corpid, source) {
+        provider_corpid -> Text,
+        kind -> Text,
+        corpid -> Text,
+        source -> Text,
+        target -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    identities (id) {
+        id -> BigInt,
+        provider_corpid -> Text,
+        unionid -> Text,
+        openid -> Text,
+        subject_type -> Integer,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    identity_links (identity_id, corpid) {
+        identity_id -> BigInt,
+        corpid -> Text,
+        suite_id -> Text,
+        external_userid -> Nullable<Text>,
+        pending_id -> Nullable<Text>,
+        pending_since -> Nullable<BigInt>,
+        status -> Text,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    pending_matches (suite_id, corpid, external_userid) {
+        suite_id -> Text,
+        corpid -> Text,
+        external_userid -> Text,
+        attempts -> Integer,
+        not_before -> BigInt,
+    }
+}
+
+diesel::joinable!(identity_links -> identities (identity_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     providers,
     suites,
@@ -108,5 +156,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     leases,
     tokens,
     auth_codes,
-    install_states
+    install_states,
+    id_mappings,
+    identities,
+    identity_links,
+    pending_matches
 );

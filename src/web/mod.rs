@@ -4,6 +4,7 @@
 mod api;
 mod callback;
 mod health;
+mod ids;
 pub mod install;
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use serde_json::json;
 
 use crate::error::AppError;
 use crate::events::gateway::Gateway;
+use crate::ids::Ids;
 use crate::lifecycle::Lifecycle;
 use crate::store::Db;
 use crate::tokens::Tokens;
@@ -26,6 +28,7 @@ pub struct AppState {
     pub gateway: Gateway,
     pub tokens: Arc<Tokens>,
     pub lifecycle: Arc<Lifecycle>,
+    pub ids: Arc<Ids>,
     pub admin_token: Option<SecretString>,
     pub install: install::InstallSettings,
 }
@@ -40,6 +43,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     web::QueryConfig::default()
                         .error_handler(|error, _| AppError::bad_request("invalid_query", error.to_string()).into()),
                 )
+                .app_data(
+                    // Conversion lists of any length are accepted: 4 MiB is ~100,000 ids.
+                    web::JsonConfig::default()
+                        .limit(4 << 20)
+                        .error_handler(|error, _| AppError::bad_request("invalid_body", error.to_string()).into()),
+                )
+                .configure(ids::routes)
                 .configure(api::routes)
                 .default_service(web::to(api_not_found)),
         );

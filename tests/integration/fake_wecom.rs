@@ -8,7 +8,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use base64::Engine;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use wecom_provider::crypto::CallbackKeys;
+
+use crate::helpers::Sealed;
 
 #[derive(Debug, Clone)]
 pub enum Injection {
@@ -21,7 +26,7 @@ pub enum Injection {
 enum TokenOwner {
     Provider(String),
     Suite(String),
-    Corp { corpid: String },
+    Corp { corpid: String, suite_id: String },
 }
 
 struct Issued {
@@ -43,6 +48,15 @@ struct State {
     token_lifetime: i64,
     providers: HashMap<String, String>,
     suite_secrets: HashMap<String, String>,
+    suite_providers: HashMap<String, String>,
+    /// Plaintext corpids with an authorization relation to every provider.
+    plain_corps: HashSet<String>,
+    /// (corpid, unionid) pairs that are customers of the corp.
+    customers: HashSet<(String, String)>,
+    /// pending_ids issued per (corpid, unionid).
+    pending_ids: HashMap<(String, String), String>,
+    /// How often each (endpoint, id) was converted.
+    conversions: HashMap<(String, String), usize>,
     tickets: HashMap<String, HashSet<String>>,
     tokens: HashMap<String, Issued>,
     auth_codes: HashMap<String, (Authorization, bool)>,
@@ -73,6 +87,20 @@ impl State {
         json!({ "token": token, "expires_in": self.token_lifetime })
     }
 
+    /// The provider and corp of a corp token.
+    fn corp_of(&self, token: Option<&str>) -> Result<(String, String), Value> {
+        match self.check_token(token, "corp")? {
+            TokenOwner::Corp { corpid, suite_id } => {
+                Ok((self.suite_providers.get(&suite_id).cloned().unwrap_or_default(), corpid))
+            }
+            _ => Err(error(40014, "invalid access_token")),
+        }
+    }
+
+    fn count_conversion(&mut self, endpoint: &str, id: &str) {
+        *self.conversions.entry((endpoint.to_owned(), id.to_owned())).or_default() += 1;
+    }
+
     /// Checks a token of the given kind: unknown → invalid, past its time → expired.
     fn check_token(&self, token: Option<&str>, kind: &str) -> Result<TokenOwner, Value> {
         let (invalid, expired) = match kind {
@@ -93,6 +121,25 @@ impl State {
         }
         Ok(issued.owner.clone())
     }
+}
+
+/// Where the fake delivers callbacks: the service's command URL of a suite.
+pub struct CallbackTarget {
+    pub url: String,
+    pub suite_id: String,
+    pub keys: CallbackKeys,
+}
+
+/// A ciphertext ID: a keyed hash of the provider and the plaintext, mixed case, so
+/// two providers see different values and case matters.
+fn cipher(prefix: &str, parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    let digest = hasher.finalize();
+    format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..18]))
 }
 
 fn error(errcode: i64, errmsg: &str) -> Value {
@@ -139,8 +186,51 @@ impl FakeWecom {
         self.lock().providers.insert(corpid.into(), secret.into());
     }
 
-    pub fn add_suite(&self, suite_id: &str, secret: &str) {
-        self.lock().suite_secrets.insert(suite_id.into(), secret.into());
+    pub fn add_suite(&self, provider_corpid: &str, suite_id: &str, secret: &str) {
+        let mut state = self.lock();
+        state.suite_secrets.insert(suite_id.into(), secret.into());
+        state.suite_providers.insert(suite_id.into(), provider_corpid.into());
+    }
+
+    /// A plaintext corpid that corpid_to_opencorpid knows (others answer 48001).
+    pub fn add_plain_corp(&self, corpid: &str) {
+        self.lock().plain_corps.insert(corpid.into());
+    }
+
+    /// The WeChat user becomes a customer of the corp without a callback (before
+    /// the test starts): unionid_to_external_userid answers an external_userid.
+    pub fn add_customer(&self, corpid: &str, unionid: &str) {
+        self.lock().customers.insert((corpid.into(), unionid.into()));
+    }
+
+    /// The WeChat user adds a member of the corp as a friend: WeCom pushes
+    /// add_external_contact to the suite's command URL. Returns the external_userid.
+    pub async fn add_friend(&self, target: &CallbackTarget, corpid: &str, unionid: &str, member: &str) -> String {
+        let external_userid = {
+            let mut state = self.lock();
+            state.customers.insert((corpid.into(), unionid.into()));
+            let provider = state.suite_providers.get(&target.suite_id).cloned().unwrap_or_default();
+            cipher("wm", &[&provider, corpid, unionid])
+        };
+        let xml = format!(
+            "<xml><SuiteId><![CDATA[{suite}]]></SuiteId><AuthCorpId><![CDATA[{corpid}]]></AuthCorpId><InfoType><![CDATA[change_external_contact]]></InfoType><TimeStamp>{ts}</TimeStamp><ChangeType><![CDATA[add_external_contact]]></ChangeType><UserID><![CDATA[{member}]]></UserID><ExternalUserID><![CDATA[{external_userid}]]></ExternalUserID><State><![CDATA[]]></State><WelcomeCode><![CDATA[WELCOMECODE]]></WelcomeCode></xml>",
+            suite = target.suite_id,
+            ts = 1_700_000_000 + rand::random::<u32>() % 1_000_000,
+        );
+        let sealed = Sealed::new(&target.keys, &target.suite_id, &xml);
+        let response = reqwest::Client::new()
+            .post(format!("{}?{}", target.url, sealed.query()))
+            .body(sealed.body())
+            .send()
+            .await
+            .expect("the service answers WeCom");
+        assert_eq!(response.status().as_u16(), 200, "the friend-add callback is acknowledged");
+        external_userid
+    }
+
+    /// How often an id was converted by an endpoint.
+    pub fn times_converted(&self, endpoint: &str, id: &str) -> usize {
+        self.lock().conversions.get(&(endpoint.to_owned(), id.to_owned())).copied().unwrap_or(0)
     }
 
     /// A ticket WeCom would push now; get_suite_token accepts it.
@@ -292,7 +382,8 @@ fn route(state: &mut State, endpoint: &str, query: &HashMap<String, String>, bod
                 "state": "",
             });
             if !customized {
-                let grant = state.issue_token(TokenOwner::Corp { corpid: auth.corpid.clone() }, "corp-token");
+                let owner = TokenOwner::Corp { corpid: auth.corpid.clone(), suite_id: auth.suite_id.clone() };
+                let grant = state.issue_token(owner, "corp-token");
                 answer["access_token"] = grant["token"].clone();
                 answer["expires_in"] = grant["expires_in"].clone();
             }
@@ -316,7 +407,8 @@ fn route(state: &mut State, endpoint: &str, query: &HashMap<String, String>, bod
                 return Err(error(48002, "api forbidden for customized apps"));
             }
             let auth = valid_permanent_code(state, &text("permanent_code"), &text("auth_corpid"))?;
-            let grant = state.issue_token(TokenOwner::Corp { corpid: auth.corpid }, "corp-token");
+            let grant =
+                state.issue_token(TokenOwner::Corp { corpid: auth.corpid, suite_id: auth.suite_id }, "corp-token");
             Ok(json!({"access_token": grant["token"], "expires_in": grant["expires_in"]}))
         }
         "gettoken" => {
@@ -326,7 +418,7 @@ fn route(state: &mut State, endpoint: &str, query: &HashMap<String, String>, bod
             if !auth.suite_id.starts_with("dk") {
                 return Err(error(40001, "invalid corpsecret"));
             }
-            let grant = state.issue_token(TokenOwner::Corp { corpid }, "corp-token");
+            let grant = state.issue_token(TokenOwner::Corp { corpid, suite_id: auth.suite_id }, "corp-token");
             Ok(json!({"errcode": 0, "errmsg": "ok", "access_token": grant["token"], "expires_in": grant["expires_in"]}))
         }
         "agent/get_admin_list" => {
@@ -335,8 +427,102 @@ fn route(state: &mut State, endpoint: &str, query: &HashMap<String, String>, bod
                 json!({"errcode": 0, "errmsg": "ok", "admin": [{"userid": "AdminUser", "open_userid": "woAdminOpen", "auth_type": 1}]}),
             )
         }
+        "service/corpid_to_opencorpid" => {
+            let TokenOwner::Provider(provider) = state.check_token(token("provider_access_token"), "provider")? else {
+                unreachable!()
+            };
+            let corpid = text("corpid");
+            if !state.plain_corps.contains(&corpid) {
+                return Err(error(48001, "api unauthorized"));
+            }
+            state.count_conversion(endpoint, &corpid);
+            Ok(json!({"errcode": 0, "errmsg": "ok", "open_corpid": cipher("wp", &[&provider, &corpid])}))
+        }
+        "batch/userid_to_openuserid" => {
+            let (provider, corpid) = state.corp_of(token("access_token"))?;
+            let userids = list(body, "userid_list");
+            if userids.len() > 1000 {
+                return Err(error(40058, "userid_list exceeds 1000"));
+            }
+            let (mut converted, mut invalid) = (Vec::new(), Vec::new());
+            for userid in userids {
+                if userid.starts_with("bad") {
+                    invalid.push(json!(userid));
+                } else {
+                    state.count_conversion(endpoint, &userid);
+                    converted
+                        .push(json!({"userid": userid, "open_userid": cipher("wo", &[&provider, &corpid, &userid])}));
+                }
+            }
+            Ok(json!({"errcode": 0, "errmsg": "ok", "open_userid_list": converted, "invalid_userid_list": invalid}))
+        }
+        "externalcontact/get_new_external_userid" | "externalcontact/groupchat/get_new_external_userid" => {
+            let (provider, corpid) = state.corp_of(token("access_token"))?;
+            if endpoint.contains("groupchat") && text("chat_id").is_empty() {
+                return Err(error(40050, "invalid chatid"));
+            }
+            let ids = list(body, "external_userid_list");
+            if ids.len() > 1000 {
+                return Err(error(40058, "external_userid_list exceeds 1000"));
+            }
+            let mut items = Vec::new();
+            for id in ids.into_iter().filter(|id| !id.starts_with("bad")) {
+                state.count_conversion(endpoint, &id);
+                items.push(
+                    json!({"external_userid": id, "new_external_userid": cipher("wm", &[&provider, &corpid, &id])}),
+                );
+            }
+            Ok(json!({"errcode": 0, "errmsg": "ok", "items": items}))
+        }
+        "idconvert/unionid_to_external_userid" => {
+            let (provider, corpid) = state.corp_of(token("access_token"))?;
+            let (unionid, openid) = (text("unionid"), text("openid"));
+            if unionid.is_empty() || openid.is_empty() || !matches!(body["subject_type"].as_i64(), Some(0 | 1)) {
+                return Err(error(40058, "invalid parameter"));
+            }
+            let key = (corpid.clone(), unionid.clone());
+            if state.customers.contains(&key) {
+                return Ok(
+                    json!({"errcode": 0, "errmsg": "ok", "external_userid": cipher("wm", &[&provider, &corpid, &unionid])}),
+                );
+            }
+            let pending_id = match state.pending_ids.get(&key) {
+                Some(pending_id) => pending_id.clone(),
+                None => {
+                    let pending_id = state.next("pending");
+                    state.pending_ids.insert(key, pending_id.clone());
+                    pending_id
+                }
+            };
+            Ok(json!({"errcode": 0, "errmsg": "ok", "pending_id": pending_id}))
+        }
+        "idconvert/batch/external_userid_to_pending_id" => {
+            let (provider, corpid) = state.corp_of(token("access_token"))?;
+            let ids = list(body, "external_userid");
+            if ids.len() > 100 {
+                return Err(error(40058, "external_userid exceeds 100"));
+            }
+            let result: Vec<Value> = state
+                .pending_ids
+                .iter()
+                .filter(|((corp, unionid), _)| {
+                    *corp == corpid && ids.contains(&cipher("wm", &[&provider, corp, unionid]))
+                })
+                .map(|((corp, unionid), pending_id)| {
+                    json!({"external_userid": cipher("wm", &[&provider, corp, unionid]), "pending_id": pending_id})
+                })
+                .collect();
+            Ok(json!({"errcode": 0, "errmsg": "ok", "result": result}))
+        }
         _ => Err(error(404, "no such fake endpoint")),
     }
+}
+
+fn list(body: &Value, field: &str) -> Vec<String> {
+    body[field]
+        .as_array()
+        .map(|ids| ids.iter().filter_map(|id| id.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
 }
 
 fn valid_permanent_code(state: &State, code: &str, corpid: &str) -> Result<Authorization, Value> {

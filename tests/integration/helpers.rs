@@ -64,6 +64,20 @@ impl TestDb {
         }
     }
 
+    /// Runs SQL directly on the test database: how a test ages rows.
+    pub fn execute(&self, sql: &str) {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => {
+                let mut conn = diesel::SqliteConnection::establish(&path.display().to_string()).expect("sqlite opens");
+                conn.batch_execute(sql).expect("sql runs");
+            }
+            DatabaseUrl::Postgres(url) => {
+                let mut conn = PgConnection::establish(url).expect("postgres answers");
+                conn.batch_execute(sql).expect("sql runs");
+            }
+        }
+    }
+
     pub fn url_string(&self) -> String {
         match &self.url {
             DatabaseUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
@@ -114,6 +128,8 @@ pub struct TestApp {
     process: Process,
     /// The suite seeded from WECOM_SUITE_ID.
     pub seeded_suite: String,
+    /// The provider seeded from WECOM_PROVIDER_CORPID.
+    pub seeded_provider: String,
 }
 
 /// In this test process, or the real binary as a child with its output captured.
@@ -142,6 +158,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             process: Process::InProcess(running),
             seeded_suite: env["WECOM_SUITE_ID"].clone(),
+            seeded_provider: env["WECOM_PROVIDER_CORPID"].clone(),
         }
     }
 
@@ -190,6 +207,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             process: Process::Child { child, output },
             seeded_suite: env["WECOM_SUITE_ID"].clone(),
+            seeded_provider: env["WECOM_PROVIDER_CORPID"].clone(),
         }
     }
 
@@ -338,8 +356,8 @@ pub async fn spawn_against(
         adjust(env);
     })
     .await;
-    fake.add_provider(PROVIDER_CORPID, PROVIDER_SECRET);
-    fake.add_suite(&app.seeded_suite, SUITE_SECRET);
+    fake.add_provider(&app.seeded_provider, PROVIDER_SECRET);
+    fake.add_suite(&app.seeded_provider, &app.seeded_suite, SUITE_SECRET);
     app
 }
 

@@ -332,7 +332,7 @@ async fn logs_of_a_whole_lifecycle_contain_no_secret() {
     })
     .await;
     fake.add_provider(PROVIDER_CORPID, PROVIDER_SECRET);
-    fake.add_suite(SUITE_ID, SUITE_SECRET);
+    fake.add_suite(PROVIDER_CORPID, SUITE_ID, SUITE_SECRET);
     app.push_ticket(&fake).await;
     app.install(&fake, "wpCorpLog01", "Log Corp").await;
     for path in [

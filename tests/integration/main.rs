@@ -6,5 +6,6 @@ mod callbacks;
 mod durability;
 mod fake_wecom;
 mod helpers;
+mod ids;
 mod lifecycle;
 mod tokens;
