@@ -54,6 +54,7 @@ pub struct Running {
     server: ServerHandle,
     server_task: JoinHandle<std::io::Result<()>>,
     worker: Option<(Arc<Worker>, JoinHandle<()>)>,
+    checkpointer: Option<JoinHandle<()>>,
 }
 
 /// Migrates, seeds the configured provider and suite, and starts serving.
@@ -98,15 +99,17 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
     let handle = server.handle();
     let server_task = tokio::spawn(server);
     tracing::info!(addr = %bound, database = db.backend_name(), "wecom-provider listening");
-    Ok(Running { addr: bound, db, server: handle, server_task, worker })
+    let checkpointer = db.spawn_checkpointer();
+    Ok(Running { addr: bound, db, server: handle, server_task, worker, checkpointer })
 }
 
 impl Running {
     /// Serves until the server stops (a signal, with `handle_signals`), then shuts down.
     pub async fn wait(self) -> std::io::Result<()> {
-        let Running { server_task, worker, .. } = self;
+        let Running { server_task, worker, checkpointer, .. } = self;
         let result = server_task.await.unwrap_or(Ok(()));
         stop_worker(worker).await;
+        checkpointer.inspect(JoinHandle::abort);
         result
     }
 
@@ -115,6 +118,7 @@ impl Running {
         self.server.stop(true).await;
         let _ = self.server_task.await;
         stop_worker(self.worker).await;
+        self.checkpointer.inspect(JoinHandle::abort);
     }
 }
 

@@ -45,6 +45,30 @@ impl From<LifecycleError> for EffectError {
     }
 }
 
+/// Whether a suite's message has an effect. Every other event is stored as done:
+/// the worker never touches it, and ingest pays no second write for it.
+pub fn needs_effect(message: &Message) -> bool {
+    match message {
+        Message::SuiteTicket { .. }
+        | Message::CreateAuth { .. }
+        | Message::ResetPermanentCode { .. }
+        | Message::ChangeAuth { .. }
+        | Message::CancelAuth { .. } => true,
+        Message::ChangeExternalContact { change_type, external_userid: Some(_), .. } => {
+            is_added(change_type) || is_removed(change_type)
+        }
+        _ => false,
+    }
+}
+
+fn is_added(change_type: &str) -> bool {
+    matches!(change_type, "add_external_contact" | "add_half_external_contact")
+}
+
+fn is_removed(change_type: &str) -> bool {
+    matches!(change_type, "del_external_contact" | "del_follow_user")
+}
+
 #[derive(Clone)]
 pub struct Effects {
     db: Db,
@@ -92,14 +116,12 @@ impl Effects {
                 Some(suite_id),
             ) => {
                 let provider = &event.provider_corpid;
-                match change_type.as_str() {
-                    "add_external_contact" | "add_half_external_contact" => {
-                        Ok(self.ids.contact_added(provider, suite_id, &auth_corp_id, &external_userid).await?)
-                    }
-                    "del_external_contact" | "del_follow_user" => {
-                        Ok(self.ids.contact_removed(provider, &auth_corp_id, &external_userid).await?)
-                    }
-                    _ => Ok(()),
+                if is_added(&change_type) {
+                    Ok(self.ids.contact_added(provider, suite_id, &auth_corp_id, &external_userid).await?)
+                } else if is_removed(&change_type) {
+                    Ok(self.ids.contact_removed(provider, &auth_corp_id, &external_userid).await?)
+                } else {
+                    Ok(())
                 }
             }
             _ => Ok(()),

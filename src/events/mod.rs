@@ -3,7 +3,9 @@
 //!
 //! Invariants: an acknowledged event is committed (fsync'd) first; the same
 //! plaintext delivered again to the same URL is stored once; events of one suite
-//! are applied in id order, except order-free kinds (suite_ticket: newest wins).
+//! are applied in id order, except order-free kinds (suite_ticket: newest wins);
+//! an event without an effect (most of them: contact changes, messages) is stored
+//! as done, so the worker and the disk see it once.
 
 pub mod effects;
 pub mod gateway;
@@ -92,6 +94,8 @@ pub fn prepare(source: &Source, receive_id: &str, plaintext: String, received_at
         Source::Suite { suite_id, .. } => Some(suite_id.clone()),
         Source::Provider { .. } => None,
     };
+    // Only suite events have effects (the provider URL's are for the feed).
+    let pending = suite_id.is_some() && effects::needs_effect(&message);
     Ok(NewEvent {
         provider_corpid: source.provider_corpid().to_owned(),
         suite_id,
@@ -99,10 +103,11 @@ pub fn prepare(source: &Source, receive_id: &str, plaintext: String, received_at
         kind: message.kind().to_owned(),
         dedupe_key,
         ordering_key,
-        plaintext: Some(plaintext),
+        // The plaintext is kept only until the effect has run: it may hold secrets.
+        plaintext: pending.then_some(plaintext),
         fields: serde_json::Value::Object(fields).to_string(),
         received_at,
-        status: STATUS_PENDING,
-        processed_at: None,
+        status: if pending { STATUS_PENDING } else { STATUS_DONE },
+        processed_at: (!pending).then_some(received_at),
     })
 }

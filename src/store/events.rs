@@ -1,5 +1,7 @@
 //! The event log: every verified callback, stored once, then worked off in id order.
 
+use std::collections::HashSet;
+
 use diesel::prelude::*;
 
 use super::schema::events;
@@ -73,32 +75,40 @@ pub trait InsertEvents {
     fn insert_events(&mut self, batch: &[NewEvent]) -> QueryResult<Vec<bool>>;
 }
 
-macro_rules! insert_each {
-    ($c:expr, $batch:expr) => {
-        $batch
+impl InsertEvents for diesel::SqliteConnection {
+    /// Row by row: in-process SQLite has no round trips to save, and diesel runs a
+    /// SQLite batch insert with RETURNING row by row anyway (failing on a conflict).
+    fn insert_events(&mut self, batch: &[NewEvent]) -> QueryResult<Vec<bool>> {
+        batch
             .iter()
             .map(|event| {
                 diesel::insert_into(events::table)
                     .values(event)
                     .on_conflict(events::dedupe_key)
                     .do_nothing()
-                    .execute($c)
+                    .execute(self)
                     .map(|rows| rows == 1)
             })
-            .collect::<QueryResult<Vec<bool>>>()
-    };
-}
-
-impl InsertEvents for diesel::SqliteConnection {
-    fn insert_events(&mut self, batch: &[NewEvent]) -> QueryResult<Vec<bool>> {
-        insert_each!(self, batch)
+            .collect()
     }
 }
 
 impl InsertEvents for diesel::PgConnection {
     fn insert_events(&mut self, batch: &[NewEvent]) -> QueryResult<Vec<bool>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
         diesel::sql_query(format!("SELECT pg_advisory_xact_lock({EVENT_APPEND_LOCK_KEY})")).execute(self)?;
-        insert_each!(self, batch)
+        // One multi-row INSERT, one round trip; the keys it returns tell which
+        // events were new. A key twice in one batch is new once.
+        let inserted: Vec<String> = diesel::insert_into(events::table)
+            .values(batch)
+            .on_conflict(events::dedupe_key)
+            .do_nothing()
+            .returning(events::dedupe_key)
+            .get_results(self)?;
+        let mut inserted: HashSet<String> = inserted.into_iter().collect();
+        Ok(batch.iter().map(|event| inserted.remove(&event.dedupe_key)).collect())
     }
 }
 

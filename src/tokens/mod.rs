@@ -26,6 +26,10 @@ pub const TICKET_LIFETIME_MS: i64 = 30 * 60 * 1000;
 const CLAIM_MS: i64 = 30_000;
 /// How long a caller waits for another instance's refresh before giving up.
 const WAIT_FOR_OTHERS: Duration = Duration::from_secs(35);
+/// A token read from the database is served from memory this long: the hot path
+/// then costs no query, and a token another instance dropped (WeCom called it
+/// invalid) stops being handed out here within this time.
+const MEMORY_TTL_MS: i64 = 1_000;
 
 /// Which token.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -97,6 +101,8 @@ pub struct Tokens {
     client: WecomClient,
     holder: String,
     refreshing: Mutex<HashMap<TokenKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// Recently seen fresh tokens, with the time (Unix ms) until which to trust them.
+    memory: Mutex<HashMap<TokenKey, (Token, i64)>>,
 }
 
 impl Tokens {
@@ -106,6 +112,7 @@ impl Tokens {
             client,
             holder: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
             refreshing: Mutex::default(),
+            memory: Mutex::default(),
         }
     }
 
@@ -151,6 +158,7 @@ impl Tokens {
 
     /// Drops the cached token: all of it, or only if it still is `bad`.
     pub async fn forget(&self, key: &TokenKey, bad: Option<&SecretString>) -> Result<(), TokenError> {
+        lock(&self.memory).remove(key);
         let (scope, id) = (key.scope(), key.key());
         let bad = bad.map(|token| token.expose_secret().to_owned());
         self.db.run(move |conn| tokens::drop_token(conn, scope, &id, bad.as_deref())).await?;
@@ -190,14 +198,28 @@ impl Tokens {
     }
 
     async fn cached(&self, key: &TokenKey) -> Result<Option<Token>, TokenError> {
+        let now = now_ms();
+        if let Some((token, until)) = lock(&self.memory).get(key)
+            && now < *until
+        {
+            return Ok(Some(token.clone()));
+        }
         let (scope, id) = (key.scope(), key.key());
         let found = self.db.run(move |conn| tokens::fresh(conn, scope, &id, MARGIN_MS)).await?;
-        Ok(found.map(|(access_token, expires_at)| Token { access_token: access_token.into(), expires_at }))
+        let found = found.map(|(access_token, expires_at)| Token { access_token: access_token.into(), expires_at });
+        if let Some(token) = &found {
+            self.remember(key, token);
+        }
+        Ok(found)
+    }
+
+    fn remember(&self, key: &TokenKey, token: &Token) {
+        let until = (now_ms() + MEMORY_TTL_MS).min(token.expires_at - MARGIN_MS);
+        lock(&self.memory).insert(key.clone(), (token.clone(), until));
     }
 
     fn local_lock(&self, key: &TokenKey) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.refreshing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        locks.entry(key.clone()).or_default().clone()
+        lock(&self.refreshing).entry(key.clone()).or_default().clone()
     }
 
     async fn refresh_claimed(&self, key: &TokenKey) -> Result<Token, TokenError> {
@@ -207,7 +229,9 @@ impl Tokens {
                 let expires_at = now_ms() + grant.expires_in.saturating_mul(1000);
                 let token = grant.token.expose_secret().to_owned();
                 self.db.run(move |conn| tokens::store(conn, scope, &id, &token, expires_at)).await?;
-                Ok(Token { access_token: grant.token, expires_at })
+                let token = Token { access_token: grant.token, expires_at };
+                self.remember(key, &token);
+                Ok(token)
             }
             Err(error) => {
                 self.db.run(move |conn| tokens::release_claim(conn, scope, &id, &holder)).await?;
@@ -299,4 +323,8 @@ impl Tokens {
 /// Customized-app (代开发) templates have ids starting with `dk`.
 pub fn is_customized_suite(suite_id: &str) -> bool {
     suite_id.starts_with("dk")
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -135,6 +135,10 @@ async fn concurrent_distinct_callbacks_are_each_stored_exactly_once() {
     assert!(results.iter().all(|(status, body)| *status == 200 && body == "success"));
     let events = app.events().await;
     assert_eq!(events.len(), 80, "120 posts of 80 distinct messages");
+    assert!(
+        events.iter().all(|e| e["status"] == "done" && e["attempts"] == 0),
+        "change_contact has no effect: stored as done, the worker never touches it"
+    );
     let ids: Vec<i64> = events.iter().map(|e| e["id"].as_i64().unwrap()).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "feed is in id order");
     app.stop().await;
