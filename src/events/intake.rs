@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::store::events::{NewEvent, append};
+use crate::store::events::{NewEvent, STATUS_PENDING, append};
 use crate::store::{Db, StoreError};
 
 /// The most events one transaction takes; more wait for the next commit.
@@ -59,12 +59,17 @@ async fn write_batches(db: Db, mut receiver: mpsc::Receiver<Submission>, stored:
     while receiver.recv_many(&mut buffer, MAX_BATCH).await > 0 {
         let (events, replies): (Vec<NewEvent>, Vec<_>) = buffer.drain(..).map(|s| (s.event, s.reply)).unzip();
         let count = events.len();
+        let has_effects: Vec<bool> = events.iter().map(|event| event.status == STATUS_PENDING).collect();
         match db.run(move |conn| append(conn, &events)).await {
             Ok(fresh) => {
+                // Only new events with an effect are the worker's business.
+                let wake_worker = fresh.iter().zip(&has_effects).any(|(is_new, pending)| *is_new && *pending);
                 for (reply, is_new) in replies.into_iter().zip(fresh) {
                     let _ = reply.send(Ok(if is_new { Stored::New } else { Stored::Duplicate }));
                 }
-                stored.notify_one();
+                if wake_worker {
+                    stored.notify_one();
+                }
             }
             Err(error) => {
                 log_store_error(count, &error);

@@ -156,7 +156,7 @@ impl Db {
         Ok(Db { pools })
     }
 
-    /// SQLite: copies the WAL back into the database file every 250 ms on its own
+    /// SQLite: copies the WAL back into the database file every 100 ms on its own
     /// connection (a passive checkpoint never blocks writers), so commits do not
     /// stall on the checkpoint SQLite would otherwise run inside them. The
     /// `wal_autocheckpoint` of 8192 pages stays as the backstop.
@@ -166,7 +166,7 @@ impl Db {
         };
         let db = self.clone();
         Some(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
             loop {
                 tick.tick().await;
                 let checkpoint = db.run(|conn| {
