@@ -96,13 +96,22 @@ pub enum TokenError {
 
 type Fetch<'a> = Pin<Box<dyn Future<Output = Result<Grant, TokenError>> + Send + 'a>>;
 
+/// A token in memory: trusted until `until` (Unix ms); after that one caller
+/// re-reads the database while the others keep getting it (it is still fresh by
+/// its own expiry), so an expiring entry never sends every request to the database.
+struct Remembered {
+    token: Token,
+    until: i64,
+    rereading: bool,
+}
+
 pub struct Tokens {
     db: Db,
     client: WecomClient,
     holder: String,
     refreshing: Mutex<HashMap<TokenKey, Arc<tokio::sync::Mutex<()>>>>,
-    /// Recently seen fresh tokens, with the time (Unix ms) until which to trust them.
-    memory: Mutex<HashMap<TokenKey, (Token, i64)>>,
+    /// Recently seen fresh tokens.
+    memory: Mutex<HashMap<TokenKey, Remembered>>,
 }
 
 impl Tokens {
@@ -199,23 +208,36 @@ impl Tokens {
 
     async fn cached(&self, key: &TokenKey) -> Result<Option<Token>, TokenError> {
         let now = now_ms();
-        if let Some((token, until)) = lock(&self.memory).get(key)
-            && now < *until
-        {
-            return Ok(Some(token.clone()));
+        if let Some(entry) = lock(&self.memory).get_mut(key) {
+            let still_fresh = now < entry.token.expires_at - MARGIN_MS;
+            if now < entry.until || (entry.rereading && still_fresh) {
+                return Ok(Some(entry.token.clone()));
+            }
+            entry.rereading = true;
         }
         let (scope, id) = (key.scope(), key.key());
-        let found = self.db.run(move |conn| tokens::fresh(conn, scope, &id, MARGIN_MS)).await?;
-        let found = found.map(|(access_token, expires_at)| Token { access_token: access_token.into(), expires_at });
-        if let Some(token) = &found {
-            self.remember(key, token);
+        let found = self.db.run(move |conn| tokens::fresh(conn, scope, &id, MARGIN_MS)).await;
+        let found = match found {
+            Ok(found) => {
+                found.map(|(access_token, expires_at)| Token { access_token: access_token.into(), expires_at })
+            }
+            Err(error) => {
+                lock(&self.memory).remove(key);
+                return Err(error.into());
+            }
+        };
+        match &found {
+            Some(token) => self.remember(key, token),
+            None => {
+                lock(&self.memory).remove(key);
+            }
         }
         Ok(found)
     }
 
     fn remember(&self, key: &TokenKey, token: &Token) {
         let until = (now_ms() + MEMORY_TTL_MS).min(token.expires_at - MARGIN_MS);
-        lock(&self.memory).insert(key.clone(), (token.clone(), until));
+        lock(&self.memory).insert(key.clone(), Remembered { token: token.clone(), until, rereading: false });
     }
 
     fn local_lock(&self, key: &TokenKey) -> Arc<tokio::sync::Mutex<()>> {
