@@ -27,6 +27,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot start the event writer: {0}")]
+    Writer(std::io::Error),
 }
 
 /// Knobs that are not configuration: tests use them to shape a run.
@@ -62,7 +64,7 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
     let db = prepare_database(config).await?;
 
     let stored = Arc::new(Notify::new());
-    let (intake, _writer) = Intake::start(db.clone(), stored.clone());
+    let intake = Intake::start(db.clone(), stored.clone()).map_err(StartError::Writer)?;
     let tokens = Arc::new(Tokens::new(db.clone(), WecomClient::new(config.wecom_api_base.clone())));
     let lifecycle = Arc::new(Lifecycle::new(db.clone(), tokens.clone()));
     let ids = Arc::new(Ids::new(db.clone(), tokens.clone()));

@@ -1,14 +1,18 @@
 //! Group commit: callbacks arriving together are inserted in one transaction, and
 //! each is acknowledged only after that transaction is committed. One fsync then
 //! covers many callbacks, and nothing acknowledged can be lost.
+//!
+//! The writer is one OS thread that keeps its own connection: a request handler
+//! hands its event straight to it and is woken by it, with no runtime task or
+//! pool checkout in between, and SQLite keeps that connection's page cache (which
+//! it drops whenever another connection wrote since) warm across batches.
 
 use std::sync::Arc;
 
 use tokio::sync::{Notify, mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 use crate::store::events::{NewEvent, STATUS_PENDING, append};
-use crate::store::{Db, StoreError};
+use crate::store::{Conn, Db, StoreError};
 
 /// The most events one transaction takes; more wait for the next commit.
 const MAX_BATCH: usize = 512;
@@ -39,11 +43,12 @@ pub struct Intake {
 }
 
 impl Intake {
-    /// Starts the writer; it ends when every `Intake` clone is dropped and the queue is drained.
-    pub fn start(db: Db, stored: Arc<Notify>) -> (Self, JoinHandle<()>) {
+    /// Starts the writer thread; it ends when every `Intake` clone is dropped and the
+    /// queue is drained.
+    pub fn start(db: Db, stored: Arc<Notify>) -> std::io::Result<Self> {
         let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        let writer = tokio::spawn(write_batches(db, receiver, stored));
-        (Intake { queue }, writer)
+        std::thread::Builder::new().name("event-writer".into()).spawn(move || write_batches(&db, receiver, &stored))?;
+        Ok(Intake { queue })
     }
 
     /// Stores one event durably; returns once it is committed.
@@ -54,16 +59,23 @@ impl Intake {
     }
 }
 
-async fn write_batches(db: Db, mut receiver: mpsc::Receiver<Submission>, stored: Arc<Notify>) {
-    let mut buffer = Vec::with_capacity(MAX_BATCH);
-    while receiver.recv_many(&mut buffer, MAX_BATCH).await > 0 {
-        let (events, replies): (Vec<NewEvent>, Vec<_>) = buffer.drain(..).map(|s| (s.event, s.reply)).unzip();
-        let count = events.len();
-        let has_effects: Vec<bool> = events.iter().map(|event| event.status == STATUS_PENDING).collect();
-        match db.run(move |conn| append(conn, &events)).await {
+fn write_batches(db: &Db, mut receiver: mpsc::Receiver<Submission>, stored: &Notify) {
+    let mut conn: Option<Conn> = None;
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = receiver.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (events, replies): (Vec<NewEvent>, Vec<_>) = batch.drain(..).map(|s| (s.event, s.reply)).unzip();
+        match store_batch(db, &mut conn, &events) {
             Ok(fresh) => {
                 // Only new events with an effect are the worker's business.
-                let wake_worker = fresh.iter().zip(&has_effects).any(|(is_new, pending)| *is_new && *pending);
+                let wake_worker =
+                    fresh.iter().zip(&events).any(|(is_new, event)| *is_new && event.status == STATUS_PENDING);
                 for (reply, is_new) in replies.into_iter().zip(fresh) {
                     let _ = reply.send(Ok(if is_new { Stored::New } else { Stored::Duplicate }));
                 }
@@ -72,13 +84,23 @@ async fn write_batches(db: Db, mut receiver: mpsc::Receiver<Submission>, stored:
                 }
             }
             Err(error) => {
-                log_store_error(count, &error);
+                // The connection may be what failed: the next batch takes a fresh one.
+                conn = None;
+                log_store_error(events.len(), &error);
                 for reply in replies {
                     let _ = reply.send(Err(()));
                 }
             }
         }
     }
+}
+
+fn store_batch(db: &Db, conn: &mut Option<Conn>, events: &[NewEvent]) -> Result<Vec<bool>, StoreError> {
+    let conn = match conn {
+        Some(conn) => conn,
+        None => conn.insert(db.connection()?),
+    };
+    append(conn, events)
 }
 
 fn log_store_error(count: usize, error: &StoreError) {

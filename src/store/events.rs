@@ -17,8 +17,10 @@ pub const STATUS_FAILED: &str = "failed";
 /// SQLite's single writer gives the same guarantee by itself.
 const EVENT_APPEND_LOCK_KEY: i64 = 0x7765_636f_6d02;
 
+/// `None` is inserted as NULL, not as the column default, so that diesel can put a
+/// whole batch into one statement on SQLite too.
 #[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = events)]
+#[diesel(table_name = events, treat_none_as_default_value = false)]
 pub struct NewEvent {
     pub provider_corpid: String,
     pub suite_id: Option<String>,
@@ -68,52 +70,58 @@ pub struct PendingEvent {
     pub attempts: i32,
 }
 
-/// Inserts events inside the caller's transaction, row by row so each event learns
-/// whether it was new. Implemented per backend because PostgreSQL first takes the
-/// append lock that keeps ids committing in order.
+/// What a transaction appending events takes first. PostgreSQL: the append lock that
+/// keeps ids committing in order. SQLite: nothing, its single writer does that.
+trait AppendLock {
+    fn take_append_lock(&mut self) -> QueryResult<()>;
+}
+
+impl AppendLock for diesel::SqliteConnection {
+    fn take_append_lock(&mut self) -> QueryResult<()> {
+        Ok(())
+    }
+}
+
+impl AppendLock for diesel::PgConnection {
+    fn take_append_lock(&mut self) -> QueryResult<()> {
+        diesel::sql_query(format!("SELECT pg_advisory_xact_lock({EVENT_APPEND_LOCK_KEY})")).execute(self)?;
+        Ok(())
+    }
+}
+
+/// Inserts events inside the caller's transaction with one multi-row
+/// `INSERT … ON CONFLICT DO NOTHING RETURNING dedupe_key`, after the append lock.
+/// Returns, per event, whether it was new (false: an identical event was stored
+/// before, or earlier in the batch).
 pub trait InsertEvents {
     fn insert_events(&mut self, batch: &[NewEvent]) -> QueryResult<Vec<bool>>;
 }
 
-impl InsertEvents for diesel::SqliteConnection {
-    /// Row by row: in-process SQLite has no round trips to save, and diesel runs a
-    /// SQLite batch insert with RETURNING row by row anyway (failing on a conflict).
-    fn insert_events(&mut self, batch: &[NewEvent]) -> QueryResult<Vec<bool>> {
-        batch
-            .iter()
-            .map(|event| {
-                diesel::insert_into(events::table)
-                    .values(event)
+/// The same diesel query, compiled once per backend.
+macro_rules! impl_insert_events {
+    ($($connection:ty),*) => {$(
+        impl InsertEvents for $connection {
+            fn insert_events(&mut self, batch: &[NewEvent]) -> QueryResult<Vec<bool>> {
+                if batch.is_empty() {
+                    return Ok(Vec::new());
+                }
+                self.take_append_lock()?;
+                let inserted: Vec<String> = diesel::insert_into(events::table)
+                    .values(batch)
                     .on_conflict(events::dedupe_key)
                     .do_nothing()
-                    .execute(self)
-                    .map(|rows| rows == 1)
-            })
-            .collect()
-    }
-}
-
-impl InsertEvents for diesel::PgConnection {
-    fn insert_events(&mut self, batch: &[NewEvent]) -> QueryResult<Vec<bool>> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
+                    .returning(events::dedupe_key)
+                    .get_results(self)?;
+                let mut inserted: HashSet<String> = inserted.into_iter().collect();
+                Ok(batch.iter().map(|event| inserted.remove(&event.dedupe_key)).collect())
+            }
         }
-        diesel::sql_query(format!("SELECT pg_advisory_xact_lock({EVENT_APPEND_LOCK_KEY})")).execute(self)?;
-        // One multi-row INSERT, one round trip; the keys it returns tell which
-        // events were new. A key twice in one batch is new once.
-        let inserted: Vec<String> = diesel::insert_into(events::table)
-            .values(batch)
-            .on_conflict(events::dedupe_key)
-            .do_nothing()
-            .returning(events::dedupe_key)
-            .get_results(self)?;
-        let mut inserted: HashSet<String> = inserted.into_iter().collect();
-        Ok(batch.iter().map(|event| inserted.remove(&event.dedupe_key)).collect())
-    }
+    )*};
 }
 
-/// Inserts a batch in one transaction (one fsync for all of them). Returns, per
-/// event, whether it was new (false: an identical event was stored before).
+impl_insert_events!(diesel::SqliteConnection, diesel::PgConnection);
+
+/// Inserts a batch in one transaction: one fsync for all of them.
 pub fn append(conn: &mut Conn, batch: &[NewEvent]) -> StoreResult<Vec<bool>> {
     Ok(with_backend!(conn, c => c.write_transaction(|c| c.insert_events(batch))?))
 }

@@ -121,7 +121,7 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
             // busy_timeout first: the pool opens connections in parallel, and switching a
             // new database to WAL needs a moment of exclusive access.
             "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-             PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 8192;",
+             PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 8192;",
         )
         .map_err(diesel::r2d2::Error::QueryError)
     }
@@ -195,16 +195,17 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&mut Conn) -> StoreResult<T> + Send + 'static,
     {
-        let pools = self.pools.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = match &pools {
-                Pools::Sqlite(pool) => Conn::Sqlite(pool.get()?),
-                Pools::Pg(pool) => Conn::Pg(pool.get()?),
-            };
-            work(&mut conn)
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || work(&mut db.connection()?)).await.map_err(|_| StoreError::Task)?
+    }
+
+    /// Checks a connection out of the pool, blocking until one is free; for a thread
+    /// that keeps one (the event writer). Everything else goes through [`Db::run`].
+    pub fn connection(&self) -> StoreResult<Conn> {
+        Ok(match &self.pools {
+            Pools::Sqlite(pool) => Conn::Sqlite(pool.get()?),
+            Pools::Pg(pool) => Conn::Pg(pool.get()?),
         })
-        .await
-        .map_err(|_| StoreError::Task)?
     }
 
     /// Applies pending migrations; on PostgreSQL under an advisory lock so that

@@ -70,3 +70,61 @@ async fn callbacks_acknowledged_before_a_kill_9_survive_it() {
     assert_eq!(app.suite_view(SUITE_ID).await["has_ticket"], true);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_callback_the_store_refuses_is_not_acknowledged_and_its_retry_is_stored_once() {
+    let db = TestDb::new();
+    let app = TestApp::spawn(&db).await;
+    let ticket = suite_ticket_xml(SUITE_ID, "refused-then-kept");
+    if db.is_postgres() {
+        db.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER refuse BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse();",
+        );
+    } else {
+        db.execute("CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'refused'); END;");
+    }
+    let (status, body) = app.post_callback(&command_path(SUITE_ID), &suite_keys(), SUITE_ID, &ticket).await;
+    assert_eq!((status, body.as_str()), (503, "storage unavailable, try again"));
+    assert!(app.events().await.is_empty());
+
+    db.execute(if db.is_postgres() {
+        "DROP TRIGGER refuse ON events; DROP FUNCTION refuse();"
+    } else {
+        "DROP TRIGGER refuse;"
+    });
+    // WeCom's retry: same plaintext, fresh ciphertext.
+    let (status, _) = app.post_callback(&command_path(SUITE_ID), &suite_keys(), SUITE_ID, &ticket).await;
+    assert_eq!(status, 200);
+    let (status, _) = app.post_callback(&command_path(SUITE_ID), &suite_keys(), SUITE_ID, &ticket).await;
+    assert_eq!(status, 200);
+    assert_eq!(app.settled().await.len(), 1);
+    assert_eq!(app.suite_view(SUITE_ID).await["has_ticket"], true);
+    app.stop().await;
+}
+
+/// The event writer keeps one connection; when PostgreSQL drops it, the batch on it
+/// is refused (WeCom retries) and the next batch takes a fresh connection.
+/// (SQLite connections are in-process: there is no connection to lose.)
+#[tokio::test]
+async fn the_event_writer_recovers_when_postgres_drops_its_connection() {
+    let db = TestDb::new();
+    if !db.is_postgres() {
+        return;
+    }
+    let app = TestApp::spawn(&db).await;
+    let (status, _) =
+        app.post_callback(&command_path(SUITE_ID), &suite_keys(), SUITE_ID, &suite_ticket_xml(SUITE_ID, "a")).await;
+    assert_eq!(status, 200);
+    db.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    );
+    let second = suite_ticket_xml(SUITE_ID, "b");
+    let (status, _) = app.post_callback(&command_path(SUITE_ID), &suite_keys(), SUITE_ID, &second).await;
+    assert_eq!(status, 503);
+    let (status, _) = app.post_callback(&command_path(SUITE_ID), &suite_keys(), SUITE_ID, &second).await;
+    assert_eq!(status, 200);
+    assert_eq!(app.settled().await.len(), 2);
+    app.stop().await;
+}
