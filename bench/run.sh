@@ -119,6 +119,7 @@ ingest() { # LABEL BACKEND DATABASE(for counting) PORT CONNECTIONS...
     local file="$WORK/callbacks-$label-$conns.txt" count=$((45000 * DURATION))
     [[ $label == peer ]] && count=$((3000 * DURATION))
     "$GEN" "$TOKEN" "$AES_KEY" "$SUITE" "$count" "$label-$conns" "$file"
+    sync # the file's writeback must not compete with the fsyncs measured next
     local before after result
     before=$(sql "$backend" "$database" "SELECT count(*) FROM events")
     result=$(wrk_run "http://127.0.0.1:$port/" bench/callbacks.lua "$conns" "$file")
@@ -173,12 +174,15 @@ import os, sqlite3, sys, time
 conn = sqlite3.connect(sys.argv[1])
 conn.execute("PRAGMA synchronous=OFF")
 now = int(time.time() * 1000)
-rows = ((os.urandom(16).hex(), now) for _ in range(1_000_000))
+# A day of history before the run, keyed as the service keys them: send time, then hash.
+day_ago = now // 1000 - 86400
+rows = ((f"{day_ago + i * 86400 // 1_000_000:010}-{os.urandom(16).hex()}", now) for i in range(1_000_000))
 conn.executemany(
     "INSERT INTO events (provider_corpid, suite_id, corpid, kind, dedupe_key, fields, received_at, status, attempts)"
     " VALUES ('wwbenchprovider', 'wwbenchsuite', 'wpBenchCorp', 'change_contact', ?, '{}', ?, 'done', 1)", rows)
 conn.commit()
 PY
+sync
 start_ours "sqlite://$SQLITE_DB"
 ingest ours-1m sqlite "$SQLITE_DB" $PORT 64
 feed_latency sqlite large "$SQLITE_DB"

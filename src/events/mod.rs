@@ -75,15 +75,9 @@ pub fn derived_event(
 pub fn prepare(source: &Source, receive_id: &str, plaintext: String, received_at: i64) -> Result<NewEvent, XmlError> {
     let mut fields = callback::parse_fields(&plaintext)?;
     let message = callback::message_from_fields(&fields)?;
-    callback::redact(&mut fields);
-
     let scope = source.ordering_key();
-    let mut hasher = Sha256::new();
-    for part in [scope.as_bytes(), receive_id.as_bytes(), plaintext.as_bytes()] {
-        hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part);
-    }
-    let dedupe_key = hex::encode(hasher.finalize());
+    let dedupe_key = dedupe_key(&fields, &scope, receive_id, &plaintext);
+    callback::redact(&mut fields);
 
     let ordering_key = match message {
         // Newest ticket wins by arrival time, so tickets never wait behind a retry.
@@ -110,4 +104,71 @@ pub fn prepare(source: &Source, receive_id: &str, plaintext: String, received_at
         status: if pending { STATUS_PENDING } else { STATUS_DONE },
         processed_at: (!pending).then_some(received_at),
     })
+}
+
+/// `SENT-HASH`: the time WeCom wrote into the message (`TimeStamp` or `CreateTime`,
+/// seconds, `0` when it has none), then 128 bits of SHA-256 over the URL's scope,
+/// the receiveid and the plaintext. A retry carries the same plaintext, so the same
+/// key; leading with the send time keeps the unique index growing at its right edge,
+/// so a burst dirties a few index pages, not one random page per event.
+fn dedupe_key(fields: &callback::Fields, scope: &str, receive_id: &str, plaintext: &str) -> String {
+    let sent_at = ["TimeStamp", "CreateTime"]
+        .iter()
+        .find_map(|name| fields.get(*name)?.as_str()?.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    let mut hasher = Sha256::new();
+    for part in [scope, receive_id, plaintext] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    format!("{sent_at:010}-{}", hex::encode(&hasher.finalize()[..16]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn suite() -> Source {
+        Source::Suite { provider_corpid: "wwprovider".into(), suite_id: "wwsuite".into() }
+    }
+
+    fn contact_change(timestamp: &str, userid: &str) -> String {
+        format!(
+            "<xml><SuiteId>wwsuite</SuiteId><AuthCorpId>wpcorp</AuthCorpId><InfoType>change_contact</InfoType>\
+             {timestamp}<ChangeType>update_user</ChangeType><UserID>{userid}</UserID></xml>"
+        )
+    }
+
+    #[test]
+    fn dedupe_key_leads_with_the_send_time_and_ignores_arrival() {
+        let plaintext = contact_change("<TimeStamp>1732700000</TimeStamp>", "zhangsan");
+        let first = prepare(&suite(), "wwsuite", plaintext.clone(), 1).unwrap();
+        let retry = prepare(&suite(), "wwsuite", plaintext, 9_000_000).unwrap();
+        assert_eq!(first.dedupe_key, retry.dedupe_key);
+        assert!(first.dedupe_key.starts_with("1732700000-"), "{}", first.dedupe_key);
+        assert_eq!(first.dedupe_key.len(), 10 + 1 + 32);
+    }
+
+    #[test]
+    fn dedupe_key_differs_by_content_scope_and_receiveid() {
+        let key = |source: &Source, receive_id: &str, userid: &str| {
+            let plaintext = contact_change("<TimeStamp>1732700000</TimeStamp>", userid);
+            prepare(source, receive_id, plaintext, 1).unwrap().dedupe_key
+        };
+        let provider = Source::Provider { provider_corpid: "wwprovider".into() };
+        let base = key(&suite(), "wwsuite", "zhangsan");
+        assert_ne!(base, key(&suite(), "wwsuite", "lisi"));
+        assert_ne!(base, key(&suite(), "wpcorp", "zhangsan"));
+        assert_ne!(base, key(&provider, "wwsuite", "zhangsan"));
+    }
+
+    #[test]
+    fn dedupe_key_uses_create_time_or_zero() {
+        let with_create_time = contact_change("<CreateTime>1732700001</CreateTime>", "zhangsan");
+        let without_time = contact_change("", "zhangsan");
+        let keyed = prepare(&suite(), "wwsuite", with_create_time, 1).unwrap().dedupe_key;
+        let unkeyed = prepare(&suite(), "wwsuite", without_time, 1).unwrap().dedupe_key;
+        assert!(keyed.starts_with("1732700001-"), "{keyed}");
+        assert!(unkeyed.starts_with("0000000000-"), "{unkeyed}");
+    }
 }
