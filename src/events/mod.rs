@@ -49,20 +49,17 @@ pub fn derived_event(
     fields: serde_json::Value,
 ) -> NewEvent {
     let now = crate::store::now_ms();
-    let mut hasher = Sha256::new();
-    for part in [kind, provider_corpid, suite_id, corpid, &fields.to_string()] {
-        hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part.as_bytes());
-    }
+    let fields = fields.to_string();
+    let digest = hash_parts(&[kind, provider_corpid, suite_id, corpid, &fields]);
     NewEvent {
         provider_corpid: provider_corpid.to_owned(),
         suite_id: Some(suite_id.to_owned()),
         corpid: Some(corpid.to_owned()),
         kind: kind.to_owned(),
-        dedupe_key: hex::encode(hasher.finalize()),
+        dedupe_key: hex::encode(digest),
         ordering_key: None,
         plaintext: None,
-        fields: fields.to_string(),
+        fields,
         received_at: now,
         status: STATUS_DONE,
         processed_at: Some(now),
@@ -116,12 +113,19 @@ fn dedupe_key(fields: &callback::Fields, scope: &str, receive_id: &str, plaintex
         .iter()
         .find_map(|name| fields.get(*name)?.as_str()?.trim().parse::<u32>().ok())
         .unwrap_or(0);
+    let digest = hash_parts(&[scope, receive_id, plaintext]);
+    format!("{sent_at:010}-{}", hex::encode(&digest[..16]))
+}
+
+/// SHA-256 over length-prefixed parts, so no two different lists of parts collide by
+/// moving bytes from one part to the next.
+fn hash_parts(parts: &[&str]) -> [u8; 32] {
     let mut hasher = Sha256::new();
-    for part in [scope, receive_id, plaintext] {
+    for part in parts {
         hasher.update((part.len() as u64).to_be_bytes());
         hasher.update(part.as_bytes());
     }
-    format!("{sent_at:010}-{}", hex::encode(&hasher.finalize()[..16]))
+    hasher.finalize().into()
 }
 
 #[cfg(test)]

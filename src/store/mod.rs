@@ -119,7 +119,8 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
     fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
         conn.batch_execute(
             // busy_timeout first: the pool opens connections in parallel, and switching a
-            // new database to WAL needs a moment of exclusive access.
+            // new database to WAL needs a moment of exclusive access. temp_store in memory:
+            // a multi-row INSERT's statement journal would otherwise be a temp file per batch.
             "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
              PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 8192;",
         )
