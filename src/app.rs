@@ -132,7 +132,13 @@ async fn stop_worker(worker: Option<(Arc<Worker>, JoinHandle<()>)>) {
     }
 }
 
-/// Upserts the provider and suite named in the configuration.
+/// The ID service on the prepared database, for command-line tools.
+pub async fn id_service(config: &Config) -> Result<Ids, StoreError> {
+    let db = prepare_database(config).await?;
+    let tokens = Arc::new(Tokens::new(db.clone(), WecomClient::new(config.wecom_api_base.clone())));
+    Ok(Ids::new(db, tokens))
+}
+
 /// Opens the database, runs pending migrations and seeds the configured provider
 /// and suite: what `serve` and the command-line tools start from.
 pub async fn prepare_database(config: &Config) -> Result<Db, StoreError> {

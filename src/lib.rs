@@ -3,10 +3,12 @@
 //! everything else, including starting the server for tests, lives here.
 
 pub mod app;
+pub mod backoff;
 pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod events;
+pub mod feed;
 pub mod ids;
 pub mod lifecycle;
 pub mod store;

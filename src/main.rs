@@ -135,7 +135,14 @@ async fn convert(config: &Config, args: ConvertArgs) -> ExitCode {
         rejects: args.rejects,
         calls_per_minute: args.calls_per_minute,
     };
-    match bulk::run(config, &job).await {
+    let ids = match app::id_service(config).await {
+        Ok(ids) => ids,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match bulk::run(&ids, &job).await {
         Ok(summary) => {
             eprintln!(
                 "{} rows: {} converted into {}, {} rejected into {}; {} upstream calls",

@@ -76,8 +76,12 @@ fn write_batches(db: &Db, mut receiver: mpsc::Receiver<Submission>, stored: &Not
                 // Only new events with an effect are the worker's business.
                 let wake_worker =
                     fresh.iter().zip(&events).any(|(is_new, event)| *is_new && event.status == STATUS_PENDING);
+                let any_new = fresh.iter().any(|is_new| *is_new);
                 for (reply, is_new) in replies.into_iter().zip(fresh) {
                     let _ = reply.send(Ok(if is_new { Stored::New } else { Stored::Duplicate }));
+                }
+                if any_new {
+                    db.notify_appended();
                 }
                 if wake_worker {
                     stored.notify_one();

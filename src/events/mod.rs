@@ -12,9 +12,7 @@ pub mod gateway;
 pub mod intake;
 pub mod worker;
 
-use sha2::{Digest, Sha256};
-
-use crate::store::events::{NewEvent, STATUS_DONE, STATUS_PENDING};
+use crate::store::events::{NewEvent, STATUS_DONE, STATUS_PENDING, hash_parts};
 use crate::wecom::callback::{self, Message, XmlError};
 
 /// Which callback URL an event came in on; it scopes dedupe and ordering.
@@ -36,33 +34,6 @@ impl Source {
             Self::Suite { suite_id, .. } => format!("suite:{suite_id}"),
             Self::Provider { provider_corpid } => format!("provider:{provider_corpid}"),
         }
-    }
-}
-
-/// An event the service itself appends to the feed (`identity_linked`, …): already
-/// done, no plaintext, deduped on its kind and `identity` parts.
-pub fn derived_event(
-    provider_corpid: &str,
-    suite_id: &str,
-    corpid: &str,
-    kind: &str,
-    fields: serde_json::Value,
-) -> NewEvent {
-    let now = crate::store::now_ms();
-    let fields = fields.to_string();
-    let digest = hash_parts(&[kind, provider_corpid, suite_id, corpid, &fields]);
-    NewEvent {
-        provider_corpid: provider_corpid.to_owned(),
-        suite_id: Some(suite_id.to_owned()),
-        corpid: Some(corpid.to_owned()),
-        kind: kind.to_owned(),
-        dedupe_key: hex::encode(digest),
-        ordering_key: None,
-        plaintext: None,
-        fields,
-        received_at: now,
-        status: STATUS_DONE,
-        processed_at: Some(now),
     }
 }
 
@@ -115,17 +86,6 @@ fn dedupe_key(fields: &callback::Fields, scope: &str, receive_id: &str, plaintex
         .unwrap_or(0);
     let digest = hash_parts(&[scope, receive_id, plaintext]);
     format!("{sent_at:010}-{}", hex::encode(&digest[..16]))
-}
-
-/// SHA-256 over length-prefixed parts, so no two different lists of parts collide by
-/// moving bytes from one part to the next.
-fn hash_parts(parts: &[&str]) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    for part in parts {
-        hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part.as_bytes());
-    }
-    hasher.finalize().into()
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::effects::{EffectError, Effects};
+use crate::backoff::backoff_ms;
 use crate::store::{Db, events, leases, now_ms};
 
 const LEASE_NAME: &str = "events-worker";
@@ -24,12 +25,6 @@ const POLL_INTERVAL: Duration = Duration::from_millis(500);
 const BATCH: i64 = 200;
 /// Attempts before an event is given up and marked `failed` (about 20 minutes).
 pub const MAX_ATTEMPTS: i32 = 10;
-
-/// Delay before attempt `attempts + 1`: 1 s, 2 s, 4 s … capped at 5 minutes.
-pub fn backoff_ms(attempts: i32) -> i64 {
-    let exponent = u32::try_from(attempts.clamp(0, 16)).unwrap_or(16);
-    (1_000_i64 << exponent).min(300_000)
-}
 
 pub struct Worker {
     db: Db,
@@ -129,19 +124,5 @@ impl Worker {
         self.lease_renewed_at.store(0, Ordering::Relaxed);
         let holder = self.holder.clone();
         let _ = self.db.run(move |conn| leases::release(conn, LEASE_NAME, &holder)).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_from_one_second_and_is_capped() {
-        assert_eq!(backoff_ms(0), 1_000);
-        assert_eq!(backoff_ms(1), 2_000);
-        assert_eq!(backoff_ms(4), 16_000);
-        assert_eq!(backoff_ms(9), 300_000);
-        assert_eq!(backoff_ms(40), 300_000);
     }
 }

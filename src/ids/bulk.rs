@@ -8,16 +8,11 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{Conversion, CorpScope, IdError, IdKind, Ids, Pacer};
-use crate::app::prepare_database;
-use crate::config::Config;
-use crate::tokens::Tokens;
-use crate::wecom::client::WecomClient;
 
 /// IDs handed to the conversion at a time: progress is reported between blocks.
 const BLOCK: usize = 1_000;
@@ -63,19 +58,17 @@ pub enum BulkError {
     Store(#[from] crate::store::StoreError),
 }
 
-pub async fn run(config: &Config, job: &ConvertJob) -> Result<Summary, BulkError> {
+/// Runs `job` with the caller's ID service (the CLI builds it on the prepared database).
+pub async fn run(ids: &Ids, job: &ConvertJob) -> Result<Summary, BulkError> {
     let (headers, rows, column) = read_input(job)?;
-    let db = prepare_database(config).await?;
-    let tokens = Arc::new(Tokens::new(db.clone(), WecomClient::new(config.wecom_api_base.clone())));
-    let ids = Ids::new(db, tokens);
-    let target = Target::resolve(&ids, job).await?;
+    let target = Target::resolve(ids, job).await?;
 
     let sources: Vec<String> = rows.iter().map(|row| row[column].to_owned()).filter(|id| !id.is_empty()).collect();
     let pacer = Pacer::per_minute(job.calls_per_minute);
     let progress = Progress::new(sources.len() as u64);
     let mut all = Conversion::default();
     for (block_index, block) in sources.chunks(BLOCK).enumerate() {
-        let converted = target.convert(&ids, block, &pacer).await.map_err(|error| BulkError::Interrupted {
+        let converted = target.convert(ids, block, &pacer).await.map_err(|error| BulkError::Interrupted {
             done: block_index * BLOCK,
             total: sources.len(),
             cause: error.to_string(),

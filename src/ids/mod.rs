@@ -17,8 +17,8 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::events::derived_event;
-use crate::events::worker::backoff_ms;
+use crate::backoff::backoff_ms;
+use crate::store::events::NewEvent;
 use crate::store::ids::{self as store, CorpRef, IdentityKey, Link, LinkState, Match, NewLink};
 use crate::store::{Db, StoreError, corps, now_ms, suites};
 use crate::tokens::{TokenError, TokenKey, Tokens};
@@ -431,19 +431,15 @@ impl Ids {
             .db
             .run(move |conn| {
                 let event_for = |unionid: &str, found: &Match| {
-                    derived_event(
-                        &provider,
-                        &sid,
-                        &cid,
-                        "identity_linked",
-                        json!({
+                    let fields = json!({
                             "provider_corpid": provider,
                             "corpid": cid,
                             "unionid": unionid,
                             "external_userid": found.external_userid,
                             "pending_id": found.pending_id,
-                        }),
-                    )
+                    });
+                    let identity = fields.to_string();
+                    NewEvent::derived(&provider, &sid, Some(&cid), "identity_linked", &[&identity], fields)
                 };
                 let corp = CorpRef { provider_corpid: &provider, suite_id: &sid, corpid: &cid };
                 store::link_matches(conn, &corp, &matches, &ids, since, &event_for)

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 
 use diesel::prelude::*;
+use sha2::{Digest, Sha256};
 
 use super::schema::events;
 use super::{Conn, StoreResult, WriteTransaction, now_ms};
@@ -89,6 +90,50 @@ impl AppendLock for diesel::PgConnection {
     }
 }
 
+/// SHA-256 over length-prefixed parts, so no two different lists of parts collide by
+/// moving bytes from one part to the next.
+pub fn hash_parts(parts: &[&str]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hasher.finalize().into()
+}
+
+impl NewEvent {
+    /// An event the service itself appends to the feed (`corp_authorized`,
+    /// `identity_linked`, …), written in the transaction of the change it reports:
+    /// already done, no plaintext. It is stored once per `identity` (what makes this
+    /// occurrence unique: the auth code's hash, the event that caused it …), so a
+    /// retried effect or a second install path appends nothing.
+    pub fn derived(
+        provider_corpid: &str,
+        suite_id: &str,
+        corpid: Option<&str>,
+        kind: &str,
+        identity: &[&str],
+        fields: serde_json::Value,
+    ) -> Self {
+        let now = now_ms();
+        let mut parts = vec![kind, provider_corpid, suite_id, corpid.unwrap_or("")];
+        parts.extend_from_slice(identity);
+        NewEvent {
+            provider_corpid: provider_corpid.to_owned(),
+            suite_id: Some(suite_id.to_owned()),
+            corpid: corpid.map(str::to_owned),
+            kind: kind.to_owned(),
+            dedupe_key: hex::encode(hash_parts(&parts)),
+            ordering_key: None,
+            plaintext: None,
+            fields: fields.to_string(),
+            received_at: now,
+            status: STATUS_DONE,
+            processed_at: Some(now),
+        }
+    }
+}
+
 /// Inserts events inside the caller's transaction with one multi-row
 /// `INSERT … ON CONFLICT DO NOTHING RETURNING dedupe_key`, after the append lock.
 /// Returns, per event, whether it was new (false: an identical event was stored
@@ -126,14 +171,29 @@ pub fn append(conn: &mut Conn, batch: &[NewEvent]) -> StoreResult<Vec<bool>> {
     Ok(with_backend!(conn, c => c.write_transaction(|c| c.insert_events(batch))?))
 }
 
-/// One page of the feed, in id order after `after`.
-pub fn page(conn: &mut Conn, after: i64, limit: i64) -> StoreResult<Vec<EventRow>> {
-    let rows = with_backend!(conn, c => events::table
-        .filter(events::id.gt(after))
-        .order(events::id)
-        .limit(limit)
-        .select(EventRow::as_select())
-        .load(c)?);
+/// Which events a reader wants; empty means all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    pub suite_id: Option<String>,
+    pub corpid: Option<String>,
+    pub kinds: Vec<String>,
+}
+
+/// One page of the feed, in id order after `after`, filtered.
+pub fn page(conn: &mut Conn, after: i64, limit: i64, filter: &EventFilter) -> StoreResult<Vec<EventRow>> {
+    let rows = with_backend!(conn, c => {
+        let mut query = events::table.filter(events::id.gt(after)).into_boxed();
+        if let Some(suite_id) = &filter.suite_id {
+            query = query.filter(events::suite_id.eq(suite_id));
+        }
+        if let Some(corpid) = &filter.corpid {
+            query = query.filter(events::corpid.eq(corpid));
+        }
+        if !filter.kinds.is_empty() {
+            query = query.filter(events::kind.eq_any(&filter.kinds));
+        }
+        query.order(events::id).limit(limit).select(EventRow::as_select()).load(c)?
+    });
     Ok(rows)
 }
 

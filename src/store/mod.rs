@@ -15,6 +15,7 @@ pub mod schema;
 pub mod suites;
 pub mod tokens;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -110,6 +111,9 @@ enum Pools {
 #[derive(Clone)]
 pub struct Db {
     pools: Pools,
+    /// Ticks whenever this process committed events: long polls and webhook
+    /// deliverers wake on it (and poll slowly for other instances' commits).
+    appended: Arc<tokio::sync::watch::Sender<()>>,
 }
 
 #[derive(Debug)]
@@ -156,7 +160,7 @@ impl Db {
                 Pools::Pg(pool)
             }
         };
-        Ok(Db { pools })
+        Ok(Db { pools, appended: Arc::new(tokio::sync::watch::Sender::new(())) })
     }
 
     /// SQLite: copies the WAL back into the database file every 100 ms on its own
@@ -181,6 +185,16 @@ impl Db {
                 }
             }
         }))
+    }
+
+    /// Tells whoever waits for new events that this process committed some.
+    pub fn notify_appended(&self) {
+        self.appended.send_replace(());
+    }
+
+    /// A receiver whose `changed()` resolves after the next [`Db::notify_appended`].
+    pub fn watch_appended(&self) -> tokio::sync::watch::Receiver<()> {
+        self.appended.subscribe()
     }
 
     pub fn backend_name(&self) -> &'static str {

@@ -1,6 +1,7 @@
 //! `/api/v1`: what the provider's own services call, behind the bearer token.
 
 use std::future::{Ready, ready};
+use std::time::Duration;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
@@ -11,7 +12,8 @@ use subtle::ConstantTimeEq;
 
 use super::{AppState, State};
 use crate::error::AppError;
-use crate::store::{corps, events, suites};
+use crate::feed::{self, EventFilter, rfc3339};
+use crate::store::{corps, suites};
 use crate::tokens::{Token, TokenKey};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -51,14 +53,6 @@ fn authorize(state: &AppState, request: &HttpRequest) -> Result<Admin, AppError>
     if matches { Ok(Admin) } else { Err(AppError::Unauthorized) }
 }
 
-/// RFC 3339 in UTC from the stored Unix milliseconds.
-pub fn rfc3339(unix_ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
-}
-
 #[derive(Serialize)]
 struct SuiteView {
     suite_id: String,
@@ -81,43 +75,57 @@ async fn suite(_: Admin, state: State, suite_id: web::Path<String>) -> Result<Ht
 const DEFAULT_PAGE: i64 = 100;
 const MAX_PAGE: i64 = 1000;
 
-#[derive(Deserialize)]
+/// `after`, `limit`, `suite_id`, `corpid`, `kind` (repeatable) and `wait`; parsed by
+/// hand because `kind` repeats.
 struct FeedQuery {
-    after: Option<i64>,
-    limit: Option<i64>,
+    after: i64,
+    limit: i64,
+    filter: EventFilter,
+    wait: Duration,
 }
 
-async fn event_feed(_: Admin, state: State, query: web::Query<FeedQuery>) -> Result<HttpResponse, AppError> {
-    let after = query.after.unwrap_or(0);
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if after < 0 {
-        return Err(AppError::bad_request("invalid_query", "after must be an event id (0 or more)"));
+impl FeedQuery {
+    fn parse(query: &str) -> Result<Self, AppError> {
+        let invalid = |message: String| AppError::bad_request("invalid_query", message);
+        let number = |name: &str, value: &str| {
+            value.parse::<i64>().map_err(|_| invalid(format!("{name} must be a whole number")))
+        };
+        let mut parsed =
+            FeedQuery { after: 0, limit: DEFAULT_PAGE, filter: EventFilter::default(), wait: Duration::ZERO };
+        for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            match name.as_ref() {
+                "after" => parsed.after = number("after", &value)?,
+                "limit" => parsed.limit = number("limit", &value)?,
+                "wait" => {
+                    let seconds = number("wait", &value)?;
+                    if !(0..=i64::try_from(feed::MAX_WAIT_SECONDS).unwrap_or(60)).contains(&seconds) {
+                        return Err(invalid(format!("wait must be 0 to {} seconds", feed::MAX_WAIT_SECONDS)));
+                    }
+                    parsed.wait = Duration::from_secs(seconds.unsigned_abs());
+                }
+                "suite_id" => parsed.filter.suite_id = Some(value.into_owned()),
+                "corpid" => parsed.filter.corpid = Some(value.into_owned()),
+                "kind" => {
+                    feed::check_kind(&value).map_err(|e| invalid(e.to_string()))?;
+                    parsed.filter.kinds.push(value.into_owned());
+                }
+                _ => {}
+            }
+        }
+        if parsed.after < 0 {
+            return Err(invalid("after must be an event id (0 or more)".into()));
+        }
+        if !(1..=MAX_PAGE).contains(&parsed.limit) {
+            return Err(invalid(format!("limit must be 1 to {MAX_PAGE}")));
+        }
+        Ok(parsed)
     }
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(AppError::bad_request("invalid_query", format!("limit must be 1 to {MAX_PAGE}")));
-    }
-    let rows = state.db.run(move |conn| events::page(conn, after, limit)).await?;
-    let next_after = rows.last().map_or(after, |row| row.id);
-    let events: Vec<Value> = rows.into_iter().map(event_view).collect();
-    Ok(HttpResponse::Ok().json(json!({"events": events, "next_after": next_after})))
 }
 
-fn event_view(row: events::EventRow) -> Value {
-    let fields: Value = serde_json::from_str(&row.fields).unwrap_or_else(|_| json!({}));
-    json!({
-        "id": row.id,
-        "provider_corpid": row.provider_corpid,
-        "suite_id": row.suite_id,
-        "corpid": row.corpid,
-        "kind": row.kind,
-        "received_at": rfc3339(row.received_at),
-        "fields": fields,
-        "status": row.status,
-        "attempts": row.attempts,
-        "processed_at": row.processed_at.map(rfc3339),
-        "next_attempt_at": row.next_attempt_at.map(rfc3339),
-        "last_error": row.last_error,
-    })
+async fn event_feed(_: Admin, state: State, request: HttpRequest) -> Result<HttpResponse, AppError> {
+    let query = FeedQuery::parse(request.query_string())?;
+    let page = feed::page(&state.db, query.after, query.limit, &query.filter, query.wait).await?;
+    Ok(HttpResponse::Ok().json(page))
 }
 
 fn token_view(token: &Token) -> HttpResponse {

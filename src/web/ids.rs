@@ -5,8 +5,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::State;
-use super::api::{Admin, rfc3339};
+use super::api::Admin;
 use crate::error::AppError;
+use crate::feed::rfc3339;
 use crate::ids::{Conversion, IdKind};
 use crate::store::ids::{IdentityKey, LinkState};
 

@@ -7,5 +7,6 @@ mod durability;
 mod fake_wecom;
 mod helpers;
 mod ids;
+mod layers;
 mod lifecycle;
 mod tokens;
