@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use secrecy::ExposeSecret;
@@ -12,7 +13,8 @@ use crate::config::Config;
 use crate::events::effects::Effects;
 use crate::events::gateway::Gateway;
 use crate::events::intake::Intake;
-use crate::events::worker::Worker;
+use crate::events::retention::Retention;
+use crate::events::worker::{Worker, WorkerHandle};
 use crate::ids::Ids;
 use crate::lifecycle::Lifecycle;
 use crate::store::{Db, StoreError, now_ms, suites};
@@ -39,7 +41,8 @@ pub struct StartOptions {
     pub run_worker: bool,
     /// HTTP worker threads; 0 means one per core.
     pub http_workers: usize,
-    /// Stop on SIGINT/SIGTERM (the binary); tests stop the server themselves.
+    /// Stop on SIGINT/SIGTERM (the binary, through [`Running::wait`]); tests stop
+    /// the server themselves.
     pub handle_signals: bool,
 }
 
@@ -55,8 +58,10 @@ pub struct Running {
     pub db: Db,
     server: ServerHandle,
     server_task: JoinHandle<std::io::Result<()>>,
-    worker: Option<(Arc<Worker>, JoinHandle<()>)>,
-    checkpointer: Option<JoinHandle<()>>,
+    worker: Option<WorkerHandle>,
+    background: Vec<JoinHandle<()>>,
+    shutdown_grace: Duration,
+    handle_signals: bool,
 }
 
 /// Migrates, seeds the configured provider and suite, and starts serving.
@@ -70,13 +75,13 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
     let ids = Arc::new(Ids::new(db.clone(), tokens.clone()));
     let worker = options.run_worker.then(|| {
         let effects = Effects::new(db.clone(), lifecycle.clone(), ids.clone());
-        let worker = Arc::new(Worker::new(db.clone(), effects, stored));
-        (worker.clone(), worker.spawn())
+        Arc::new(Worker::new(db.clone(), effects, stored, config.effect_concurrency)).spawn()
     });
+    let retention = Retention::days(config.event_retention_days);
 
     let state = actix_web::web::Data::new(Arc::new(AppState {
         db: db.clone(),
-        gateway: Gateway::new(db.clone(), intake),
+        gateway: Gateway::new(db.clone(), intake, retention),
         tokens,
         lifecycle,
         ids,
@@ -91,9 +96,8 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
     if options.http_workers > 0 {
         server = server.workers(options.http_workers);
     }
-    if !options.handle_signals {
-        server = server.disable_signals();
-    }
+    // Signals are handled in `Running::wait`, so effects and HTTP stop together.
+    server = server.disable_signals().shutdown_timeout(config.shutdown_grace.as_secs());
     let addr = config.listen_addr;
     let server = server.bind(addr).map_err(|source| StartError::Bind { addr, source })?;
     let bound = server.addrs().first().copied().unwrap_or(addr);
@@ -101,35 +105,77 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
     let handle = server.handle();
     let server_task = tokio::spawn(server);
     tracing::info!(addr = %bound, database = db.backend_name(), "wecom-provider listening");
-    let checkpointer = db.spawn_checkpointer();
-    Ok(Running { addr: bound, db, server: handle, server_task, worker, checkpointer })
+    let mut background: Vec<JoinHandle<()>> = db.spawn_checkpointer().into_iter().collect();
+    background.push(retention.spawn_pruner(db.clone()));
+    Ok(Running {
+        addr: bound,
+        db,
+        server: handle,
+        server_task,
+        worker,
+        background,
+        shutdown_grace: config.shutdown_grace,
+        handle_signals: options.handle_signals,
+    })
 }
 
 impl Running {
-    /// Serves until the server stops (a signal, with `handle_signals`), then shuts down.
-    pub async fn wait(self) -> std::io::Result<()> {
-        let Running { server_task, worker, checkpointer, .. } = self;
-        let result = server_task.await.unwrap_or(Ok(()));
-        stop_worker(worker).await;
-        checkpointer.inspect(JoinHandle::abort);
-        result
+    /// Serves until SIGINT/SIGTERM (with `handle_signals`) or the server stops, then
+    /// shuts down: HTTP stops accepting while effects in flight finish within the
+    /// grace period, on this runtime, which outlives the HTTP workers.
+    pub async fn wait(mut self) -> std::io::Result<()> {
+        let result = tokio::select! {
+            result = &mut self.server_task => Some(result.unwrap_or(Ok(()))),
+            () = shutdown_signal(), if self.handle_signals => None,
+        };
+        tracing::info!(grace = ?self.shutdown_grace, "shutting down");
+        let Running { server, server_task, worker, background, shutdown_grace, .. } = self;
+        let http = async {
+            if result.is_none() {
+                server.stop(true).await;
+                let _ = server_task.await;
+            }
+        };
+        tokio::join!(http, stop_worker(worker, shutdown_grace));
+        background.iter().for_each(JoinHandle::abort);
+        result.unwrap_or(Ok(()))
     }
 
     /// Stops accepting, lets requests in flight finish, stops the worker.
     pub async fn stop(self) {
         self.server.stop(true).await;
         let _ = self.server_task.await;
-        stop_worker(self.worker).await;
-        self.checkpointer.inspect(JoinHandle::abort);
+        stop_worker(self.worker, self.shutdown_grace).await;
+        self.background.iter().for_each(JoinHandle::abort);
     }
 }
 
-async fn stop_worker(worker: Option<(Arc<Worker>, JoinHandle<()>)>) {
-    if let Some((worker, task)) = worker {
-        task.abort();
-        let _ = task.await;
-        worker.release().await;
+async fn stop_worker(worker: Option<WorkerHandle>, grace: Duration) {
+    if let Some(worker) = worker {
+        worker.shutdown(grace).await;
     }
+}
+
+/// SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the service");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
 }
 
 /// The ID service on the prepared database, for command-line tools.

@@ -27,6 +27,9 @@ pub const VARIABLES: &[&str] = &[
     "WECOM_SUITE_TOKEN",
     "WECOM_SUITE_ENCODING_AES_KEY",
     "WECOM_INSTALL_AUTH_TYPE",
+    "EFFECT_CONCURRENCY",
+    "SHUTDOWN_GRACE_SECONDS",
+    "EVENT_RETENTION_DAYS",
     "RUST_LOG",
 ];
 
@@ -45,6 +48,12 @@ pub struct Config {
     pub suite: Option<SuiteSeed>,
     /// `auth_type` of set_session_info: 1 marks installs from the install page as test installs.
     pub install_auth_type: u8,
+    /// Effects applied at once, across corps and suites (one corp's stay in order).
+    pub effect_concurrency: usize,
+    /// On SIGTERM, how long effects in flight may still finish.
+    pub shutdown_grace: std::time::Duration,
+    /// Done events older than this are pruned; callbacks signed before it are refused.
+    pub event_retention_days: u32,
     pub log_filter: String,
 }
 
@@ -143,6 +152,9 @@ impl Config {
         let suite_token = get("WECOM_SUITE_TOKEN");
         let suite_aes_key = get("WECOM_SUITE_ENCODING_AES_KEY");
         let install_auth_type = get("WECOM_INSTALL_AUTH_TYPE");
+        let effect_concurrency = get("EFFECT_CONCURRENCY");
+        let shutdown_grace = get("SHUTDOWN_GRACE_SECONDS");
+        let event_retention_days = get("EVENT_RETENTION_DAYS");
         let log_filter = get("RUST_LOG");
 
         let database = parse_database_url(database_url.as_deref().unwrap_or(DEFAULT_DATABASE_URL))
@@ -253,6 +265,18 @@ impl Config {
             }
         };
 
+        let effect_concurrency =
+            whole_number("EFFECT_CONCURRENCY", effect_concurrency.as_deref(), 16, 1..=1024, &mut errors);
+        let shutdown_grace = std::time::Duration::from_secs(whole_number(
+            "SHUTDOWN_GRACE_SECONDS",
+            shutdown_grace.as_deref(),
+            10,
+            0..=600,
+            &mut errors,
+        ));
+        let event_retention_days =
+            whole_number("EVENT_RETENTION_DAYS", event_retention_days.as_deref(), 30, 1..=3650, &mut errors);
+
         let log_filter = log_filter.unwrap_or_else(|| "info".to_owned());
         if tracing_subscriber::EnvFilter::try_new(&log_filter).is_err() {
             errors.push(ConfigError {
@@ -272,10 +296,34 @@ impl Config {
                     provider,
                     suite,
                     install_auth_type,
+                    effect_concurrency: usize::try_from(effect_concurrency).unwrap_or(16),
+                    shutdown_grace,
+                    event_retention_days: u32::try_from(event_retention_days).unwrap_or(30),
                     log_filter,
                 })
             }
             _ => Err(ConfigErrors(errors)),
+        }
+    }
+}
+
+/// A whole number in `range`, `default` when unset.
+fn whole_number(
+    variable: &'static str,
+    value: Option<&str>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+    errors: &mut Vec<ConfigError>,
+) -> u64 {
+    let Some(value) = value else {
+        return default;
+    };
+    match value.parse::<u64>() {
+        Ok(number) if range.contains(&number) => number,
+        _ => {
+            let problem = format!("must be a whole number from {} to {}", range.start(), range.end());
+            errors.push(ConfigError { variable, problem });
+            default
         }
     }
 }

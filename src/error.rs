@@ -30,6 +30,8 @@ pub enum AppError {
     UpstreamUnavailable,
     #[error("storage unavailable, try again")]
     Unavailable,
+    #[error("{0}")]
+    AuthCodeLost(String),
 }
 
 impl AppError {
@@ -46,6 +48,7 @@ impl AppError {
             Self::Upstream { .. } => "wecom_error",
             Self::UpstreamUnavailable => "wecom_unavailable",
             Self::Unavailable => "unavailable",
+            Self::AuthCodeLost(_) => "auth_lost",
         }
     }
 
@@ -105,6 +108,7 @@ impl From<LifecycleError> for AppError {
             LifecycleError::Store(store) => store.into(),
             LifecycleError::ExchangeInProgress => Self::Unavailable,
             LifecycleError::UnknownCorp => Self::NotFound("corp"),
+            LifecycleError::AuthCodeLost => Self::AuthCodeLost(error.to_string()),
         }
     }
 }

@@ -1,21 +1,27 @@
 //! The authorization lifecycle of a corp in a suite: exchanging auth codes for
 //! permanent codes (from the create_auth callback or the install redirect, whichever
-//! comes first: the other is a no-op), refreshing auth info, cancelling, and
-//! replacing a customized app's secret.
+//! comes first: the other is a no-op), refreshing auth info and cancelling. Each
+//! change is stored with its derived event (`corp_authorized`, `corp_auth_changed`,
+//! `corp_cancelled`, `corp_permanent_code_reset`, `corp_auth_lost`) in one
+//! transaction.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::store::{Db, StoreError, auth_codes, corps};
+use crate::store::auth_codes::{self, CodeClaim};
+use crate::store::events::NewEvent;
+use crate::store::{Db, StoreError, corps, suites};
 use crate::tokens::{TokenError, TokenKey, Tokens};
-use crate::wecom::client::first_agent_id;
+use crate::wecom::client::{PermanentCodeGrant, WecomError, first_agent_id};
 
-/// How long an exchange may take before another path may take the code over.
-const CODE_CLAIM_MS: i64 = 60_000;
+/// A claim on an auth code lapses this long after its holder stopped renewing it
+/// (it died): the code is then taken over, or known lost if it had been sent.
+const CODE_CLAIM_MS: i64 = 10_000;
+const CODE_CLAIM_RENEW: Duration = Duration::from_secs(3);
 /// How long a path waits for the other path's exchange of the same code.
 const WAIT_FOR_OTHER_PATH: Duration = Duration::from_secs(20);
 
@@ -29,6 +35,30 @@ pub enum LifecycleError {
     ExchangeInProgress,
     #[error("unknown corp")]
     UnknownCorp,
+    #[error(
+        "WeCom's answer to the auth code's exchange was lost; the code is spent, so the admin must install the app again"
+    )]
+    AuthCodeLost,
+}
+
+/// The derived event of a new authorization, and of a reset permanent code.
+pub const CORP_AUTHORIZED: &str = "corp_authorized";
+pub const CORP_PERMANENT_CODE_RESET: &str = "corp_permanent_code_reset";
+
+/// Which path carried an auth code: the feed tells the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstallPath {
+    Callback,
+    InstallPage,
+}
+
+impl InstallPath {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Callback => "callback",
+            Self::InstallPage => "install_page",
+        }
+    }
 }
 
 /// A corp whose authorization is stored.
@@ -43,27 +73,50 @@ pub struct Authorized {
 pub struct Lifecycle {
     db: Db,
     tokens: Arc<Tokens>,
+    /// Names this process on the auth-code claims it holds.
+    holder: String,
+}
+
+/// The suite's provider, for derived events.
+async fn provider_of(db: &Db, suite_id: &str) -> Result<String, StoreError> {
+    let id = suite_id.to_owned();
+    let suite = db.run(move |conn| suites::find_suite(conn, &id)).await?;
+    Ok(suite.map(|suite| suite.provider_corpid).unwrap_or_default())
 }
 
 impl Lifecycle {
     pub fn new(db: Db, tokens: Arc<Tokens>) -> Self {
-        Lifecycle { db, tokens }
+        let holder = format!("{}-{:016x}", std::process::id(), rand::random::<u64>());
+        Lifecycle { db, tokens, holder }
     }
 
-    /// Exchanges an auth code exactly once per code, and stores the corp.
+    /// Exchanges an auth code at most once per code, whichever path carries it, and
+    /// stores the corp with its `corp_authorized` event.
     pub async fn exchange_auth_code(
         &self,
         suite_id: &str,
         auth_code: &SecretString,
+        path: InstallPath,
+        kind: &'static str,
     ) -> Result<Authorized, LifecycleError> {
         let code_hash = hex::encode(Sha256::digest(auth_code.expose_secret().as_bytes()));
+        let provider = provider_of(&self.db, suite_id).await?;
+        let lost_event = NewEvent::derived(
+            &provider,
+            suite_id,
+            None,
+            "corp_auth_lost",
+            &[&code_hash],
+            json!({"suite_id": suite_id, "install_path": path.as_str(), "reason": LifecycleError::AuthCodeLost.to_string()}),
+        );
         let deadline = tokio::time::Instant::now() + WAIT_FOR_OTHER_PATH;
         loop {
-            let (sid, hash) = (suite_id.to_owned(), code_hash.clone());
-            let claim = self.db.run(move |conn| auth_codes::claim(conn, &sid, &hash, CODE_CLAIM_MS)).await?;
+            let (sid, hash, holder, lost) = (suite_id.to_owned(), code_hash.clone(), self.holder.clone(), lost_event.clone());
+            let claim =
+                self.db.run(move |conn| auth_codes::claim(conn, &sid, &hash, &holder, CODE_CLAIM_MS, &lost)).await?;
             match claim {
-                auth_codes::CodeClaim::Claimed => break,
-                auth_codes::CodeClaim::Done { corpid } => {
+                CodeClaim::Claimed => break,
+                CodeClaim::Done { corpid } => {
                     let (sid, cid) = (suite_id.to_owned(), corpid.clone());
                     let corp = self.db.run(move |conn| corps::find(conn, &sid, &cid)).await?;
                     return Ok(Authorized {
@@ -72,58 +125,116 @@ impl Lifecycle {
                         already_exchanged: true,
                     });
                 }
-                auth_codes::CodeClaim::InProgress if tokio::time::Instant::now() < deadline => {
+                CodeClaim::Lost => {
+                    self.db.notify_appended();
+                    return Err(LifecycleError::AuthCodeLost);
+                }
+                CodeClaim::InProgress if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                auth_codes::CodeClaim::InProgress => {
-                    return Err(LifecycleError::ExchangeInProgress);
+                CodeClaim::InProgress => return Err(LifecycleError::ExchangeInProgress),
+            }
+        }
+        let claimed = ClaimedCode { suite_id, code_hash: &code_hash, holder: &self.holder };
+        let spent = {
+            let exchange = self.spend_claimed(&claimed, auth_code);
+            tokio::pin!(exchange);
+            let mut renew = tokio::time::interval(CODE_CLAIM_RENEW);
+            renew.tick().await;
+            loop {
+                tokio::select! {
+                    outcome = &mut exchange => break outcome,
+                    _ = renew.tick() => {
+                        let (sid, hash, holder) = (suite_id.to_owned(), code_hash.clone(), self.holder.clone());
+                        if let Err(error) = self.db.run(move |conn| auth_codes::renew(conn, &sid, &hash, &holder, CODE_CLAIM_MS)).await {
+                            tracing::warn!(%error, "could not renew an auth code's claim");
+                        }
+                    }
                 }
             }
-        }
-        let outcome = self.exchange_claimed(suite_id, auth_code).await;
-        let (sid, hash) = (suite_id.to_owned(), code_hash);
-        match &outcome {
-            Ok(authorized) => {
-                let corpid = authorized.corpid.clone();
-                self.db.run(move |conn| auth_codes::finish(conn, &sid, &hash, &corpid)).await?;
+        };
+        let (sid, hash, holder) = (suite_id.to_owned(), code_hash.clone(), self.holder.clone());
+        match spent {
+            Ok(grant) => Ok(self.store_grant(suite_id, &provider, &code_hash, grant, path, kind).await?),
+            Err(LifecycleError::Token(TokenError::Upstream(WecomError::AnswerLost(reason)))) => {
+                tracing::error!(suite = suite_id, %reason, "auth code spent without an answer; the admin must reinstall");
+                self.db.run(move |conn| auth_codes::mark_lost(conn, &sid, &hash, &lost_event)).await?;
+                self.db.notify_appended();
+                Err(LifecycleError::AuthCodeLost)
             }
-            Err(_) => {
-                self.db.run(move |conn| auth_codes::release(conn, &sid, &hash)).await?;
+            Err(error) => {
+                // Not sent, or refused outright: the code was not spent by us.
+                self.db.run(move |conn| auth_codes::release(conn, &sid, &hash, &holder)).await?;
+                Err(error)
             }
         }
-        outcome
     }
 
-    async fn exchange_claimed(&self, suite_id: &str, auth_code: &SecretString) -> Result<Authorized, LifecycleError> {
-        let suite_key = TokenKey::suite(suite_id);
+    /// Commits that the code is being sent, then sends it once.
+    async fn spend_claimed(
+        &self,
+        claimed: &ClaimedCode<'_>,
+        auth_code: &SecretString,
+    ) -> Result<PermanentCodeGrant, LifecycleError> {
+        let (sid, hash, holder) = (claimed.suite_id.to_owned(), claimed.code_hash.to_owned(), claimed.holder.to_owned());
+        if !self.db.run(move |conn| auth_codes::mark_sent(conn, &sid, &hash, &holder)).await? {
+            return Err(LifecycleError::ExchangeInProgress);
+        }
         let client = self.tokens.client();
-        let grant = self
+        let suite_key = TokenKey::suite(claimed.suite_id);
+        Ok(self
             .tokens
             .call(&suite_key, |suite_token| async move { client.get_permanent_code(&suite_token, auth_code).await })
-            .await?;
+            .await?)
+    }
+
+    async fn store_grant(
+        &self,
+        suite_id: &str,
+        provider: &str,
+        code_hash: &str,
+        grant: PermanentCodeGrant,
+        path: InstallPath,
+        kind: &'static str,
+    ) -> Result<Authorized, LifecycleError> {
         let corp_key = TokenKey::corp(suite_id, &grant.corpid);
         // A re-install or a reset secret makes any cached corp token stale.
         self.tokens.forget(&corp_key, None).await?;
         let mut auth_info = grant.auth_info;
+        let event = NewEvent::derived(
+            provider,
+            suite_id,
+            Some(&grant.corpid),
+            kind,
+            &[code_hash],
+            json!({
+                "suite_id": suite_id,
+                "corpid": grant.corpid,
+                "corp_name": grant.corp_name,
+                "agent_id": grant.agent_id,
+                "auth_mode": auth_info["auth_info"]["agent"][0]["auth_mode"],
+                "edition": edition(&auth_info),
+                "install_path": path.as_str(),
+            }),
+        );
         let permanent_code = grant.permanent_code.expose_secret().to_owned();
-        let (sid, corpid, corp_name, agent_id) =
-            (suite_id.to_owned(), grant.corpid.clone(), grant.corp_name.clone(), grant.agent_id);
+        let (sid, corpid, corp_name, agent_id, hash) =
+            (suite_id.to_owned(), grant.corpid.clone(), grant.corp_name.clone(), grant.agent_id, code_hash.to_owned());
         let stored_info = auth_info.to_string();
         self.db
             .run(move |conn| {
-                corps::upsert_authorized(
-                    conn,
-                    &corps::Authorization {
-                        suite_id: &sid,
-                        corpid: &corpid,
-                        corp_name: &corp_name,
-                        agent_id,
-                        permanent_code: &permanent_code,
-                        auth_info: &stored_info,
-                    },
-                )
+                let authorization = corps::Authorization {
+                    suite_id: &sid,
+                    corpid: &corpid,
+                    corp_name: &corp_name,
+                    agent_id,
+                    permanent_code: &permanent_code,
+                    auth_info: &stored_info,
+                };
+                corps::upsert_authorized(conn, &authorization, &hash, &[event])
             })
             .await?;
+        self.db.notify_appended();
         if let Some(corp_token) = &grant.corp_token {
             self.tokens.put(&corp_key, corp_token).await?;
         }
@@ -137,7 +248,9 @@ impl Lifecycle {
                     let (sid, cid, name, info) =
                         (suite_id.to_owned(), grant.corpid.clone(), grant.corp_name.clone(), auth_info.to_string());
                     self.db
-                        .run(move |conn| corps::update_auth_info(conn, &sid, &cid, &name, Some(agent_id), &info))
+                        .run(move |conn| {
+                            corps::update_auth_info(conn, (&sid, &cid), &name, Some(agent_id), &info, &[])
+                        })
                         .await?;
                 }
                 Err(error) => {
@@ -145,7 +258,7 @@ impl Lifecycle {
                 }
             }
         }
-        tracing::info!(suite = suite_id, corpid = %grant.corpid, "corp authorized");
+        tracing::info!(suite = suite_id, corpid = %grant.corpid, install_path = path.as_str(), "corp authorized");
         Ok(Authorized { corpid: grant.corpid, corp_name: grant.corp_name, already_exchanged: false })
     }
 
@@ -154,8 +267,9 @@ impl Lifecycle {
         self.tokens.call(corp_key, |corp_token| async move { client.get_admin_list(&corp_token, agent_id).await }).await
     }
 
-    /// change_auth: fetches and stores the current auth info.
-    pub async fn refresh_auth_info(&self, suite_id: &str, corpid: &str) -> Result<(), LifecycleError> {
+    /// change_auth: fetches and stores the current auth info, with a
+    /// `corp_auth_changed` event (once per triggering event `cause`).
+    pub async fn refresh_auth_info(&self, suite_id: &str, corpid: &str, cause: i64) -> Result<(), LifecycleError> {
         let (sid, cid) = (suite_id.to_owned(), corpid.to_owned());
         let credentials =
             self.db.run(move |conn| corps::credentials(conn, &sid, &cid)).await?.ok_or(LifecycleError::UnknownCorp)?;
@@ -173,19 +287,65 @@ impl Lifecycle {
         let info = self.tokens.mark_if_revoked(suite_id, corpid, fetched).await?;
         let corp_name = info["auth_corp_info"]["corp_name"].as_str().unwrap_or_default().to_owned();
         let agent_id = first_agent_id(&info).or(credentials.agent_id);
+        let provider = provider_of(&self.db, suite_id).await?;
+        let event = NewEvent::derived(
+            &provider,
+            suite_id,
+            Some(corpid),
+            "corp_auth_changed",
+            &[&cause.to_string()],
+            json!({
+                "suite_id": suite_id,
+                "corpid": corpid,
+                "corp_name": corp_name,
+                "agent_id": agent_id,
+                "auth_mode": info["auth_info"]["agent"][0]["auth_mode"],
+                "edition": edition(&info),
+            }),
+        );
         let (sid, cid, stored) = (suite_id.to_owned(), corpid.to_owned(), info.to_string());
-        self.db.run(move |conn| corps::update_auth_info(conn, &sid, &cid, &corp_name, agent_id, &stored)).await?;
+        self.db
+            .run(move |conn| corps::update_auth_info(conn, (&sid, &cid), &corp_name, agent_id, &stored, &[event]))
+            .await?;
+        self.db.notify_appended();
         Ok(())
     }
 
-    /// cancel_auth: the corp is cancelled and its token dropped.
-    pub async fn cancel(&self, suite_id: &str, corpid: &str) -> Result<(), LifecycleError> {
+    /// cancel_auth: the corp is cancelled and its token dropped, with a
+    /// `corp_cancelled` event (once per triggering event `cause`).
+    pub async fn cancel(&self, suite_id: &str, corpid: &str, cause: i64) -> Result<(), LifecycleError> {
+        let provider = provider_of(&self.db, suite_id).await?;
+        let event = NewEvent::derived(
+            &provider,
+            suite_id,
+            Some(corpid),
+            "corp_cancelled",
+            &[&cause.to_string()],
+            json!({"suite_id": suite_id, "corpid": corpid}),
+        );
         let (sid, cid) = (suite_id.to_owned(), corpid.to_owned());
-        let known = self.db.run(move |conn| corps::cancel(conn, &sid, &cid)).await?;
+        let known = self.db.run(move |conn| corps::cancel(conn, &sid, &cid, &[event])).await?;
+        self.db.notify_appended();
         self.tokens.forget(&TokenKey::corp(suite_id, corpid), None).await?;
         if !known {
             tracing::info!(suite = suite_id, corpid, "cancel_auth for a corp never stored");
         }
         Ok(())
     }
+}
+
+/// The app's edition (paid apps): the first agent's `edition_info` entry.
+fn edition(auth_info: &Value) -> Value {
+    let agent = &auth_info["edition_info"]["agent"][0];
+    if agent.is_null() {
+        return Value::Null;
+    }
+    json!({"edition_id": agent["edition_id"], "edition_name": agent["edition_name"], "app_status": agent["app_status"]})
+}
+
+/// An auth code this process holds the claim on.
+struct ClaimedCode<'a> {
+    suite_id: &'a str,
+    code_hash: &'a str,
+    holder: &'a str,
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use secrecy::SecretString;
 
 use crate::ids::Ids;
-use crate::lifecycle::{Lifecycle, LifecycleError};
+use crate::lifecycle::{self, InstallPath, Lifecycle, LifecycleError};
 use crate::store::events::PendingEvent;
 use crate::store::{Db, StoreError, suites};
 use crate::tokens::TokenError;
@@ -31,7 +31,7 @@ impl From<LifecycleError> for EffectError {
     fn from(error: LifecycleError) -> Self {
         let retryable = match &error {
             LifecycleError::Store(_) | LifecycleError::ExchangeInProgress => true,
-            LifecycleError::UnknownCorp => false,
+            LifecycleError::UnknownCorp | LifecycleError::AuthCodeLost => false,
             LifecycleError::Token(token) => match token {
                 TokenError::Upstream(upstream) => {
                     upstream.is_transient() || upstream.is_token_invalid() || upstream.is_rate_limited()
@@ -89,10 +89,12 @@ impl Effects {
         }
     }
 
-    pub async fn apply(&self, event: &PendingEvent) -> Result<(), EffectError> {
+    /// Applies `event`; answers the corp it turned out to concern, when only the
+    /// effect could tell (a create_auth names its corp through the exchange).
+    pub async fn apply(&self, event: &PendingEvent) -> Result<Option<String>, EffectError> {
         let Some(plaintext) = event.plaintext.as_deref() else {
             // Derived events (written by effects themselves) carry no callback to apply.
-            return Ok(());
+            return Ok(None);
         };
         let fields = callback::parse_fields(plaintext).map_err(|e| EffectError::Permanent(e.to_string()))?;
         let message = callback::message_from_fields(&fields).map_err(|e| EffectError::Permanent(e.to_string()))?;
@@ -100,16 +102,22 @@ impl Effects {
         // the plaintext's SuiteId claims.
         let suite_id = event.suite_id.as_deref();
         match (message, suite_id) {
-            (Message::SuiteTicket { ticket, .. }, Some(suite_id)) => self.store_ticket(event, suite_id, ticket).await,
-            (Message::CreateAuth { auth_code, .. } | Message::ResetPermanentCode { auth_code, .. }, Some(suite_id)) => {
-                self.lifecycle.exchange_auth_code(suite_id, &SecretString::from(auth_code)).await?;
-                Ok(())
+            (Message::SuiteTicket { ticket, .. }, Some(suite_id)) => {
+                self.store_ticket(event, suite_id, ticket).await.map(|()| None)
+            }
+            (Message::CreateAuth { auth_code, .. }, Some(suite_id)) => {
+                self.exchange(suite_id, auth_code, lifecycle::CORP_AUTHORIZED).await
+            }
+            (Message::ResetPermanentCode { auth_code, .. }, Some(suite_id)) => {
+                self.exchange(suite_id, auth_code, lifecycle::CORP_PERMANENT_CODE_RESET).await
             }
             (Message::ChangeAuth { auth_corp_id, .. }, Some(suite_id)) => {
-                Ok(self.lifecycle.refresh_auth_info(suite_id, &auth_corp_id).await?)
+                self.lifecycle.refresh_auth_info(suite_id, &auth_corp_id, event.id).await?;
+                Ok(None)
             }
             (Message::CancelAuth { auth_corp_id, .. }, Some(suite_id)) => {
-                Ok(self.lifecycle.cancel(suite_id, &auth_corp_id).await?)
+                self.lifecycle.cancel(suite_id, &auth_corp_id, event.id).await?;
+                Ok(None)
             }
             (
                 Message::ChangeExternalContact { auth_corp_id, change_type, external_userid: Some(external_userid) },
@@ -117,14 +125,24 @@ impl Effects {
             ) => {
                 let provider = &event.provider_corpid;
                 if is_added(&change_type) {
-                    Ok(self.ids.contact_added(provider, suite_id, &auth_corp_id, &external_userid).await?)
+                    self.ids.contact_added(provider, suite_id, &auth_corp_id, &external_userid).await?;
                 } else if is_removed(&change_type) {
-                    Ok(self.ids.contact_removed(provider, &auth_corp_id, &external_userid).await?)
-                } else {
-                    Ok(())
+                    self.ids.contact_removed(provider, &auth_corp_id, &external_userid).await?;
                 }
+                Ok(None)
             }
-            _ => Ok(()),
+            _ => Ok(None),
+        }
+    }
+
+    /// A lost answer is not retried: the code is spent, and `corp_auth_lost` (appended
+    /// with the mark) tells the provider to have the admin install again.
+    async fn exchange(&self, suite_id: &str, auth_code: String, kind: &'static str) -> Result<Option<String>, EffectError> {
+        let code = SecretString::from(auth_code);
+        match self.lifecycle.exchange_auth_code(suite_id, &code, InstallPath::Callback, kind).await {
+            Ok(authorized) => Ok(Some(authorized.corpid)),
+            Err(LifecycleError::AuthCodeLost) => Ok(None),
+            Err(error) => Err(error.into()),
         }
     }
 

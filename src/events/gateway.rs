@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 use percent_encoding::percent_decode_str;
 
 use super::intake::{Intake, IntakeError, Stored};
+use super::retention::Retention;
 use super::{Source, prepare};
 use crate::crypto::{CallbackKeys, CryptoError};
 use crate::store::{Db, StoreError, corps, now_ms, suites};
@@ -42,6 +43,8 @@ pub enum CallbackError {
     NotUtf8,
     #[error("malformed message: {0}")]
     Message(XmlError),
+    #[error("stale timestamp")]
+    StaleTimestamp,
     #[error("storage unavailable, try again")]
     Unavailable,
 }
@@ -101,12 +104,13 @@ struct Target {
 pub struct Gateway {
     db: Db,
     intake: Intake,
+    retention: Retention,
     targets: RwLock<HashMap<(bool, String), Arc<Target>>>,
 }
 
 impl Gateway {
-    pub fn new(db: Db, intake: Intake) -> Self {
-        Gateway { db, intake, targets: RwLock::default() }
+    pub fn new(db: Db, intake: Intake, retention: Retention) -> Self {
+        Gateway { db, intake, retention, targets: RwLock::default() }
     }
 
     async fn target(&self, endpoint: Endpoint, id: &str) -> Result<Arc<Target>, CallbackError> {
@@ -188,6 +192,9 @@ impl Gateway {
         let (signature, timestamp, nonce) = signed_parts(query)?;
         let envelope = parse_envelope(body).map_err(CallbackError::Envelope)?;
         let opened = target.keys.open(signature, timestamp, nonce, &envelope.encrypt)?;
+        if self.retention.is_stale(timestamp) {
+            return Err(CallbackError::StaleTimestamp);
+        }
         let receive_id = opened.receive_id;
         let allowed = match (&target.source, endpoint) {
             (Source::Suite { suite_id, .. }, Endpoint::Data) => {

@@ -2,14 +2,16 @@
 //! `success`; the worker then applies its effects, at least once and idempotently.
 //!
 //! Invariants: an acknowledged event is committed (fsync'd) first; the same
-//! plaintext delivered again to the same URL is stored once; events of one suite
-//! are applied in id order, except order-free kinds (suite_ticket: newest wins);
+//! plaintext delivered again to the same URL is stored once; events of one corp of
+//! a suite are applied in id order, except order-free kinds (suite_ticket: newest
+//! wins; create_auth and reset_permanent_code: one install per code);
 //! an event without an effect (most of them: contact changes, messages) is stored
 //! as done, so the worker and the disk see it once.
 
 pub mod effects;
 pub mod gateway;
 pub mod intake;
+pub mod retention;
 pub mod worker;
 
 use crate::store::events::{NewEvent, STATUS_DONE, STATUS_PENDING, hash_parts};
@@ -47,10 +49,15 @@ pub fn prepare(source: &Source, receive_id: &str, plaintext: String, received_at
     let dedupe_key = dedupe_key(&fields, &scope, receive_id, &plaintext);
     callback::redact(&mut fields);
 
-    let ordering_key = match message {
-        // Newest ticket wins by arrival time, so tickets never wait behind a retry.
-        Message::SuiteTicket { .. } => None,
-        _ => Some(scope),
+    let ordering_key = match &message {
+        // Newest ticket wins by arrival time, so tickets never wait behind a retry;
+        // each auth code is its own install, so installs run side by side.
+        Message::SuiteTicket { .. } | Message::CreateAuth { .. } | Message::ResetPermanentCode { .. } => None,
+        // One corp's events apply in order; other corps never wait for it.
+        other => Some(match other.corpid() {
+            Some(corpid) => format!("{scope}/corp:{corpid}"),
+            None => scope,
+        }),
     };
     let suite_id = match source {
         Source::Suite { suite_id, .. } => Some(suite_id.clone()),

@@ -1,28 +1,31 @@
-//! The effects worker. One instance at a time holds the `events` lease and works
-//! the log off in id order; a failed effect is retried with exponential backoff and
-//! holds back later events of its suite until it succeeds or is given up.
+//! The effects worker: applies stored events' effects, many at once.
+//!
+//! Each due event is claimed in the database by one worker of any instance (a
+//! claim names its holder and lapses 10 s after its holder stops renewing it), and
+//! only the head of its ordering key (one corp of a suite) is ever due: one corp's
+//! effects apply in event order, different corps and suites side by side, at most
+//! `concurrency` at a time. A failed effect is retried with exponential backoff and
+//! holds back later events of its own corp only, until it succeeds or is given up.
+//! On shutdown the worker takes no new event, lets those in flight finish within the
+//! grace period, and releases what it still holds.
 
 use std::collections::HashSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Notify;
-use tokio::task::JoinHandle;
+use tokio::sync::{Notify, watch};
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::effects::{EffectError, Effects};
 use crate::backoff::backoff_ms;
-use crate::store::{Db, events, leases, now_ms};
+use crate::store::{Db, events, now_ms};
 
-const LEASE_NAME: &str = "events-worker";
-/// A crashed holder delays effects by at most this long; a live one renews the
-/// lease every third of it, between events, so a slow effect never loses it.
-const LEASE_TTL_MS: i64 = 10_000;
-const LEASE_RENEW_MS: i64 = LEASE_TTL_MS / 3;
+/// A dead holder's claims lapse after this; a live one renews every third of it.
+const CLAIM_TTL_MS: i64 = 10_000;
+const CLAIM_RENEW: Duration = Duration::from_millis(3_000);
 /// Without a wake-up (another instance stored the event, a retry came due) the
 /// worker still looks this often.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
-const BATCH: i64 = 200;
 /// Attempts before an event is given up and marked `failed` (about 20 minutes).
 pub const MAX_ATTEMPTS: i32 = 10;
 
@@ -31,80 +34,132 @@ pub struct Worker {
     effects: Effects,
     wake: Arc<Notify>,
     holder: String,
-    /// When the lease was last taken or renewed (Unix ms); 0 when not held.
-    lease_renewed_at: AtomicI64,
+    concurrency: usize,
+    /// Ids of the events whose effects run in this process, for renewing claims.
+    in_flight: Mutex<HashSet<i64>>,
+}
+
+/// A running worker; `shutdown` stops it.
+pub struct WorkerHandle {
+    stop: watch::Sender<Option<Duration>>,
+    task: JoinHandle<()>,
+}
+
+impl WorkerHandle {
+    /// Takes no new event, lets effects in flight finish for up to `grace`, aborts the
+    /// rest, and releases every claim still held.
+    pub async fn shutdown(self, grace: Duration) {
+        self.stop.send_replace(Some(grace));
+        let _ = self.task.await;
+    }
 }
 
 impl Worker {
-    pub fn new(db: Db, effects: Effects, wake: Arc<Notify>) -> Self {
+    pub fn new(db: Db, effects: Effects, wake: Arc<Notify>, concurrency: usize) -> Self {
         let holder = format!("{}-{:016x}", std::process::id(), rand::random::<u64>());
-        Worker { db, effects, wake, holder, lease_renewed_at: AtomicI64::new(0) }
+        Worker { db, effects, wake, holder, concurrency: concurrency.max(1), in_flight: Mutex::default() }
     }
 
-    pub fn spawn(self: Arc<Self>) -> JoinHandle<()> {
-        tokio::spawn(async move {
-            loop {
-                if let Err(error) = self.run_once().await {
-                    tracing::warn!(%error, "event worker pass failed; retrying");
-                }
-                tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(POLL_INTERVAL) => {}
-                }
-            }
-        })
+    pub fn spawn(self: Arc<Self>) -> WorkerHandle {
+        let (stop, stopping) = watch::channel(None);
+        let task = tokio::spawn(async move { self.run(stopping).await });
+        WorkerHandle { stop, task }
     }
 
-    /// Works off every due event while holding the lease.
-    pub async fn run_once(&self) -> Result<(), crate::store::StoreError> {
+    async fn run(self: Arc<Self>, mut stopping: watch::Receiver<Option<Duration>>) {
+        let mut running = JoinSet::new();
+        let mut renew = tokio::time::interval(CLAIM_RENEW);
         loop {
-            if !self.take_lease().await? {
-                return Ok(());
+            if stopping.borrow().is_some() {
+                break;
             }
-            let due = self.db.run(|conn| events::due(conn, BATCH)).await?;
-            if due.is_empty() {
+            let free = self.concurrency.saturating_sub(running.len());
+            let mut claimed = 0;
+            if free > 0 {
+                match self.claim(free).await {
+                    Ok(events) => {
+                        claimed = events.len();
+                        for event in events {
+                            let worker = self.clone();
+                            running.spawn(async move { worker.process(event).await });
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "claiming due events failed; retrying"),
+                }
+            }
+            if claimed > 0 && claimed == free {
+                // Every free slot was filled: more may be due once one frees up.
+                tokio::select! {
+                    _ = running.join_next() => {}
+                    _ = stopping.changed() => {}
+                    _ = renew.tick() => self.renew_claims().await,
+                }
+                continue;
+            }
+            if running.is_empty() && claimed == 0 {
                 self.effects.after_events().await;
-                return Ok(());
             }
-            let mut held_back = HashSet::new();
-            for event in due {
-                if event.ordering_key.as_ref().is_some_and(|key| held_back.contains(key)) {
-                    continue;
-                }
-                if !self.take_lease().await? {
-                    return Ok(());
-                }
-                if !self.process(&event).await?
-                    && let Some(key) = event.ordering_key
-                {
-                    held_back.insert(key);
-                }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = stopping.changed() => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+                _ = renew.tick() => self.renew_claims().await,
+                _ = tokio::time::sleep(POLL_INTERVAL) => {}
             }
         }
+        let grace = stopping.borrow().unwrap_or_default();
+        self.drain(&mut running, grace, &mut renew).await;
     }
 
-    /// Takes or renews the lease; false while another instance holds it. A lease
-    /// renewed less than a third of its life ago is still ours without asking the
-    /// database: the worker's idle passes then cost no write (and no fsync).
-    async fn take_lease(&self) -> Result<bool, crate::store::StoreError> {
-        let renewed_at = self.lease_renewed_at.load(Ordering::Relaxed);
-        if now_ms() - renewed_at < LEASE_RENEW_MS {
-            return Ok(true);
+    async fn drain(&self, running: &mut JoinSet<()>, grace: Duration, renew: &mut tokio::time::Interval) {
+        let deadline = tokio::time::sleep(grace);
+        tokio::pin!(deadline);
+        if !running.is_empty() {
+            tracing::info!(in_flight = running.len(), ?grace, "letting effects in flight finish");
+        }
+        while !running.is_empty() {
+            tokio::select! {
+                _ = running.join_next() => {}
+                _ = renew.tick() => self.renew_claims().await,
+                _ = &mut deadline => {
+                    tracing::warn!(aborted = running.len(), "grace period over; aborting effects in flight");
+                    running.abort_all();
+                    while running.join_next().await.is_some() {}
+                }
+            }
         }
         let holder = self.holder.clone();
-        let taken = self.db.run(move |conn| leases::acquire(conn, LEASE_NAME, &holder, LEASE_TTL_MS)).await?;
-        self.lease_renewed_at.store(if taken { now_ms() } else { 0 }, Ordering::Relaxed);
-        Ok(taken)
+        match self.db.run(move |conn| events::release_claims(conn, &holder)).await {
+            Ok(released) if released > 0 => tracing::info!(released, "released event claims"),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "could not release event claims; they lapse in 10 s"),
+        }
     }
 
-    /// Applies one event; false when it is to be retried later.
-    async fn process(&self, event: &events::PendingEvent) -> Result<bool, crate::store::StoreError> {
+    async fn claim(&self, limit: usize) -> Result<Vec<events::PendingEvent>, crate::store::StoreError> {
+        let holder = self.holder.clone();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let claimed = self.db.run(move |conn| events::claim_due(conn, &holder, limit, CLAIM_TTL_MS)).await?;
+        lock(&self.in_flight).extend(claimed.iter().map(|event| event.id));
+        Ok(claimed)
+    }
+
+    async fn renew_claims(&self) {
+        let ids: Vec<i64> = lock(&self.in_flight).iter().copied().collect();
+        if ids.is_empty() {
+            return;
+        }
+        let holder = self.holder.clone();
+        if let Err(error) = self.db.run(move |conn| events::renew_claims(conn, &holder, &ids, CLAIM_TTL_MS)).await {
+            tracing::warn!(%error, "could not renew event claims");
+        }
+    }
+
+    /// Applies one event and records the outcome, which also releases its claim.
+    async fn process(&self, event: events::PendingEvent) {
         let id = event.id;
-        match self.effects.apply(event).await {
-            Ok(()) => {
-                self.db.run(move |conn| events::mark_done(conn, id)).await?;
-                Ok(true)
-            }
+        let outcome = match self.effects.apply(&event).await {
+            Ok(corpid) => self.db.run(move |conn| events::mark_done(conn, id, corpid.as_deref())).await,
             Err(error) => {
                 let attempts = event.attempts + 1;
                 let retry_at = match &error {
@@ -113,16 +168,18 @@ impl Worker {
                 };
                 tracing::warn!(event = id, kind = %event.kind, attempts, %error, retrying = retry_at.is_some(), "effect failed");
                 let message = error.to_string();
-                self.db.run(move |conn| events::mark_failed_attempt(conn, id, &message, retry_at)).await?;
-                Ok(retry_at.is_none())
+                self.db.run(move |conn| events::mark_failed_attempt(conn, id, &message, retry_at)).await
             }
+        };
+        if let Err(error) = outcome {
+            tracing::warn!(event = id, %error, "recording an effect's outcome failed; its claim lapses and it runs again");
         }
+        lock(&self.in_flight).remove(&id);
+        // Finishing may have made the next event of this corp due.
+        self.wake.notify_one();
     }
+}
 
-    /// Lets another instance take over at once (on shutdown).
-    pub async fn release(&self) {
-        self.lease_renewed_at.store(0, Ordering::Relaxed);
-        let holder = self.holder.clone();
-        let _ = self.db.run(move |conn| leases::release(conn, LEASE_NAME, &holder)).await;
-    }
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

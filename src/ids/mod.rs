@@ -446,6 +446,7 @@ impl Ids {
             })
             .await?;
         if made > 0 {
+            self.db.notify_appended();
             tracing::info!(suite = suite_id, corpid, linked = made, "pending identities linked");
         }
         Ok(made)

@@ -1,26 +1,45 @@
 //! Single use of auth codes across the create_auth callback and the install redirect.
+//!
+//! A code is claimed by one holder at a time (a short claim, renewed while its
+//! exchange runs, so a dead holder's claim lapses within seconds). Before the
+//! request that spends it leaves, `sent_at` is committed: from then on the code is
+//! never sent again. A claim that lapsed after it was sent means its answer was lost
+//! (the process died waiting), and the code is marked `lost`.
 
 use diesel::prelude::*;
 
+use super::events::{InsertEvents, NewEvent};
 use super::schema::auth_codes;
 use super::{Conn, StoreResult, WriteTransaction, now_ms};
 use crate::with_backend;
 
-const STATUS_EXCHANGING: &str = "exchanging";
-const STATUS_DONE: &str = "done";
+pub(super) const STATUS_EXCHANGING: &str = "exchanging";
+pub(super) const STATUS_DONE: &str = "done";
+const STATUS_LOST: &str = "lost";
 
+#[derive(Debug, PartialEq, Eq)]
 pub enum CodeClaim {
-    /// This caller exchanges the code.
+    /// This holder exchanges the code.
     Claimed,
     /// Exchanged already, for this corp.
     Done { corpid: String },
-    /// Another path is exchanging it right now.
+    /// Another holder is exchanging it right now.
     InProgress,
+    /// Sent once and its answer lost: it must not be sent again.
+    Lost,
 }
 
-/// Claims `code_hash` for exchange for `claim_ms`; a lapsed claim (its holder died)
-/// can be taken over.
-pub fn claim(conn: &mut Conn, suite_id: &str, code_hash: &str, claim_ms: i64) -> StoreResult<CodeClaim> {
+/// Claims `code_hash` for `holder` for `claim_ms`. A lapsed claim whose code was
+/// never sent is taken over; one whose code was sent is marked lost, appending
+/// `lost_event` in the same transaction (once: it is deduped like any event).
+pub fn claim(
+    conn: &mut Conn,
+    suite_id: &str,
+    code_hash: &str,
+    holder: &str,
+    claim_ms: i64,
+    lost_event: &NewEvent,
+) -> StoreResult<CodeClaim> {
     let now = now_ms();
     let outcome = with_backend!(conn, c => c.write_transaction(|c| {
         let inserted = diesel::insert_into(auth_codes::table)
@@ -28,6 +47,7 @@ pub fn claim(conn: &mut Conn, suite_id: &str, code_hash: &str, claim_ms: i64) ->
                 auth_codes::suite_id.eq(suite_id),
                 auth_codes::code_hash.eq(code_hash),
                 auth_codes::status.eq(STATUS_EXCHANGING),
+                auth_codes::holder.eq(holder),
                 auth_codes::claimed_until.eq(now + claim_ms),
                 auth_codes::created_at.eq(now),
             ))
@@ -36,13 +56,22 @@ pub fn claim(conn: &mut Conn, suite_id: &str, code_hash: &str, claim_ms: i64) ->
         if inserted == 1 {
             return Ok::<_, diesel::result::Error>(CodeClaim::Claimed);
         }
-        let taken_over = diesel::update(auth_codes::table.find((suite_id, code_hash)))
+        let lapsed = auth_codes::table
+            .find((suite_id, code_hash))
             .filter(auth_codes::status.eq(STATUS_EXCHANGING))
-            .filter(auth_codes::claimed_until.lt(now))
-            .set(auth_codes::claimed_until.eq(now + claim_ms))
+            .filter(auth_codes::claimed_until.lt(now));
+        let taken_over = diesel::update(lapsed.filter(auth_codes::sent_at.is_null()))
+            .set((auth_codes::claimed_until.eq(now + claim_ms), auth_codes::holder.eq(holder)))
             .execute(c)?;
         if taken_over == 1 {
             return Ok(CodeClaim::Claimed);
+        }
+        let lost = diesel::update(lapsed.filter(auth_codes::sent_at.is_not_null()))
+            .set(auth_codes::status.eq(STATUS_LOST))
+            .execute(c)?;
+        if lost == 1 {
+            c.insert_events(std::slice::from_ref(lost_event))?;
+            return Ok(CodeClaim::Lost);
         }
         let (status, corpid): (String, Option<String>) = auth_codes::table
             .find((suite_id, code_hash))
@@ -50,30 +79,67 @@ pub fn claim(conn: &mut Conn, suite_id: &str, code_hash: &str, claim_ms: i64) ->
             .first(c)?;
         Ok(match (status.as_str(), corpid) {
             (STATUS_DONE, Some(corpid)) => CodeClaim::Done { corpid },
+            (STATUS_LOST, _) => CodeClaim::Lost,
             _ => CodeClaim::InProgress,
         })
     })?);
     Ok(outcome)
 }
 
-pub fn finish(conn: &mut Conn, suite_id: &str, code_hash: &str, corpid: &str) -> StoreResult<()> {
-    with_backend!(conn, c => {
-        diesel::update(auth_codes::table.find((suite_id, code_hash)))
-            .set((auth_codes::status.eq(STATUS_DONE), auth_codes::corpid.eq(corpid)))
-            .execute(c)?;
-    });
-    Ok(())
+/// Extends `holder`'s claim while its exchange runs; false when it is no longer ours.
+pub fn renew(conn: &mut Conn, suite_id: &str, code_hash: &str, holder: &str, claim_ms: i64) -> StoreResult<bool> {
+    let until = now_ms() + claim_ms;
+    let renewed = with_backend!(conn, c => diesel::update(
+        auth_codes::table
+            .find((suite_id, code_hash))
+            .filter(auth_codes::status.eq(STATUS_EXCHANGING))
+            .filter(auth_codes::holder.eq(holder)),
+    )
+    .set(auth_codes::claimed_until.eq(until))
+    .execute(c)?);
+    Ok(renewed == 1)
 }
 
-/// Gives a claim up after a failed exchange, so the other path may try.
-pub fn release(conn: &mut Conn, suite_id: &str, code_hash: &str) -> StoreResult<()> {
+/// Commits that the code is about to be sent; false (send nothing) when the claim
+/// is no longer `holder`'s.
+pub fn mark_sent(conn: &mut Conn, suite_id: &str, code_hash: &str, holder: &str) -> StoreResult<bool> {
+    let now = now_ms();
+    let marked = with_backend!(conn, c => diesel::update(
+        auth_codes::table
+            .find((suite_id, code_hash))
+            .filter(auth_codes::status.eq(STATUS_EXCHANGING))
+            .filter(auth_codes::holder.eq(holder))
+            .filter(auth_codes::sent_at.is_null()),
+    )
+    .set(auth_codes::sent_at.eq(now))
+    .execute(c)?);
+    Ok(marked == 1)
+}
+
+/// Gives a claim up when the code provably never reached WeCom (or was refused
+/// outright), so the other path, or a retry, may send it.
+pub fn release(conn: &mut Conn, suite_id: &str, code_hash: &str, holder: &str) -> StoreResult<()> {
     with_backend!(conn, c => {
         diesel::delete(
             auth_codes::table
                 .find((suite_id, code_hash))
-                .filter(auth_codes::status.eq(STATUS_EXCHANGING)),
+                .filter(auth_codes::status.eq(STATUS_EXCHANGING))
+                .filter(auth_codes::holder.eq(holder)),
         )
         .execute(c)?;
     });
+    Ok(())
+}
+
+/// The answer to a sent code never came (timeout, cut connection, an ambiguous
+/// error): the code is lost, and `lost_event` is appended with the mark.
+pub fn mark_lost(conn: &mut Conn, suite_id: &str, code_hash: &str, lost_event: &NewEvent) -> StoreResult<()> {
+    with_backend!(conn, c => c.write_transaction(|c| {
+        diesel::update(auth_codes::table.find((suite_id, code_hash)).filter(auth_codes::status.eq(STATUS_EXCHANGING)))
+            .set(auth_codes::status.eq(STATUS_LOST))
+            .execute(c)?;
+        c.insert_events(std::slice::from_ref(lost_event))?;
+        Ok::<_, diesel::result::Error>(())
+    })?);
     Ok(())
 }

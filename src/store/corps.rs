@@ -3,7 +3,9 @@
 
 use diesel::prelude::*;
 
-use super::schema::corps;
+use super::auth_codes::{STATUS_DONE as CODE_DONE, STATUS_EXCHANGING as CODE_EXCHANGING};
+use super::events::{InsertEvents, NewEvent};
+use super::schema::{auth_codes, corps};
 use super::{Conn, StoreResult, WriteTransaction, now_ms};
 use crate::with_backend;
 
@@ -45,10 +47,17 @@ pub struct Authorization<'a> {
     pub auth_info: &'a str,
 }
 
-/// Stores a (re-)authorization: active, new permanent code, any old error cleared.
-pub fn upsert_authorized(conn: &mut Conn, auth: &Authorization<'_>) -> StoreResult<()> {
+/// Stores a (re-)authorization: active, new permanent code, any old error cleared;
+/// the auth code that granted it marked done, and `events` appended, all in one
+/// transaction.
+pub fn upsert_authorized(
+    conn: &mut Conn,
+    auth: &Authorization<'_>,
+    code_hash: &str,
+    events: &[NewEvent],
+) -> StoreResult<()> {
     let now = now_ms();
-    with_backend!(conn, c => {
+    with_backend!(conn, c => c.write_transaction(|c| {
         diesel::insert_into(corps::table)
             .values((
                 corps::suite_id.eq(auth.suite_id),
@@ -74,70 +83,84 @@ pub fn upsert_authorized(conn: &mut Conn, auth: &Authorization<'_>) -> StoreResu
                 corps::updated_at.eq(now),
             ))
             .execute(c)?;
-    });
+        diesel::update(
+            auth_codes::table.find((auth.suite_id, code_hash)).filter(auth_codes::status.eq(CODE_EXCHANGING)),
+        )
+        .set((auth_codes::status.eq(CODE_DONE), auth_codes::corpid.eq(auth.corpid)))
+        .execute(c)?;
+        c.insert_events(events)?;
+        Ok::<_, diesel::result::Error>(())
+    })?);
     Ok(())
 }
 
-/// Refreshed auth info after change_auth; false if the corp is unknown.
+/// Refreshed auth info after change_auth, with `events` appended when the corp is
+/// known; false if it is not.
 pub fn update_auth_info(
     conn: &mut Conn,
-    suite_id: &str,
-    corpid: &str,
+    corp: (&str, &str),
     corp_name: &str,
     agent_id: Option<i64>,
     auth_info: &str,
+    events: &[NewEvent],
 ) -> StoreResult<bool> {
     let now = now_ms();
-    let updated = with_backend!(conn, c => diesel::update(corps::table.find((suite_id, corpid)))
-        .set((
-            corps::corp_name.eq(corp_name),
-            corps::agent_id.eq(agent_id),
-            corps::auth_info.eq(auth_info),
-            corps::updated_at.eq(now),
-        ))
-        .execute(c)?);
+    let updated = with_backend!(conn, c => c.write_transaction(|c| {
+        let updated = diesel::update(corps::table.find(corp))
+            .set((
+                corps::corp_name.eq(corp_name),
+                corps::agent_id.eq(agent_id),
+                corps::auth_info.eq(auth_info),
+                corps::updated_at.eq(now),
+            ))
+            .execute(c)?;
+        if updated == 1 {
+            c.insert_events(events)?;
+        }
+        Ok::<_, diesel::result::Error>(updated)
+    })?);
     Ok(updated == 1)
 }
 
-/// Replaces the permanent code (a customized app's secret was reset).
-pub fn replace_permanent_code(
+/// Marks the corp cancelled (cancel_auth), its permanent code dropped, and appends
+/// `events`; false (nothing appended) if the corp is unknown.
+pub fn cancel(conn: &mut Conn, suite_id: &str, corpid: &str, events: &[NewEvent]) -> StoreResult<bool> {
+    let now = now_ms();
+    let updated = with_backend!(conn, c => c.write_transaction(|c| {
+        let updated = diesel::update(corps::table.find((suite_id, corpid)))
+            .set((
+                corps::status.eq(STATUS_CANCELLED),
+                corps::permanent_code.eq(None::<String>),
+                corps::updated_at.eq(now),
+            ))
+            .execute(c)?;
+        if updated == 1 {
+            c.insert_events(events)?;
+        }
+        Ok::<_, diesel::result::Error>(updated)
+    })?);
+    Ok(updated == 1)
+}
+
+/// Records that WeCom rejected the permanent code, so callers stop asking for
+/// tokens; `events` are appended the first time only.
+pub fn mark_auth_error(
     conn: &mut Conn,
     suite_id: &str,
     corpid: &str,
-    permanent_code: &str,
-) -> StoreResult<bool> {
+    error: &str,
+    events: &[NewEvent],
+) -> StoreResult<()> {
     let now = now_ms();
-    let updated = with_backend!(conn, c => diesel::update(corps::table.find((suite_id, corpid)))
-        .set((
-            corps::permanent_code.eq(permanent_code),
-            corps::auth_error.eq(None::<String>),
-            corps::updated_at.eq(now),
-        ))
-        .execute(c)?);
-    Ok(updated == 1)
-}
-
-/// Marks the corp cancelled (cancel_auth); the permanent code is useless from now on.
-pub fn cancel(conn: &mut Conn, suite_id: &str, corpid: &str) -> StoreResult<bool> {
-    let now = now_ms();
-    let updated = with_backend!(conn, c => c.write_transaction(|c| diesel::update(corps::table.find((suite_id, corpid)))
-        .set((
-            corps::status.eq(STATUS_CANCELLED),
-            corps::permanent_code.eq(None::<String>),
-            corps::updated_at.eq(now),
-        ))
-        .execute(c))?);
-    Ok(updated == 1)
-}
-
-/// Records that WeCom rejected the permanent code, so callers stop asking for tokens.
-pub fn mark_auth_error(conn: &mut Conn, suite_id: &str, corpid: &str, error: &str) -> StoreResult<()> {
-    let now = now_ms();
-    with_backend!(conn, c => {
-        diesel::update(corps::table.find((suite_id, corpid)))
+    with_backend!(conn, c => c.write_transaction(|c| {
+        let marked = diesel::update(corps::table.find((suite_id, corpid)).filter(corps::auth_error.is_null()))
             .set((corps::auth_error.eq(error), corps::updated_at.eq(now)))
             .execute(c)?;
-    });
+        if marked == 1 {
+            c.insert_events(events)?;
+        }
+        Ok::<_, diesel::result::Error>(())
+    })?);
     Ok(())
 }
 

@@ -57,7 +57,7 @@ pub struct EventRow {
 }
 
 /// An event as the worker needs it: with the plaintext to re-parse.
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = events)]
 pub struct PendingEvent {
     pub id: i64,
@@ -197,44 +197,93 @@ pub fn page(conn: &mut Conn, after: i64, limit: i64, filter: &EventFilter) -> St
     Ok(rows)
 }
 
-/// The next events due for their effects, oldest first. An ordering key whose oldest
-/// pending event waits for a retry holds back every later event of that key.
-pub fn due(conn: &mut Conn, limit: i64) -> StoreResult<Vec<PendingEvent>> {
+/// Claims up to `limit` events due for their effects for `holder` until `ttl_ms`
+/// from now, oldest first. Due: pending, its retry time reached, unclaimed (or the
+/// claim lapsed), and the head of its ordering key: no earlier event of the same
+/// key still pending, so one corp's events apply in order while a corp whose event
+/// waits for a retry holds back only itself. PostgreSQL skips rows another
+/// instance is claiming at that moment (`FOR UPDATE SKIP LOCKED`); the outer
+/// condition re-checks the claim, so no event is ever claimed twice.
+pub fn claim_due(conn: &mut Conn, holder: &str, limit: i64, ttl_ms: i64) -> StoreResult<Vec<PendingEvent>> {
     let now = now_ms();
-    let rows = with_backend!(conn, c => {
-        let waiting: Vec<Option<String>> = events::table
-            .filter(events::status.eq(STATUS_PENDING))
-            .filter(events::next_attempt_at.gt(now))
-            .filter(events::ordering_key.is_not_null())
-            .select(events::ordering_key)
-            .distinct()
-            .load(c)?;
-        let waiting: Vec<String> = waiting.into_iter().flatten().collect();
-        events::table
-            .filter(events::status.eq(STATUS_PENDING))
-            .filter(events::next_attempt_at.is_null().or(events::next_attempt_at.le(now)))
-            .filter(events::ordering_key.is_null().or(events::ordering_key.ne_all(waiting)))
-            .order(events::id)
-            .limit(limit)
-            .select(PendingEvent::as_select())
-            .load(c)?
-    });
+    let candidates = "SELECT e.id FROM events e \
+         WHERE e.status = 'pending' \
+           AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= {now}) \
+           AND (e.claimed_until IS NULL OR e.claimed_until < {now}) \
+           AND (e.ordering_key IS NULL OR NOT EXISTS (\
+                SELECT 1 FROM events p WHERE p.status = 'pending' \
+                  AND p.ordering_key = e.ordering_key AND p.id < e.id)) \
+         ORDER BY e.id LIMIT {limit}";
+    let update = "UPDATE events SET claimed_by = {holder}, claimed_until = {until} \
+         WHERE id IN ({candidates}) AND (claimed_until IS NULL OR claimed_until < {now}) \
+         RETURNING id, provider_corpid, suite_id, corpid, kind, ordering_key, plaintext, received_at, attempts";
+    let sql = |holder: &str, until: &str, now: &str, limit: &str, lock: &str| {
+        let candidates = candidates.replace("{now}", now).replace("{limit}", limit) + lock;
+        update.replace("{candidates}", &candidates).replace("{holder}", holder).replace("{until}", until).replace("{now}", now)
+    };
+    use diesel::sql_types::{BigInt, Text};
+    let mut rows: Vec<PendingEvent> = match conn {
+        Conn::Sqlite(c) => diesel::sql_query(sql("?", "?", "?", "?", ""))
+            .bind::<Text, _>(holder)
+            .bind::<BigInt, _>(now + ttl_ms)
+            .bind::<BigInt, _>(now)
+            .bind::<BigInt, _>(now)
+            .bind::<BigInt, _>(limit)
+            .bind::<BigInt, _>(now)
+            .load(&mut **c)?,
+        Conn::Pg(c) => diesel::sql_query(sql("$1", "$2", "$3", "$4", " FOR UPDATE SKIP LOCKED"))
+            .bind::<Text, _>(holder)
+            .bind::<BigInt, _>(now + ttl_ms)
+            .bind::<BigInt, _>(now)
+            .bind::<BigInt, _>(limit)
+            .load(&mut **c)?,
+    };
+    rows.sort_by_key(|event| event.id);
     Ok(rows)
 }
 
-pub fn mark_done(conn: &mut Conn, id: i64) -> StoreResult<()> {
+/// Extends `holder`'s claims on `ids` while their effects run.
+pub fn renew_claims(conn: &mut Conn, holder: &str, ids: &[i64], ttl_ms: i64) -> StoreResult<usize> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let until = now_ms() + ttl_ms;
+    let renewed = with_backend!(conn, c => diesel::update(
+        events::table.filter(events::id.eq_any(ids)).filter(events::claimed_by.eq(holder)),
+    )
+    .set(events::claimed_until.eq(until))
+    .execute(c)?);
+    Ok(renewed)
+}
+
+/// Gives up every claim of `holder` (shutdown), so another instance takes them at once.
+pub fn release_claims(conn: &mut Conn, holder: &str) -> StoreResult<usize> {
+    let released = with_backend!(conn, c => diesel::update(events::table.filter(events::claimed_by.eq(holder)))
+        .set((events::claimed_by.eq(None::<String>), events::claimed_until.eq(None::<i64>)))
+        .execute(c)?);
+    Ok(released)
+}
+
+/// The effect of `id` is applied. `corpid` fills in the corp a create_auth named only
+/// through its exchange.
+pub fn mark_done(conn: &mut Conn, id: i64, corpid: Option<&str>) -> StoreResult<()> {
     let now = now_ms();
     with_backend!(conn, c => {
-        diesel::update(events::table.find(id).filter(events::status.eq(STATUS_PENDING)))
-            .set((
-                events::status.eq(STATUS_DONE),
-                events::processed_at.eq(now),
-                // The plaintext holds tickets and auth codes; a done event needs none.
-                events::plaintext.eq(None::<String>),
-                events::attempts.eq(events::attempts + 1),
-                events::next_attempt_at.eq(None::<i64>),
-            ))
-            .execute(c)?;
+        let event = events::table.find(id).filter(events::status.eq(STATUS_PENDING));
+        let done = (
+            events::status.eq(STATUS_DONE),
+            events::processed_at.eq(now),
+            // The plaintext holds tickets and auth codes; a done event needs none.
+            events::plaintext.eq(None::<String>),
+            events::attempts.eq(events::attempts + 1),
+            events::next_attempt_at.eq(None::<i64>),
+            events::claimed_by.eq(None::<String>),
+            events::claimed_until.eq(None::<i64>),
+        );
+        match corpid {
+            Some(corpid) => diesel::update(event).set((done, events::corpid.eq(corpid))).execute(c)?,
+            None => diesel::update(event).set(done).execute(c)?,
+        };
     });
     Ok(())
 }
@@ -254,8 +303,26 @@ pub fn mark_failed_attempt(conn: &mut Conn, id: i64, error: &str, retry_at: Opti
                 events::attempts.eq(events::attempts + 1),
                 events::next_attempt_at.eq(retry_at),
                 events::last_error.eq(error),
+                events::claimed_by.eq(None::<String>),
+                events::claimed_until.eq(None::<i64>),
             ))
             .execute(c)?;
     });
     Ok(())
+}
+
+/// Deletes up to `batch` done events received before `cutoff` (Unix ms), oldest
+/// first; pending and failed events are kept whatever their age.
+pub fn prune_done(conn: &mut Conn, cutoff: i64, batch: i64) -> StoreResult<usize> {
+    let deleted = with_backend!(conn, c => {
+        let old: Vec<i64> = events::table
+            .filter(events::status.eq(STATUS_DONE))
+            .filter(events::received_at.lt(cutoff))
+            .order(events::id)
+            .limit(batch)
+            .select(events::id)
+            .load(c)?;
+        diesel::delete(events::table.filter(events::id.eq_any(old))).execute(c)?
+    });
+    Ok(deleted)
 }

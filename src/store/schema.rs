@@ -57,6 +57,8 @@ diesel::table! {
         attempts -> Integer,
         next_attempt_at -> Nullable<BigInt>,
         last_error -> Nullable<Text>,
+        claimed_by -> Nullable<Text>,
+        claimed_until -> Nullable<BigInt>,
     }
 }
 
@@ -88,6 +90,8 @@ diesel::table! {
         corpid -> Nullable<Text>,
         claimed_until -> BigInt,
         created_at -> BigInt,
+        holder -> Nullable<Text>,
+        sent_at -> Nullable<BigInt>,
     }
 }
 

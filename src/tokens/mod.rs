@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::store::events::NewEvent;
 use crate::store::{Db, StoreError, corps, now_ms, suites, tokens};
 use crate::wecom::client::{ERRCODE_INVALID_SUITE_TICKET, Grant, WecomClient, WecomError};
 
@@ -333,7 +334,24 @@ impl Tokens {
             Err(TokenError::Upstream(error)) if error.is_authorization_revoked() => {
                 let reason = format!("errcode {}", error.errcode().unwrap_or_default());
                 let (sid, cid, note) = (suite_id.to_owned(), corpid.to_owned(), reason.clone());
-                self.db.run(move |conn| corps::mark_auth_error(conn, &sid, &cid, &note)).await?;
+                self.db
+                    .run(move |conn| {
+                        let provider = suites::find_suite(conn, &sid)?.map(|s| s.provider_corpid).unwrap_or_default();
+                        let authorized_at =
+                            corps::find(conn, &sid, &cid)?.map(|c| c.authorized_at.to_string()).unwrap_or_default();
+                        // Once per authorization: a reinstall that is rejected again reports again.
+                        let event = NewEvent::derived(
+                            &provider,
+                            &sid,
+                            Some(&cid),
+                            "corp_auth_rejected",
+                            &[&authorized_at],
+                            serde_json::json!({"suite_id": sid, "corpid": cid, "reason": note}),
+                        );
+                        corps::mark_auth_error(conn, &sid, &cid, &note, &[event])
+                    })
+                    .await?;
+                self.db.notify_appended();
                 tracing::warn!(suite = suite_id, corpid, %reason, "permanent code rejected; corp marked");
                 Err(TokenError::PermanentCodeRejected(reason))
             }

@@ -122,7 +122,8 @@ fn rejection(endpoint: Endpoint, id: &str, error: &CallbackError) -> HttpRespons
         | CallbackError::Envelope(_)
         | CallbackError::Crypto(_)
         | CallbackError::NotUtf8
-        | CallbackError::Message(_) => StatusCode::BAD_REQUEST,
+        | CallbackError::Message(_)
+        | CallbackError::StaleTimestamp => StatusCode::BAD_REQUEST,
     };
     tracing::info!(?endpoint, id, status = status.as_u16(), reason = %error, "callback rejected");
     plain(status, &error.to_string())

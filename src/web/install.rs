@@ -16,6 +16,7 @@ use url::Url;
 
 use super::State;
 use crate::error::AppError;
+use crate::lifecycle::{CORP_AUTHORIZED, InstallPath};
 use crate::store::{install_states, suites};
 use crate::tokens::TokenKey;
 
@@ -74,6 +75,11 @@ fn error_page_for(error: &AppError) -> HttpResponse {
             StatusCode::SERVICE_UNAVAILABLE,
             "Not ready yet",
             "The app has not received its ticket from WeCom yet. Please try again in a few minutes.",
+        ),
+        AppError::AuthCodeLost(_) => error_page(
+            StatusCode::CONFLICT,
+            "Please install the app again",
+            "WeCom did not confirm the installation in time. Please start the installation again.",
         ),
         AppError::Upstream { errcode, .. } if [40029, 40078, 42007].contains(errcode) => error_page(
             StatusCode::BAD_REQUEST,
@@ -171,7 +177,11 @@ async fn complete(
         Ok(false) => return bad_state(),
         Err(error) => return error_page_for(&error.into()),
     }
-    match state.lifecycle.exchange_auth_code(&suite_id, &SecretString::from(auth_code)).await {
+    let exchanged = state
+        .lifecycle
+        .exchange_auth_code(&suite_id, &SecretString::from(auth_code), InstallPath::InstallPage, CORP_AUTHORIZED)
+        .await;
+    match exchanged {
         Ok(authorized) => render(
             StatusCode::OK,
             "installed.html",

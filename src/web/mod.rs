@@ -66,7 +66,7 @@ impl ResponseError for AppError {
             Self::AdminTokenUnset | Self::Unavailable | Self::NoSuiteTicket(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::CorpNotActive | Self::PermanentCodeRejected(_) => StatusCode::CONFLICT,
+            Self::CorpNotActive | Self::PermanentCodeRejected(_) | Self::AuthCodeLost(_) => StatusCode::CONFLICT,
             Self::Upstream { errcode, .. } if *errcode == ERRCODE_RATE_LIMITED => StatusCode::TOO_MANY_REQUESTS,
             Self::Upstream { .. } | Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
         }

@@ -22,6 +22,9 @@ pub const AUTHORIZATION_REVOKED_ERRCODES: [i64; 2] = [40084, 48004];
 
 const RETRIES: u32 = 3;
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// A request that spends a single-use code is sent once and waited for this long:
+/// WeCom's v1 get_permanent_code can take many seconds.
+const SINGLE_USE_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum WecomError {
@@ -33,6 +36,9 @@ pub enum WecomError {
     Http(u16),
     #[error("unexpected answer from WeCom: {0}")]
     Decode(String),
+    /// A single-use request may have reached WeCom, but no answer says what it did.
+    #[error("WeCom's answer was lost ({0}); the request may have been applied")]
+    AnswerLost(String),
 }
 
 impl WecomError {
@@ -52,7 +58,7 @@ impl WecomError {
         match self {
             Self::Api { errcode, .. } => *errcode == ERRCODE_SYSTEM_BUSY,
             Self::Transport(_) | Self::Http(_) => true,
-            Self::Decode(_) => false,
+            Self::Decode(_) | Self::AnswerLost(_) => false,
         }
     }
 
@@ -114,6 +120,16 @@ pub struct WecomClient {
     base: Url,
 }
 
+fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("wecom-provider/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
 impl WecomClient {
     pub fn new(mut base: Url) -> Self {
         // Url::join replaces the last path segment unless the base ends with '/'.
@@ -121,14 +137,7 @@ impl WecomClient {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(15))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("wecom-provider/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        WecomClient { http, base }
+        WecomClient { http: http_client(Duration::from_secs(15)), base }
     }
 
     pub async fn get_provider_token(&self, corpid: &str, provider_secret: &SecretString) -> Result<Grant, WecomError> {
@@ -178,8 +187,8 @@ impl WecomClient {
         auth_code: &SecretString,
     ) -> Result<PermanentCodeGrant, WecomError> {
         let body = json!({"auth_code": auth_code.expose_secret()});
-        let mut answer =
-            self.post("cgi-bin/service/get_permanent_code", Some((TokenParam::Suite, suite_token)), &body).await?;
+        let url = self.url("cgi-bin/service/get_permanent_code", Some((TokenParam::Suite, suite_token)), &[])?;
+        let mut answer = self.spend_once(self.http.post(url).json(&body)).await?;
         let permanent_code = take_string(&mut answer, "permanent_code")?;
         let corp_token = match take_string(&mut answer, "access_token") {
             Ok(token) => {
@@ -292,6 +301,34 @@ impl WecomClient {
                 }
                 other => return other,
             }
+        }
+    }
+
+    /// Sends a request that spends a single-use code, exactly once. Only a failure to
+    /// connect proves it was not sent ([`WecomError::Transport`], safe to retry); a
+    /// refused token proves it was not applied (the token center retries); any other
+    /// failure after sending, 5xx or `-1` included, is [`WecomError::AnswerLost`].
+    async fn spend_once(&self, request: reqwest::RequestBuilder) -> Result<Value, WecomError> {
+        let lost = |e: reqwest::Error| {
+            if e.is_connect() {
+                WecomError::Transport(e.without_url().to_string())
+            } else {
+                WecomError::AnswerLost(e.without_url().to_string())
+            }
+        };
+        let response = request.timeout(SINGLE_USE_TIMEOUT).send().await.map_err(lost)?;
+        let status = response.status();
+        if status.is_server_error() {
+            return Err(WecomError::AnswerLost(format!("HTTP {}", status.as_u16())));
+        }
+        let bytes = response.bytes().await.map_err(lost)?;
+        let answer: Value = serde_json::from_slice(&bytes)
+            .map_err(|_| WecomError::AnswerLost(format!("HTTP {} without a JSON answer", status.as_u16())))?;
+        match check_errcode(answer) {
+            Err(error) if error.errcode() == Some(ERRCODE_SYSTEM_BUSY) => {
+                Err(WecomError::AnswerLost("WeCom answered -1 (system busy)".into()))
+            }
+            other => other,
         }
     }
 

@@ -299,7 +299,9 @@ pub struct Sealed {
 
 impl Sealed {
     pub fn new(keys: &CallbackKeys, receive_id: &str, plaintext: &str) -> Self {
-        let timestamp = (1_700_000_000 + rand::random::<u32>() % 1_000_000).to_string();
+        // Signed within the last day: older ones are past the retention window.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+        let timestamp = (now - u64::from(rand::random::<u32>() % 86_400)).to_string();
         let nonce = rand::random::<u32>().to_string();
         let (msg_signature, encrypt) = keys.seal(&timestamp, &nonce, plaintext.as_bytes(), receive_id);
         Sealed { msg_signature, timestamp, nonce, encrypt, to_user_name: receive_id.to_owned() }
