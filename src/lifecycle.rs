@@ -111,7 +111,8 @@ impl Lifecycle {
         );
         let deadline = tokio::time::Instant::now() + WAIT_FOR_OTHER_PATH;
         loop {
-            let (sid, hash, holder, lost) = (suite_id.to_owned(), code_hash.clone(), self.holder.clone(), lost_event.clone());
+            let (sid, hash, holder, lost) =
+                (suite_id.to_owned(), code_hash.clone(), self.holder.clone(), lost_event.clone());
             let claim =
                 self.db.run(move |conn| auth_codes::claim(conn, &sid, &hash, &holder, CODE_CLAIM_MS, &lost)).await?;
             match claim {
@@ -176,7 +177,8 @@ impl Lifecycle {
         claimed: &ClaimedCode<'_>,
         auth_code: &SecretString,
     ) -> Result<PermanentCodeGrant, LifecycleError> {
-        let (sid, hash, holder) = (claimed.suite_id.to_owned(), claimed.code_hash.to_owned(), claimed.holder.to_owned());
+        let (sid, hash, holder) =
+            (claimed.suite_id.to_owned(), claimed.code_hash.to_owned(), claimed.holder.to_owned());
         if !self.db.run(move |conn| auth_codes::mark_sent(conn, &sid, &hash, &holder)).await? {
             return Err(LifecycleError::ExchangeInProgress);
         }
@@ -248,9 +250,7 @@ impl Lifecycle {
                     let (sid, cid, name, info) =
                         (suite_id.to_owned(), grant.corpid.clone(), grant.corp_name.clone(), auth_info.to_string());
                     self.db
-                        .run(move |conn| {
-                            corps::update_auth_info(conn, (&sid, &cid), &name, Some(agent_id), &info, &[])
-                        })
+                        .run(move |conn| corps::update_auth_info(conn, (&sid, &cid), &name, Some(agent_id), &info, &[]))
                         .await?;
                 }
                 Err(error) => {

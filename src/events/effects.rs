@@ -137,7 +137,12 @@ impl Effects {
 
     /// A lost answer is not retried: the code is spent, and `corp_auth_lost` (appended
     /// with the mark) tells the provider to have the admin install again.
-    async fn exchange(&self, suite_id: &str, auth_code: String, kind: &'static str) -> Result<Option<String>, EffectError> {
+    async fn exchange(
+        &self,
+        suite_id: &str,
+        auth_code: String,
+        kind: &'static str,
+    ) -> Result<Option<String>, EffectError> {
         let code = SecretString::from(auth_code);
         match self.lifecycle.exchange_auth_code(suite_id, &code, InstallPath::Callback, kind).await {
             Ok(authorized) => Ok(Some(authorized.corpid)),

@@ -219,7 +219,11 @@ pub fn claim_due(conn: &mut Conn, holder: &str, limit: i64, ttl_ms: i64) -> Stor
          RETURNING id, provider_corpid, suite_id, corpid, kind, ordering_key, plaintext, received_at, attempts";
     let sql = |holder: &str, until: &str, now: &str, limit: &str, lock: &str| {
         let candidates = candidates.replace("{now}", now).replace("{limit}", limit) + lock;
-        update.replace("{candidates}", &candidates).replace("{holder}", holder).replace("{until}", until).replace("{now}", now)
+        update
+            .replace("{candidates}", &candidates)
+            .replace("{holder}", holder)
+            .replace("{until}", until)
+            .replace("{now}", now)
     };
     use diesel::sql_types::{BigInt, Text};
     let mut rows: Vec<PendingEvent> = match conn {

@@ -20,6 +20,9 @@ pub enum Injection {
     Errcode(i64),
     Http500,
     Delay(Duration),
+    /// Waits, does the work (an auth code is spent), then answers HTTP 500: the
+    /// answer is lost although WeCom acted.
+    DelayThen500(Duration),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +71,10 @@ struct State {
     session_auth_types: Vec<i64>,
     calls: HashMap<String, usize>,
     injections: HashMap<String, VecDeque<Injection>>,
+    /// How often each auth code was presented to get_permanent_code, valid or not.
+    code_presentations: HashMap<String, usize>,
+    /// Corps whose suite-token calls (get_auth_info) answer -1, system busy.
+    busy_corps: HashSet<String>,
     serial: u64,
     issued_secrets: Vec<String>,
 }
@@ -265,6 +272,21 @@ impl FakeWecom {
         self.lock().revoked_corps.insert(corpid.into());
     }
 
+    /// How often each auth code reached get_permanent_code.
+    pub fn code_presentations(&self) -> HashMap<String, usize> {
+        self.lock().code_presentations.clone()
+    }
+
+    /// The corp's get_auth_info answers -1 (system busy) until `busy` is false.
+    pub fn set_busy(&self, corpid: &str, busy: bool) {
+        let mut state = self.lock();
+        if busy {
+            state.busy_corps.insert(corpid.into());
+        } else {
+            state.busy_corps.remove(corpid);
+        }
+    }
+
     pub fn calls(&self, endpoint: &str) -> usize {
         self.lock().calls.get(endpoint).copied().unwrap_or(0)
     }
@@ -301,20 +323,36 @@ async fn handle(state: web::Data<Arc<Mutex<State>>>, request: HttpRequest, body:
     let endpoint = request.path().trim_start_matches("/cgi-bin/").to_owned();
     let query: HashMap<String, String> =
         url::form_urlencoded::parse(request.query_string().as_bytes()).into_owned().collect();
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let injection = {
         let mut state = state.lock().expect("fake state lock");
         *state.calls.entry(endpoint.clone()).or_default() += 1;
+        if endpoint == "service/get_permanent_code" {
+            let code = body["auth_code"].as_str().unwrap_or_default().to_owned();
+            *state.code_presentations.entry(code).or_default() += 1;
+        }
         state.injections.get_mut(&endpoint).and_then(VecDeque::pop_front)
     };
+    let mut lose_answer = false;
     match injection {
         Some(Injection::Errcode(code)) => return HttpResponse::Ok().json(error(code, "injected")),
         Some(Injection::Http500) => return HttpResponse::InternalServerError().body("injected"),
         Some(Injection::Delay(delay)) => tokio::time::sleep(delay).await,
+        Some(Injection::DelayThen500(delay)) => {
+            tokio::time::sleep(delay).await;
+            lose_answer = true;
+        }
         None => {}
     }
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let mut state = state.lock().expect("fake state lock");
+    let busy = body["auth_corpid"].as_str().is_some_and(|corp| state.busy_corps.contains(corp));
+    if busy && endpoint == "service/get_auth_info" {
+        return HttpResponse::Ok().json(error(-1, "system busy"));
+    }
     let answer = route(&mut state, &endpoint, &query, &body).unwrap_or_else(|e| e);
+    if lose_answer {
+        return HttpResponse::InternalServerError().body("injected after the work was done");
+    }
     HttpResponse::Ok().json(answer)
 }
 

@@ -234,6 +234,19 @@ impl TestApp {
         }
     }
 
+    /// Sends SIGTERM to a child binary and waits for it to exit; answers its exit
+    /// status and how long it took.
+    pub async fn terminate(self) -> (std::process::ExitStatus, Duration) {
+        let Process::Child { mut child, .. } = self.process else {
+            panic!("terminate is for a child binary");
+        };
+        let started = std::time::Instant::now();
+        let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+        assert!(sent.success(), "SIGTERM sent");
+        let status = tokio::task::spawn_blocking(move || child.wait().expect("reaped")).await.expect("join");
+        (status, started.elapsed())
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -301,7 +314,12 @@ impl Sealed {
     pub fn new(keys: &CallbackKeys, receive_id: &str, plaintext: &str) -> Self {
         // Signed within the last day: older ones are past the retention window.
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
-        let timestamp = (now - u64::from(rand::random::<u32>() % 86_400)).to_string();
+        Self::signed_at(keys, receive_id, plaintext, now - u64::from(rand::random::<u32>() % 86_400))
+    }
+
+    /// Sealed with the given signing time (Unix seconds).
+    pub fn signed_at(keys: &CallbackKeys, receive_id: &str, plaintext: &str, unix_seconds: u64) -> Self {
+        let timestamp = unix_seconds.to_string();
         let nonce = rand::random::<u32>().to_string();
         let (msg_signature, encrypt) = keys.seal(&timestamp, &nonce, plaintext.as_bytes(), receive_id);
         Sealed { msg_signature, timestamp, nonce, encrypt, to_user_name: receive_id.to_owned() }

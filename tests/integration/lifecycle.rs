@@ -78,6 +78,26 @@ async fn a_third_party_suite_lives_through_install_change_and_cancel() {
     assert_eq!(corp["corp_name"], "Corp A Again");
     let (status, _) = app.api(&format!("{}/token", corp_path(&app, "wpCorpA0001"))).await;
     assert_eq!(status, 200);
+
+    // Every change appended its derived event, naming the corp; create_auth names it too.
+    let events = app.settled().await;
+    let kinds: Vec<&str> =
+        events.iter().filter_map(|e| e["kind"].as_str()).filter(|k| k.starts_with("corp_")).collect();
+    assert_eq!(kinds, ["corp_authorized", "corp_auth_changed", "corp_cancelled", "corp_authorized"], "{events:?}");
+    for event in events.iter().filter(|e| e["kind"] != "suite_ticket") {
+        assert_eq!(event["corpid"], "wpCorpA0001", "{event}");
+        assert_eq!(event["suite_id"], app.seeded_suite.as_str(), "{event}");
+    }
+    let authorized = events.iter().find(|e| e["kind"] == "corp_authorized").expect("corp_authorized");
+    let fields = &authorized["fields"];
+    assert_eq!(fields["corp_name"], "Corp A");
+    assert_eq!(fields["install_path"], "callback");
+    assert!(fields["agent_id"].as_i64().is_some_and(|id| id > 1_000_000), "{fields}");
+    assert_eq!(fields["auth_mode"], 0);
+    assert_eq!(fields["edition"]["edition_name"], "Pro");
+    let changed = events.iter().find(|e| e["kind"] == "corp_auth_changed").expect("corp_auth_changed");
+    assert_eq!(changed["fields"]["corp_name"], "Corp A Renamed");
+    assert!(!events.iter().any(|e| e.to_string().contains("permanent-code")), "no permanent code in the feed");
     app.stop().await;
     fake.stop().await;
 }
@@ -244,6 +264,11 @@ async fn a_create_auth_racing_the_install_redirect_makes_one_exchange() {
     assert!(events.iter().all(|e| e["status"] == "done"), "{events:?}");
     assert_eq!(fake.calls("service/get_permanent_code"), 1);
     assert_eq!(app.corp("wpCorpRace1").await["status"], "active");
+    let authorized: Vec<&Value> = events.iter().filter(|e| e["kind"] == "corp_authorized").collect();
+    assert_eq!(authorized.len(), 1, "one install, one event: {events:?}");
+    assert_eq!(authorized[0]["corpid"], "wpCorpRace1");
+    let create_auth = events.iter().find(|e| e["kind"] == "create_auth").expect("create_auth stored");
+    assert_eq!(create_auth["corpid"], "wpCorpRace1", "the exchange names create_auth's corp");
     app.stop().await;
     fake.stop().await;
 }
@@ -294,6 +319,9 @@ async fn a_rejected_permanent_code_marks_the_corp_and_is_not_retried() {
     assert_eq!((status, body["error"]["code"].as_str()), (409, Some("permanent_code_rejected")), "{body}");
     let corp = app.corp("wpCorpGone1").await;
     assert_eq!(corp["auth_error"], "errcode 40084");
+    let (_, rejected) = app.api("/api/v1/events?kind=corp_auth_rejected&wait=5").await;
+    assert_eq!(rejected["events"].as_array().map(Vec::len), Some(1), "{rejected}");
+    assert_eq!(rejected["events"][0]["corpid"], "wpCorpGone1");
     let calls = fake.calls("service/get_corp_token");
     let (status, _) = app.api(&token_path).await;
     assert_eq!(status, 409);

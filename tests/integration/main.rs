@@ -9,4 +9,5 @@ mod helpers;
 mod ids;
 mod layers;
 mod lifecycle;
+mod pipeline;
 mod tokens;
