@@ -398,3 +398,30 @@ async fn sigterm_past_the_grace_period_and_a_lost_answer_are_reported_never_rese
     app.stop().await;
     fake.stop().await;
 }
+
+/// Two instances on one database share the effects: each event applied once.
+#[tokio::test]
+async fn two_instances_share_the_effects_and_apply_each_once() {
+    let db = TestDb::new();
+    let fake = FakeWecom::start().await;
+    let first = spawn_against(&db, &fake, |_| {}).await;
+    let second = spawn_against(&db, &fake, |_| {}).await;
+    first.push_ticket(&fake).await;
+    for _ in 0..24 {
+        fake.inject("service/get_permanent_code", Injection::Delay(Duration::from_millis(100)));
+    }
+    for index in 0..24 {
+        let code = fake.new_auth_code(&first.seeded_suite, &format!("wpShared{index:03}"), "Shared");
+        let app = if index % 2 == 0 { &first } else { &second };
+        app.command(&create_auth_xml(&app.seeded_suite, &code, 1_700_000_100 + index)).await;
+    }
+    let events = first.settled().await;
+    assert_eq!(events.iter().filter(|e| e["kind"] == "corp_authorized").count(), 24, "{events:?}");
+    assert!(events.iter().all(|e| e["status"] == "done" && e["attempts"].as_i64() <= Some(1)), "{events:?}");
+    assert_eq!(fake.calls("service/get_permanent_code"), 24);
+    assert_eq!(fake.calls("agent/get_admin_list"), 24, "no effect ran twice");
+    assert_no_code_sent_twice(&fake);
+    first.stop().await;
+    second.stop().await;
+    fake.stop().await;
+}
