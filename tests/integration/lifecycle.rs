@@ -229,6 +229,10 @@ async fn the_install_page_links_to_wecom_and_the_redirect_completes_the_install(
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("Web Corp"), "{page}");
     assert_eq!(app.corp("wpCorpWeb01").await["status"], "active");
+    let (_, page) = app.api("/api/v1/events?kind=corp_authorized").await;
+    assert_eq!(page["events"].as_array().map(Vec::len), Some(1), "the install page appends its event: {page}");
+    assert_eq!(page["events"][0]["corpid"], "wpCorpWeb01");
+    assert_eq!(page["events"][0]["fields"]["install_path"], "install_page");
 
     // The state is single-use.
     let (status, _) = complete(&app, Some(&cookie), &code, &state).await;
