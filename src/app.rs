@@ -59,6 +59,7 @@ pub struct Running {
     server: ServerHandle,
     server_task: JoinHandle<std::io::Result<()>>,
     worker: Option<WorkerHandle>,
+    lifecycle: Arc<Lifecycle>,
     background: Vec<JoinHandle<()>>,
     shutdown_grace: Duration,
     handle_signals: bool,
@@ -83,7 +84,7 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
         db: db.clone(),
         gateway: Gateway::new(db.clone(), intake, retention),
         tokens,
-        lifecycle,
+        lifecycle: lifecycle.clone(),
         ids,
         admin_token: config.admin_token.clone(),
         install: InstallSettings {
@@ -113,6 +114,7 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
         server: handle,
         server_task,
         worker,
+        lifecycle,
         background,
         shutdown_grace: config.shutdown_grace,
         handle_signals: options.handle_signals,
@@ -129,7 +131,7 @@ impl Running {
             () = shutdown_signal(), if self.handle_signals => None,
         };
         tracing::info!(grace = ?self.shutdown_grace, "shutting down");
-        let Running { server, server_task, worker, background, shutdown_grace, .. } = self;
+        let Running { server, server_task, worker, lifecycle, background, shutdown_grace, .. } = self;
         let http = async {
             if result.is_none() {
                 server.stop(true).await;
@@ -137,6 +139,7 @@ impl Running {
             }
         };
         tokio::join!(http, stop_worker(worker, shutdown_grace));
+        lifecycle.release_unsent_codes().await;
         background.iter().for_each(JoinHandle::abort);
         result.unwrap_or(Ok(()))
     }
@@ -146,6 +149,7 @@ impl Running {
         self.server.stop(true).await;
         let _ = self.server_task.await;
         stop_worker(self.worker, self.shutdown_grace).await;
+        self.lifecycle.release_unsent_codes().await;
         self.background.iter().for_each(JoinHandle::abort);
     }
 }

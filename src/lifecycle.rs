@@ -171,6 +171,15 @@ impl Lifecycle {
         }
     }
 
+    /// On shutdown: auth codes this process claimed but never sent are freed for
+    /// another instance at once.
+    pub async fn release_unsent_codes(&self) {
+        let holder = self.holder.clone();
+        if let Err(error) = self.db.run(move |conn| auth_codes::release_unsent(conn, &holder)).await {
+            tracing::warn!(%error, "could not release auth code claims; they lapse in 10 s");
+        }
+    }
+
     /// Commits that the code is being sent, then sends it once.
     async fn spend_claimed(
         &self,

@@ -131,6 +131,19 @@ pub fn release(conn: &mut Conn, suite_id: &str, code_hash: &str, holder: &str) -
     Ok(())
 }
 
+/// Gives up every claim of `holder` whose code was never sent (shutdown), so another
+/// instance exchanges those at once; sent ones stay, to be known lost.
+pub fn release_unsent(conn: &mut Conn, holder: &str) -> StoreResult<usize> {
+    let released = with_backend!(conn, c => diesel::delete(
+        auth_codes::table
+            .filter(auth_codes::holder.eq(holder))
+            .filter(auth_codes::status.eq(STATUS_EXCHANGING))
+            .filter(auth_codes::sent_at.is_null()),
+    )
+    .execute(c)?);
+    Ok(released)
+}
+
 /// The answer to a sent code never came (timeout, cut connection, an ambiguous
 /// error): the code is lost, and `lost_event` is appended with the mark.
 pub fn mark_lost(conn: &mut Conn, suite_id: &str, code_hash: &str, lost_event: &NewEvent) -> StoreResult<()> {

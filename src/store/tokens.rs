@@ -108,6 +108,17 @@ pub fn store(conn: &mut Conn, scope: &str, key: &str, access_token: &str, expire
 }
 
 /// Ends a claim without a token (the refresh failed), so the next caller may try.
+/// Extends `holder`'s refresh claim while its WeCom call runs.
+pub fn renew_claim(conn: &mut Conn, scope: &str, key: &str, holder: &str, claim_ms: i64) -> StoreResult<()> {
+    let until = now_ms() + claim_ms;
+    with_backend!(conn, c => {
+        diesel::update(tokens::table.find((scope, key)).filter(tokens::refresh_holder.eq(holder)))
+            .set(tokens::refreshing_until.eq(until))
+            .execute(c)?;
+    });
+    Ok(())
+}
+
 pub fn release_claim(conn: &mut Conn, scope: &str, key: &str, holder: &str) -> StoreResult<()> {
     with_backend!(conn, c => {
         diesel::update(tokens::table.find((scope, key)).filter(tokens::refresh_holder.eq(holder)))

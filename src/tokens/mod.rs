@@ -23,8 +23,10 @@ use crate::wecom::client::{ERRCODE_INVALID_SUITE_TICKET, Grant, WecomClient, Wec
 pub const MARGIN_MS: i64 = 5 * 60 * 1000;
 /// A suite_ticket older than this is expired at WeCom.
 pub const TICKET_LIFETIME_MS: i64 = 30 * 60 * 1000;
-/// A refresh claim lapses after this, should its holder die mid-call.
-const CLAIM_MS: i64 = 30_000;
+/// A refresh claim lapses after this, should its holder die mid-call; a live holder
+/// renews it every [`CLAIM_RENEW`] while WeCom answers.
+const CLAIM_MS: i64 = 10_000;
+const CLAIM_RENEW: Duration = Duration::from_secs(3);
 /// How long a caller waits for another instance's refresh before giving up.
 const WAIT_FOR_OTHERS: Duration = Duration::from_secs(35);
 /// A token read from the database is served from memory this long: the hot path
@@ -247,7 +249,24 @@ impl Tokens {
 
     async fn refresh_claimed(&self, key: &TokenKey) -> Result<Token, TokenError> {
         let (scope, id, holder) = (key.scope(), key.key(), self.holder.clone());
-        match self.fetch(key).await {
+        let fetched = {
+            let fetch = self.fetch(key);
+            tokio::pin!(fetch);
+            let mut renew = tokio::time::interval(CLAIM_RENEW);
+            renew.tick().await;
+            loop {
+                tokio::select! {
+                    fetched = &mut fetch => break fetched,
+                    _ = renew.tick() => {
+                        let (id, holder) = (id.clone(), holder.clone());
+                        if let Err(error) = self.db.run(move |conn| tokens::renew_claim(conn, scope, &id, &holder, CLAIM_MS)).await {
+                            tracing::warn!(%error, "could not renew a token refresh claim");
+                        }
+                    }
+                }
+            }
+        };
+        match fetched {
             Ok(grant) => {
                 let expires_at = now_ms() + grant.expires_in.saturating_mul(1000);
                 let token = grant.token.expose_secret().to_owned();
