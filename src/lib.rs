@@ -12,6 +12,7 @@ pub mod feed;
 pub mod ids;
 pub mod lifecycle;
 pub mod store;
+pub mod text;
 pub mod tokens;
 pub mod web;
 pub mod wecom;

@@ -178,7 +178,7 @@ impl Ids {
                     let batch = &batch;
                     async move { client.userid_to_openuserid(&token, batch).await }
                 });
-                self.tokens.mark_if_revoked(&scope.suite_id, &scope.corpid, answer.await).await
+                answer.await
             }
         })
         .await
@@ -207,7 +207,7 @@ impl Ids {
                         let batch = &batch;
                         async move { client.get_new_external_userid(&token, batch, chat_id).await }
                     });
-                    self.tokens.mark_if_revoked(&scope.suite_id, &scope.corpid, answer.await).await
+                    answer.await
                 }
             },
         )
@@ -282,7 +282,7 @@ impl Ids {
                 client.unionid_to_external_userid(&token, unionid, openid, subject_type).await
             })
             .await;
-        let answer = self.tokens.mark_if_revoked(&scope.suite_id, &scope.corpid, answer).await?;
+        let answer = answer?;
         let state = match (answer.external_userid, answer.pending_id) {
             (Some(external_userid), _) if !external_userid.is_empty() => LinkState::Linked { external_userid },
             (_, Some(pending_id)) if !pending_id.is_empty() => LinkState::Pending { pending_id },
@@ -402,7 +402,7 @@ impl Ids {
             .tokens
             .call(&key, |token| async move { client.external_userid_to_pending_id(&token, ids).await })
             .await;
-        let pairs = self.tokens.mark_if_revoked(suite_id, corpid, answer).await?;
+        let pairs = answer?;
         let matches: Vec<Match> =
             pairs.into_iter().map(|(external_userid, pending_id)| Match { external_userid, pending_id }).collect();
         Ok(self.finish_chunk(suite_id, corpid, &matches, ids).await?)

@@ -342,7 +342,10 @@ impl Tokens {
     }
 
     /// Marks the corp when WeCom rejects its permanent code (40084, 48004), so later
-    /// callers get `permanent_code_rejected` at once instead of retrying forever.
+    /// callers get `permanent_code_rejected` at once instead of retrying forever. Only
+    /// for calls that present the permanent code (get_corp_token, get_auth_info,
+    /// gettoken): from an API called with a corp token, 48004 means that API is not
+    /// permitted, which says nothing about the authorization.
     pub async fn mark_if_revoked<T>(
         &self,
         suite_id: &str,

@@ -125,7 +125,8 @@ fn rejection(endpoint: Endpoint, id: &str, error: &CallbackError) -> HttpRespons
         | CallbackError::Message(_)
         | CallbackError::StaleTimestamp => StatusCode::BAD_REQUEST,
     };
-    tracing::info!(?endpoint, id, status = status.as_u16(), reason = %error, "callback rejected");
+    let id = crate::text::excerpt(id);
+    tracing::info!(?endpoint, %id, status = status.as_u16(), reason = %error, "callback rejected");
     plain(status, &error.to_string())
 }
 

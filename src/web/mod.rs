@@ -19,6 +19,7 @@ use crate::events::gateway::Gateway;
 use crate::ids::Ids;
 use crate::lifecycle::Lifecycle;
 use crate::store::Db;
+use crate::text::excerpt;
 use crate::tokens::Tokens;
 use crate::wecom::client::ERRCODE_RATE_LIMITED;
 
@@ -39,15 +40,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(install::routes)
         .service(
             web::scope("/api/v1")
-                .app_data(
-                    web::QueryConfig::default()
-                        .error_handler(|error, _| AppError::bad_request("invalid_query", error.to_string()).into()),
-                )
+                .app_data(web::QueryConfig::default().error_handler(|error, _| {
+                    AppError::bad_request("invalid_query", excerpt(&error.to_string())).into()
+                }))
                 .app_data(
                     // Conversion lists of any length are accepted: 4 MiB is ~100,000 ids.
-                    web::JsonConfig::default()
-                        .limit(4 << 20)
-                        .error_handler(|error, _| AppError::bad_request("invalid_body", error.to_string()).into()),
+                    web::JsonConfig::default().limit(4 << 20).error_handler(|error, _| {
+                        AppError::bad_request("invalid_body", excerpt(&error.to_string())).into()
+                    }),
                 )
                 .configure(ids::routes)
                 .configure(api::routes)

@@ -21,7 +21,8 @@ const SECRET_ELEMENTS: [&str; 3] = ["SuiteTicket", "AuthCode", "AccessToken"];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum XmlError {
-    #[error("malformed XML: {0}")]
+    /// The detail may quote input: shown only as a bounded, escaped excerpt.
+    #[error("malformed XML: {}", crate::text::excerpt(.0))]
     Malformed(String),
     #[error("the root element must be <xml>")]
     Root,

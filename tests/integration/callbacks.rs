@@ -294,3 +294,19 @@ async fn the_provider_system_event_url_verifies_and_stores_with_secrets_redacted
     assert!(!event.to_string().contains("contact-sync-token-secret"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_rejection_quotes_a_short_escaped_excerpt_of_the_input() {
+    let db = TestDb::new();
+    let app = TestApp::spawn(&db).await;
+    let sealed = Sealed::new(&suite_keys(), SUITE_ID, &suite_ticket_xml(SUITE_ID, "t"));
+    let hostile = format!("<xml><Encrypt>&{}\nINFO forged line;</Encrypt></xml>", "A".repeat(800_000));
+    let (status, reason) =
+        app.post_raw(&format!("{}?{}", command_path(SUITE_ID), sealed.query()), hostile.into_bytes()).await;
+    assert_eq!(status, 400, "{}", &reason[..reason.len().min(200)]);
+    assert!(reason.len() < 300, "the reason is short: {} bytes", reason.len());
+    assert!(!reason.contains('\n'), "{reason}");
+    assert!(reason.starts_with("malformed envelope: malformed XML: "), "{reason}");
+    assert!(app.events().await.is_empty());
+    app.stop().await;
+}

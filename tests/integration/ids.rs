@@ -335,3 +335,23 @@ async fn a_bulk_conversion_interrupted_half_way_resumes_without_asking_twice() {
     app.stop().await;
     fake.stop().await;
 }
+
+/// 48004 from an API called with a corp token means that API is not permitted: it
+/// never marks the corp's permanent code, so its tokens keep working.
+#[tokio::test]
+async fn a_conversion_refused_with_48004_leaves_the_corp_authorized() {
+    let db = TestDb::new();
+    let fake = FakeWecom::start().await;
+    let app = with_corp(&db, &fake).await;
+    fake.inject("batch/userid_to_openuserid", Injection::Errcode(48004));
+    let (status, body) = post(&app, &corp_path(&app, CORP, "open_userids"), &json!({ "userids": ["user1"] })).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["errcode"], 48004);
+    let (status, corp) = app.api(&format!("/api/v1/suites/{}/corps/{CORP}", app.seeded_suite)).await;
+    assert_eq!((status, corp["auth_error"].clone()), (200, Value::Null), "{corp}");
+    let (status, token) =
+        app.api(&format!("/api/v1/suites/{}/corps/{CORP}/token?refresh=true", app.seeded_suite)).await;
+    assert_eq!(status, 200, "{token}");
+    app.stop().await;
+    fake.stop().await;
+}
