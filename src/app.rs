@@ -19,6 +19,7 @@ use crate::store::{Db, StoreError, now_ms, suites};
 use crate::tokens::Tokens;
 use crate::web::install::InstallSettings;
 use crate::web::{self, AppState};
+use crate::webhooks::{Deliverer, RetrySchedule};
 use crate::wecom::client::WecomClient;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,11 +42,21 @@ pub struct StartOptions {
     pub http_workers: usize,
     /// Stop on SIGINT/SIGTERM (the binary); tests stop the server themselves.
     pub handle_signals: bool,
+    /// Deliver webhooks from this instance.
+    pub run_webhooks: bool,
+    /// The webhook retry schedule; tests shrink it.
+    pub webhook_retries: RetrySchedule,
 }
 
 impl Default for StartOptions {
     fn default() -> Self {
-        StartOptions { run_worker: true, http_workers: 0, handle_signals: true }
+        StartOptions {
+            run_worker: true,
+            http_workers: 0,
+            handle_signals: true,
+            run_webhooks: true,
+            webhook_retries: RetrySchedule::default(),
+        }
     }
 }
 
@@ -57,6 +68,7 @@ pub struct Running {
     server_task: JoinHandle<std::io::Result<()>>,
     worker: Option<(Arc<Worker>, JoinHandle<()>)>,
     checkpointer: Option<JoinHandle<()>>,
+    webhooks: Option<Deliverer>,
 }
 
 /// Migrates, seeds the configured provider and suite, and starts serving.
@@ -102,14 +114,16 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
     let server_task = tokio::spawn(server);
     tracing::info!(addr = %bound, database = db.backend_name(), "wecom-provider listening");
     let checkpointer = db.spawn_checkpointer();
-    Ok(Running { addr: bound, db, server: handle, server_task, worker, checkpointer })
+    let webhooks = options.run_webhooks.then(|| Deliverer::start(db.clone(), options.webhook_retries));
+    Ok(Running { addr: bound, db, server: handle, server_task, worker, checkpointer, webhooks })
 }
 
 impl Running {
     /// Serves until the server stops (a signal, with `handle_signals`), then shuts down.
     pub async fn wait(self) -> std::io::Result<()> {
-        let Running { server_task, worker, checkpointer, .. } = self;
+        let Running { server_task, worker, checkpointer, webhooks, .. } = self;
         let result = server_task.await.unwrap_or(Ok(()));
+        stop_webhooks(webhooks).await;
         stop_worker(worker).await;
         checkpointer.inspect(JoinHandle::abort);
         result
@@ -119,6 +133,7 @@ impl Running {
     pub async fn stop(self) {
         self.server.stop(true).await;
         let _ = self.server_task.await;
+        stop_webhooks(self.webhooks).await;
         stop_worker(self.worker).await;
         self.checkpointer.inspect(JoinHandle::abort);
     }
@@ -129,6 +144,12 @@ async fn stop_worker(worker: Option<(Arc<Worker>, JoinHandle<()>)>) {
         task.abort();
         let _ = task.await;
         worker.release().await;
+    }
+}
+
+async fn stop_webhooks(webhooks: Option<Deliverer>) {
+    if let Some(deliverer) = webhooks {
+        deliverer.stop().await;
     }
 }
 

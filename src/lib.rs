@@ -14,4 +14,5 @@ pub mod lifecycle;
 pub mod store;
 pub mod tokens;
 pub mod web;
+pub mod webhooks;
 pub mod wecom;

@@ -10,3 +10,4 @@ mod ids;
 mod layers;
 mod lifecycle;
 mod tokens;
+mod webhooks;
