@@ -21,6 +21,7 @@ use crate::store::{Db, StoreError, now_ms, suites};
 use crate::tokens::Tokens;
 use crate::web::install::InstallSettings;
 use crate::web::{self, AppState};
+use crate::webhooks::{Deliverer, RetrySchedule};
 use crate::wecom::client::WecomClient;
 
 #[derive(Debug, thiserror::Error)]
@@ -44,11 +45,21 @@ pub struct StartOptions {
     /// Stop on SIGINT/SIGTERM (the binary, through [`Running::wait`]); tests stop
     /// the server themselves.
     pub handle_signals: bool,
+    /// Deliver webhooks from this instance.
+    pub run_webhooks: bool,
+    /// The webhook retry schedule; tests shrink it.
+    pub webhook_retries: RetrySchedule,
 }
 
 impl Default for StartOptions {
     fn default() -> Self {
-        StartOptions { run_worker: true, http_workers: 0, handle_signals: true }
+        StartOptions {
+            run_worker: true,
+            http_workers: 0,
+            handle_signals: true,
+            run_webhooks: true,
+            webhook_retries: RetrySchedule::default(),
+        }
     }
 }
 
@@ -59,6 +70,7 @@ pub struct Running {
     server: ServerHandle,
     server_task: JoinHandle<std::io::Result<()>>,
     worker: Option<WorkerHandle>,
+    webhooks: Option<Deliverer>,
     lifecycle: Arc<Lifecycle>,
     background: Vec<JoinHandle<()>>,
     shutdown_grace: Duration,
@@ -108,12 +120,14 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
     tracing::info!(addr = %bound, database = db.backend_name(), "wecom-provider listening");
     let mut background: Vec<JoinHandle<()>> = db.spawn_checkpointer().into_iter().collect();
     background.push(retention.spawn_pruner(db.clone()));
+    let webhooks = options.run_webhooks.then(|| Deliverer::start(db.clone(), options.webhook_retries));
     Ok(Running {
         addr: bound,
         db,
         server: handle,
         server_task,
         worker,
+        webhooks,
         lifecycle,
         background,
         shutdown_grace: config.shutdown_grace,
@@ -131,14 +145,14 @@ impl Running {
             () = shutdown_signal(), if self.handle_signals => None,
         };
         tracing::info!(grace = ?self.shutdown_grace, "shutting down");
-        let Running { server, server_task, worker, lifecycle, background, shutdown_grace, .. } = self;
+        let Running { server, server_task, worker, webhooks, lifecycle, background, shutdown_grace, .. } = self;
         let http = async {
             if result.is_none() {
                 server.stop(true).await;
                 let _ = server_task.await;
             }
         };
-        tokio::join!(http, stop_worker(worker, shutdown_grace));
+        tokio::join!(http, stop_worker(worker, shutdown_grace), stop_webhooks(webhooks));
         lifecycle.release_unsent_codes().await;
         background.iter().for_each(JoinHandle::abort);
         result.unwrap_or(Ok(()))
@@ -148,6 +162,7 @@ impl Running {
     pub async fn stop(self) {
         self.server.stop(true).await;
         let _ = self.server_task.await;
+        stop_webhooks(self.webhooks).await;
         stop_worker(self.worker, self.shutdown_grace).await;
         self.lifecycle.release_unsent_codes().await;
         self.background.iter().for_each(JoinHandle::abort);
@@ -157,6 +172,12 @@ impl Running {
 async fn stop_worker(worker: Option<WorkerHandle>, grace: Duration) {
     if let Some(worker) = worker {
         worker.shutdown(grace).await;
+    }
+}
+
+async fn stop_webhooks(webhooks: Option<Deliverer>) {
+    if let Some(deliverer) = webhooks {
+        deliverer.stop().await;
     }
 }
 

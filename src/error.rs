@@ -6,6 +6,7 @@ use crate::ids::IdError;
 use crate::lifecycle::LifecycleError;
 use crate::store::StoreError;
 use crate::tokens::TokenError;
+use crate::webhooks::WebhookError;
 use crate::wecom::client::{ERRCODE_RATE_LIMITED, WecomError};
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +110,16 @@ impl From<LifecycleError> for AppError {
             LifecycleError::ExchangeInProgress => Self::Unavailable,
             LifecycleError::UnknownCorp => Self::NotFound("corp"),
             LifecycleError::AuthCodeLost => Self::AuthCodeLost(error.to_string()),
+        }
+    }
+}
+
+impl From<WebhookError> for AppError {
+    fn from(error: WebhookError) -> Self {
+        match error {
+            WebhookError::Invalid(message) => Self::bad_request("invalid_body", message),
+            WebhookError::NotFound => Self::NotFound("webhook"),
+            WebhookError::Store(store) => store.into(),
         }
     }
 }

@@ -15,4 +15,5 @@ pub mod store;
 pub mod text;
 pub mod tokens;
 pub mod web;
+pub mod webhooks;
 pub mod wecom;

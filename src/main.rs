@@ -7,6 +7,7 @@ use wecom_provider::app::{self, StartOptions};
 use wecom_provider::config::Config;
 use wecom_provider::ids::IdKind;
 use wecom_provider::ids::bulk::{self, ConvertJob};
+use wecom_provider::webhooks;
 
 /// Callback gateway, token center and ciphertext-ID service for a WeCom service provider.
 #[derive(Parser)]
@@ -27,6 +28,35 @@ enum Command {
         #[command(subcommand)]
         command: IdsCommand,
     },
+    /// Webhook subscriptions (the same as /api/v1/webhooks).
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhooksCommand {
+    /// Subscribe a URL to the events committed from now on; prints its id and, this
+    /// once, its signing secret.
+    Add {
+        /// http:// or https:// URL the events are POSTed to.
+        #[arg(long)]
+        url: String,
+        /// Only events of this kind (repeatable); all kinds without it.
+        #[arg(long = "kind")]
+        kinds: Vec<String>,
+        /// Only events of this suite.
+        #[arg(long)]
+        suite: Option<String>,
+        /// Create it paused.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// List the subscriptions (never their secrets).
+    List,
+    /// Delete a subscription: its deliveries stop.
+    Remove { id: String },
 }
 
 #[derive(Subcommand)]
@@ -97,6 +127,7 @@ async fn main() -> ExitCode {
         Command::Serve => serve(&config).await,
         Command::Migrate => migrate(&config).await,
         Command::Ids { command: IdsCommand::Convert(args) } => return convert(&config, args).await,
+        Command::Webhooks { command } => manage_webhooks(&config, command).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -116,6 +147,37 @@ async fn migrate(config: &Config) -> Result<(), String> {
     let db = wecom_provider::store::Db::open(&config.database).map_err(|e| e.to_string())?;
     db.migrate().await.map_err(|e| e.to_string())?;
     tracing::info!(database = db.backend_name(), "migrations applied");
+    Ok(())
+}
+
+async fn manage_webhooks(config: &Config, command: WebhooksCommand) -> Result<(), String> {
+    let db = app::prepare_database(config).await.map_err(|e| e.to_string())?;
+    match command {
+        WebhooksCommand::Add { url, kinds, suite, disabled } => {
+            let new = webhooks::NewSubscription { url, kinds, suite_id: suite, enabled: !disabled };
+            let created = webhooks::create(&db, new).await.map_err(|e| e.to_string())?;
+            println!("id      {}", created.subscription.id);
+            println!("secret  {}", created.secret);
+            eprintln!("The secret is shown only now: give it to the receiver to verify signatures.");
+        }
+        WebhooksCommand::List => {
+            for hook in webhooks::list(&db).await.map_err(|e| e.to_string())? {
+                let kinds = if hook.kinds.is_empty() { "*".to_owned() } else { hook.kinds.join(",") };
+                println!(
+                    "{}\t{}\t{}\tkinds={kinds}\tsuite={}\tlast_event_id={}",
+                    hook.id,
+                    if hook.enabled { "enabled" } else { "disabled" },
+                    hook.url,
+                    hook.suite_id.as_deref().unwrap_or("*"),
+                    hook.last_event_id
+                );
+            }
+        }
+        WebhooksCommand::Remove { id } => {
+            webhooks::remove(&db, &id).await.map_err(|e| format!("{id}: {e}"))?;
+            println!("removed {id}");
+        }
+    }
     Ok(())
 }
 

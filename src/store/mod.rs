@@ -14,6 +14,7 @@ pub mod leases;
 pub mod schema;
 pub mod suites;
 pub mod tokens;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -166,3 +166,31 @@ diesel::allow_tables_to_appear_in_same_query!(
     identity_links,
     pending_matches
 );
+
+diesel::table! {
+    webhooks (id) {
+        id -> Text,
+        url -> Text,
+        kinds -> Text,
+        suite_id -> Nullable<Text>,
+        enabled -> Bool,
+        secret -> Text,
+        cursor -> BigInt,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (webhook_id, event_id) {
+        webhook_id -> Text,
+        event_id -> BigInt,
+        status -> Text,
+        attempts -> Integer,
+        last_status -> Nullable<Integer>,
+        last_error -> Nullable<Text>,
+        next_attempt_at -> Nullable<BigInt>,
+        first_attempt_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}

@@ -6,6 +6,7 @@ mod callback;
 mod health;
 mod ids;
 pub mod install;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -51,6 +52,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 )
                 .configure(ids::routes)
                 .configure(api::routes)
+                .configure(webhooks::routes)
                 .default_service(web::to(api_not_found)),
         );
 }

@@ -11,3 +11,4 @@ mod layers;
 mod lifecycle;
 mod pipeline;
 mod tokens;
+mod webhooks;
