@@ -127,8 +127,14 @@ async fn a_customized_app_gets_corp_tokens_from_gettoken_and_survives_a_secret_r
     // The provider pressed 重新获取secret: the old permanent code stops working.
     let code = fake.new_auth_code(DK_SUITE, "wpCorpDk001", "Corp Dk");
     app.command(&reset_permanent_code_xml(DK_SUITE, &code)).await;
-    assert!(app.settled().await.iter().all(|event| event["status"] == "done"));
+    let events = app.settled().await;
+    assert!(events.iter().all(|event| event["status"] == "done"));
     assert_eq!(fake.calls("service/get_permanent_code"), 2);
+    let reset: Vec<&Value> = events.iter().filter(|e| e["kind"] == "corp_permanent_code_reset").collect();
+    assert_eq!(reset.len(), 1, "{events:?}");
+    assert_eq!(reset[0]["corpid"], "wpCorpDk001");
+    let reset_callback = events.iter().find(|e| e["kind"] == "reset_permanent_code").expect("stored");
+    assert_eq!(reset_callback["corpid"], "wpCorpDk001", "the exchange names the corp");
 
     // The old token was dropped; the new one comes from the new secret (the fake
     // refuses the replaced permanent code with 40001).
