@@ -17,7 +17,7 @@ use wecom_provider::app::{self, StartOptions};
 use wecom_provider::config::Config;
 use wecom_provider::store::events::{self, NewEvent};
 
-const ADMIN_TOKEN: &str = "bench-admin-token";
+const ADMIN_TOKEN: &str = "bench-admin-token-0123456789-abcdef";
 const APPEND_BATCH: usize = 500;
 /// Longest a run may take before it is reported as not finished.
 const RUN_LIMIT: Duration = Duration::from_secs(300);

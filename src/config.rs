@@ -33,6 +33,8 @@ pub const VARIABLES: &[&str] = &[
     "RUST_LOG",
 ];
 
+/// The shortest bearer token accepted.
+pub const MIN_BEARER_CHARS: usize = 32;
 const DEFAULT_DATABASE_URL: &str = "sqlite://data/wecom-provider.db";
 const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8080";
 const DEFAULT_WECOM_API_BASE: &str = "https://qyapi.weixin.qq.com";
@@ -277,6 +279,14 @@ impl Config {
         let event_retention_days =
             whole_number("EVENT_RETENTION_DAYS", event_retention_days.as_deref(), 30, 1..=3650, &mut errors);
 
+        // A bearer anyone can guess is no protection for tokens and permanent data.
+        if admin_token.as_ref().is_some_and(|token| token.chars().count() < MIN_BEARER_CHARS) {
+            errors.push(ConfigError {
+                variable: "ADMIN_TOKEN",
+                problem: format!("must be at least {MIN_BEARER_CHARS} characters (for example: openssl rand -hex 32)"),
+            });
+        }
+
         let log_filter = log_filter.unwrap_or_else(|| "info".to_owned());
         if tracing_subscriber::EnvFilter::try_new(&log_filter).is_err() {
             errors.push(ConfigError {
@@ -433,7 +443,7 @@ mod tests {
             ("WECOM_SUITE_SECRET", "suite-secret-value"),
             ("WECOM_SUITE_TOKEN", "QDG6eK"),
             ("WECOM_SUITE_ENCODING_AES_KEY", AES_KEY),
-            ("ADMIN_TOKEN", "admin-token-value"),
+            ("ADMIN_TOKEN", "admin-token-value-0123456789abcdef"),
         ]
     }
 
@@ -485,6 +495,13 @@ mod tests {
         assert_eq!(problems(&[("WECOM_API_BASE", "ftp://x")]), ["WECOM_API_BASE"]);
         assert_eq!(problems(&[("WECOM_INSTALL_AUTH_TYPE", "2")]), ["WECOM_INSTALL_AUTH_TYPE"]);
         assert_eq!(problems(&[("RUST_LOG", "info,[=")]), ["RUST_LOG"]);
+        assert_eq!(problems(&[("ADMIN_TOKEN", &"x".repeat(31))]), ["ADMIN_TOKEN"]);
+        assert!(problems(&[("ADMIN_TOKEN", &"x".repeat(32))]).is_empty());
+        for (variable, value) in
+            [("EFFECT_CONCURRENCY", "0"), ("SHUTDOWN_GRACE_SECONDS", "ten"), ("EVENT_RETENTION_DAYS", "0")]
+        {
+            assert_eq!(problems(&[(variable, value)]), [variable]);
+        }
         let mut short_key = full();
         short_key[5].1 = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2";
         assert_eq!(problems(&short_key), ["WECOM_SUITE_ENCODING_AES_KEY"]);

@@ -138,10 +138,7 @@ impl Db {
     pub fn open(url: &DatabaseUrl) -> StoreResult<Self> {
         let pools = match url {
             DatabaseUrl::Sqlite(path) => {
-                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| StoreError::Open(format!("cannot create {}: {e}", parent.display())))?;
-                }
+                create_owner_only(path)?;
                 let manager = ConnectionManager::<SqliteConnection>::new(path.to_string_lossy());
                 let pool = Pool::builder()
                     .max_size(8)
@@ -248,6 +245,23 @@ impl Db {
     /// A trivial round trip, for `/healthz`.
     pub async fn ping(&self) -> StoreResult<()> {
         self.run(|conn| with_backend!(conn, c => c.batch_execute("SELECT 1").map_err(StoreError::from))).await
+    }
+}
+
+/// Creates the SQLite file's folder (0700) and the file itself (0600) when absent, so
+/// the database and its WAL, which SQLite creates with the file's mode, are readable
+/// by the service's user only. Existing ones keep the mode their operator gave them.
+fn create_owner_only(path: &std::path::Path) -> StoreResult<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let cannot =
+        |what: &std::path::Path, e: std::io::Error| StoreError::Open(format!("cannot create {}: {e}", what.display()));
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent).map_err(|e| cannot(parent, e))?;
+    }
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(cannot(path, error)),
     }
 }
 

@@ -1,6 +1,5 @@
 //! `/api/v1`: what the provider's own services call, behind the bearer token.
 
-use std::future::{Ready, ready};
 use std::time::Duration;
 
 use actix_web::dev::Payload;
@@ -29,15 +28,27 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// Proof that the request carried `Authorization: Bearer $ADMIN_TOKEN`.
 pub struct Admin;
 
+/// A failed authentication is answered this much later, so guessing is slow.
+const FAILED_AUTH_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
+
 impl FromRequest for Admin {
     type Error = AppError;
-    type Future = Ready<Result<Self, AppError>>;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, AppError>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let Some(state) = request.app_data::<State>() else {
-            return ready(Err(AppError::Unavailable));
+        let outcome = match request.app_data::<State>() {
+            Some(state) => authorize(state, request),
+            None => Err(AppError::Unavailable),
         };
-        ready(authorize(state, request))
+        let client = request.peer_addr().map(|addr| addr.ip().to_string()).unwrap_or_else(|| "unknown".into());
+        Box::pin(async move {
+            if let Err(AppError::Unauthorized) = &outcome {
+                // The key is named when keys are; today one bearer exists, so "unknown".
+                tracing::warn!(key = "unknown", %client, "authentication failed");
+                tokio::time::sleep(FAILED_AUTH_DELAY).await;
+            }
+            outcome
+        })
     }
 }
 

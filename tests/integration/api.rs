@@ -90,3 +90,47 @@ async fn the_event_feed_pages_in_id_order_with_a_cursor() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_failed_authentication_is_logged_with_the_client_and_slowed() {
+    let db = TestDb::new();
+    let app = TestApp::spawn_binary(&db, |env| {
+        env.insert("RUST_LOG".into(), "warn,wecom_provider=info".into());
+    })
+    .await;
+    let url = app.url(&format!("/api/v1/suites/{SUITE_ID}"));
+    let started = std::time::Instant::now();
+    let response = app.client.get(&url).bearer_auth("guessed-token-value").send().await.expect("request");
+    assert_eq!(response.status().as_u16(), 401);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(250), "slowed: {:?}", started.elapsed());
+    let started = std::time::Instant::now();
+    let (status, _) = app.api(&format!("/api/v1/suites/{SUITE_ID}")).await;
+    assert_eq!(status, 200);
+    assert!(started.elapsed() < std::time::Duration::from_millis(250), "the right token is not slowed");
+    let output = eventually("the failure is logged", || async {
+        let output = app.output();
+        output.contains("authentication failed").then_some(output)
+    })
+    .await;
+    let line = output.lines().find(|line| line.contains("authentication failed")).expect("a log line");
+    assert!(line.contains("client=127.0.0.1") && line.contains("key=\"unknown\""), "{line}");
+    assert!(!output.contains("guessed-token-value"), "the presented token is never logged");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_bearer_token_shorter_than_32_characters_is_refused_at_start() {
+    let db = TestDb::new();
+    let mut env = env_for(&db);
+    env.insert("ADMIN_TOKEN".into(), "short-token".into());
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wecom-provider"))
+        .arg("serve")
+        .env_clear()
+        .envs(&env)
+        .output()
+        .expect("binary runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("ADMIN_TOKEN: must be at least 32 characters"), "{stderr}");
+    assert!(!stderr.contains("short-token"), "{stderr}");
+}

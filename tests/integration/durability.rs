@@ -128,3 +128,25 @@ async fn the_event_writer_recovers_when_postgres_drops_its_connection() {
     assert_eq!(app.settled().await.len(), 2);
     app.stop().await;
 }
+
+/// The SQLite database, its WAL and its folder are created readable by the service's
+/// user only: they hold secrets.
+#[tokio::test]
+async fn the_sqlite_files_are_created_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TestDb::new();
+    let wecom_provider::config::DatabaseUrl::Sqlite(path) = db.url.clone() else {
+        eprintln!("SKIPPED the_sqlite_files_are_created_owner_only: it checks SQLite files, this run is on PostgreSQL");
+        return;
+    };
+    let app = TestApp::spawn(&db).await;
+    let (status, _) =
+        app.post_callback(&command_path(SUITE_ID), &suite_keys(), SUITE_ID, &suite_ticket_xml(SUITE_ID, "t")).await;
+    assert_eq!(status, 200);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+    assert_eq!(mode(path.parent().expect("a folder")), 0o700);
+    assert_eq!(mode(&path), 0o600);
+    let wal = path.with_extension("db-wal");
+    assert_eq!(mode(&wal), 0o600, "{}", wal.display());
+    app.stop().await;
+}

@@ -18,7 +18,7 @@ use wecom_provider::crypto::CallbackKeys;
 
 use crate::fake_wecom::FakeWecom;
 
-pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789-abcdef";
 /// Vector set A of tests/data/wecom_vectors.json: its receiveid is our provider corpid,
 /// so the official URL-verification vector verifies against the seeded suite.
 pub const PROVIDER_CORPID: &str = "wx5823bf96d3bd56c7";
