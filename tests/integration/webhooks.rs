@@ -592,3 +592,32 @@ async fn the_command_line_adds_lists_and_removes_webhooks() {
     assert_eq!(list["webhooks"], json!([]));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn one_instance_delivers_a_subscription_and_hands_it_over_when_stopped() {
+    let db = TestDb::new();
+    let first = spawn_fast(&db, true).await;
+    let receiver = Receiver::start(Answer::Ok).await;
+    subscribe(&first, json!({"url": receiver.url})).await;
+    ticket(&first, "t0").await;
+    receiver.wait_delivered(1).await;
+    // The first instance holds the lease now; the second shares its database.
+    let second = spawn_fast(&db, true).await;
+    for i in 1..=4 {
+        ticket(&second, &format!("t{i}")).await;
+    }
+    receiver.wait_delivered(5).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut delivered = receiver.delivered();
+    delivered.sort_unstable();
+    delivered.dedup();
+    assert_eq!((receiver.count(), delivered.len()), (5, 5), "each event once, by one instance");
+
+    let stopped = Instant::now();
+    first.stop().await;
+    ticket(&second, "t5").await;
+    receiver.wait_delivered(6).await;
+    let took = stopped.elapsed();
+    assert!(took < Duration::from_secs(6), "the lease was released on stop, not left to expire: {took:?}");
+    second.stop().await;
+}
