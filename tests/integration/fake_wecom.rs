@@ -73,6 +73,9 @@ struct State {
     injections: HashMap<String, VecDeque<Injection>>,
     /// How often each auth code was presented to get_permanent_code, valid or not.
     code_presentations: HashMap<String, usize>,
+    /// Requests being answered right now, and the most at once, per endpoint.
+    in_flight: HashMap<String, usize>,
+    most_in_flight: HashMap<String, usize>,
     /// Corps whose suite-token calls (get_auth_info) answer -1, system busy.
     busy_corps: HashSet<String>,
     serial: u64,
@@ -272,6 +275,11 @@ impl FakeWecom {
         self.lock().revoked_corps.insert(corpid.into());
     }
 
+    /// The most requests to `endpoint` the fake was answering at the same time.
+    pub fn most_in_flight(&self, endpoint: &str) -> usize {
+        self.lock().most_in_flight.get(endpoint).copied().unwrap_or(0)
+    }
+
     /// How often each auth code reached get_permanent_code.
     pub fn code_presentations(&self) -> HashMap<String, usize> {
         self.lock().code_presentations.clone()
@@ -331,8 +339,29 @@ async fn handle(state: web::Data<Arc<Mutex<State>>>, request: HttpRequest, body:
             let code = body["auth_code"].as_str().unwrap_or_default().to_owned();
             *state.code_presentations.entry(code).or_default() += 1;
         }
+        let now = {
+            let count = state.in_flight.entry(endpoint.clone()).or_default();
+            *count += 1;
+            *count
+        };
+        let most = state.most_in_flight.entry(endpoint.clone()).or_default();
+        *most = (*most).max(now);
         state.injections.get_mut(&endpoint).and_then(VecDeque::pop_front)
     };
+    let answer = answer(&state, &endpoint, &query, &body, injection).await;
+    if let Some(count) = state.lock().expect("fake state lock").in_flight.get_mut(&endpoint) {
+        *count -= 1;
+    }
+    answer
+}
+
+async fn answer(
+    state: &web::Data<Arc<Mutex<State>>>,
+    endpoint: &str,
+    query: &HashMap<String, String>,
+    body: &Value,
+    injection: Option<Injection>,
+) -> HttpResponse {
     let mut lose_answer = false;
     match injection {
         Some(Injection::Errcode(code)) => return HttpResponse::Ok().json(error(code, "injected")),
@@ -349,7 +378,7 @@ async fn handle(state: web::Data<Arc<Mutex<State>>>, request: HttpRequest, body:
     if busy && endpoint == "service/get_auth_info" {
         return HttpResponse::Ok().json(error(-1, "system busy"));
     }
-    let answer = route(&mut state, &endpoint, &query, &body).unwrap_or_else(|e| e);
+    let answer = route(&mut state, endpoint, query, body).unwrap_or_else(|e| e);
     if lose_answer {
         return HttpResponse::InternalServerError().body("injected after the work was done");
     }
