@@ -52,6 +52,11 @@ struct Frame {
 
 /// Parses a `<xml>…</xml>` document into its fields.
 pub fn parse_fields(xml: &str) -> Result<Fields, XmlError> {
+    // XML allows no NUL, and PostgreSQL text cannot hold one: refused here, on both
+    // backends alike, before it could fail a whole group commit.
+    if xml.contains('\0') {
+        return Err(XmlError::Malformed("NUL character".into()));
+    }
     let mut reader = Reader::from_str(xml);
     let mut stack: Vec<Frame> = Vec::new();
     let mut root: Option<Fields> = None;

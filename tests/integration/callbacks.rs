@@ -310,3 +310,32 @@ async fn a_rejection_quotes_a_short_escaped_excerpt_of_the_input() {
     assert!(app.events().await.is_empty());
     app.stop().await;
 }
+
+/// A NUL byte (which XML forbids and PostgreSQL text cannot hold) in one callback of
+/// a concurrent batch is refused with 400 on both backends, and fails no other.
+#[tokio::test]
+async fn a_nul_byte_in_one_callback_of_a_batch_fails_only_that_one() {
+    let db = TestDb::new();
+    let app = TestApp::spawn(&db).await;
+    let keys = suite_keys();
+    let posts = (0..60).map(|i| {
+        let plaintext = match i {
+            17 => change_contact_xml(i).replace("user17", "user\u{0}17"),
+            33 => change_contact_xml(i).replace("wwCorpA", "wwCorp\u{0}A"),
+            _ => change_contact_xml(i),
+        };
+        let sealed = Sealed::new(&keys, SUITE_ID, &plaintext);
+        let app = &app;
+        async move { app.post_raw(&format!("{}?{}", command_path(SUITE_ID), sealed.query()), sealed.body()).await }
+    });
+    let results = futures_util::future::join_all(posts).await;
+    for (i, (status, body)) in results.iter().enumerate() {
+        if i == 17 || i == 33 {
+            assert_eq!((*status, body.as_str()), (400, "malformed message: malformed XML: NUL character"), "#{i}");
+        } else {
+            assert_eq!((*status, body.as_str()), (200, "success"), "#{i}");
+        }
+    }
+    assert_eq!(app.events().await.len(), 58, "every other callback of the batch is stored");
+    app.stop().await;
+}
