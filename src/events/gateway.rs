@@ -150,6 +150,11 @@ impl Gateway {
         Ok(target)
     }
 
+    /// Whether the event writer is alive: callbacks can be stored.
+    pub fn writer_alive(&self) -> bool {
+        self.intake.is_alive()
+    }
+
     /// Forgets cached keys, after credentials change.
     pub fn forget_keys(&self) {
         write(&self.targets).clear();

@@ -51,6 +51,11 @@ impl Intake {
         Ok(Intake { queue })
     }
 
+    /// Whether the writer thread still takes events (it ends only if it died).
+    pub fn is_alive(&self) -> bool {
+        !self.queue.is_closed()
+    }
+
     /// Stores one event durably; returns once it is committed.
     pub async fn submit(&self, event: NewEvent) -> Result<Stored, IntakeError> {
         let (reply, committed) = oneshot::channel();

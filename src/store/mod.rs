@@ -115,6 +115,8 @@ pub struct Db {
     /// Ticks whenever this process committed events: long polls and webhook
     /// deliverers wake on it (and poll slowly for other instances' commits).
     appended: Arc<tokio::sync::watch::Sender<()>>,
+    /// The SQLite file, for reporting its WAL's size.
+    sqlite_path: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug)]
@@ -136,6 +138,10 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
 impl Db {
     /// Opens the pool (creating the SQLite file and its folder) without migrating.
     pub fn open(url: &DatabaseUrl) -> StoreResult<Self> {
+        let sqlite_path = match url {
+            DatabaseUrl::Sqlite(path) => Some(path.clone()),
+            DatabaseUrl::Postgres(_) => None,
+        };
         let pools = match url {
             DatabaseUrl::Sqlite(path) => {
                 create_owner_only(path)?;
@@ -158,7 +164,7 @@ impl Db {
                 Pools::Pg(pool)
             }
         };
-        Ok(Db { pools, appended: Arc::new(tokio::sync::watch::Sender::new(())) })
+        Ok(Db { pools, appended: Arc::new(tokio::sync::watch::Sender::new(())), sqlite_path })
     }
 
     /// SQLite: copies the WAL back into the database file every 100 ms on its own
@@ -240,6 +246,20 @@ impl Db {
             Ok(())
         })
         .await
+    }
+
+    /// A write that commits (one lease row), for `/readyz`: it fails while the
+    /// database refuses writes (a full disk, a read-only PostgreSQL).
+    pub async fn probe_write(&self) -> StoreResult<()> {
+        self.run(|conn| leases::acquire(conn, "readiness-probe", "readyz", 0).map(drop)).await
+    }
+
+    /// Bytes in SQLite's write-ahead log (`None` on PostgreSQL, or before it exists).
+    pub fn wal_bytes(&self) -> Option<u64> {
+        let path = self.sqlite_path.as_ref()?;
+        let mut wal = path.clone().into_os_string();
+        wal.push("-wal");
+        std::fs::metadata(wal).ok().map(|meta| meta.len())
     }
 
     /// A trivial round trip, for `/healthz`.

@@ -134,3 +134,59 @@ async fn a_bearer_token_shorter_than_32_characters_is_refused_at_start() {
     assert!(stderr.contains("ADMIN_TOKEN: must be at least 32 characters"), "{stderr}");
     assert!(!stderr.contains("short-token"), "{stderr}");
 }
+
+#[tokio::test]
+async fn readyz_answers_ready_while_writes_commit_and_the_writer_runs() {
+    let db = TestDb::new();
+    let app = TestApp::spawn(&db).await;
+    let (status, body) = app.get_raw("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    let body: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(body["ready"], true);
+    assert_eq!(body["writes"], "ok");
+    assert_eq!(body["event_writer"], "alive");
+    assert_eq!(body["wal_bytes"].is_u64(), !db.is_postgres(), "{body}");
+    app.stop().await;
+}
+
+/// PostgreSQL only (a read-only database is how it refuses writes here; a full disk
+/// is the SQLite case): `/readyz` fails while writes are refused, callbacks answer
+/// 503, and both recover once writes commit again.
+#[tokio::test]
+async fn readyz_fails_while_the_database_refuses_writes_and_recovers() {
+    let db = TestDb::new();
+    if !db.is_postgres() {
+        eprintln!("SKIPPED readyz_fails_while_the_database_refuses_writes_and_recovers: needs PostgreSQL");
+        return;
+    }
+    let app = TestApp::spawn(&db).await;
+    let name = db.url_string().rsplit('/').next().expect("a database name").to_owned();
+    let drop_sessions = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid();"
+    );
+    db.execute(&format!("ALTER DATABASE {name} SET default_transaction_read_only = on; {drop_sessions}"));
+    let refused = eventually("readiness fails", || async {
+        let (status, body) = app.get_raw("/readyz").await;
+        (status == 503).then_some(body)
+    })
+    .await;
+    let refused: Value = serde_json::from_str(&refused).expect("json");
+    assert_eq!((refused["ready"].as_bool(), refused["writes"].as_str()), (Some(false), Some("refused")), "{refused}");
+    let (status, _) =
+        app.post_callback(&command_path(SUITE_ID), &suite_keys(), SUITE_ID, &suite_ticket_xml(SUITE_ID, "t")).await;
+    assert_eq!(status, 503, "nothing is acknowledged that cannot be stored");
+    assert_eq!(app.get_raw("/healthz").await.0, 200, "liveness stays up");
+
+    db.execute(&format!("BEGIN READ WRITE; ALTER DATABASE {name} SET default_transaction_read_only = off; COMMIT;"));
+    db.execute(&drop_sessions);
+    eventually("readiness recovers", || async { (app.get_raw("/readyz").await.0 == 200).then_some(()) }).await;
+    let (status, _) = eventually("callbacks are stored again", || async {
+        let answer = app
+            .post_callback(&command_path(SUITE_ID), &suite_keys(), SUITE_ID, &suite_ticket_xml(SUITE_ID, "t2"))
+            .await;
+        (answer.0 == 200).then_some(answer)
+    })
+    .await;
+    assert_eq!(status, 200);
+    app.stop().await;
+}
