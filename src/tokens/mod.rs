@@ -115,6 +115,9 @@ pub struct Tokens {
     refreshing: Mutex<HashMap<TokenKey, Arc<tokio::sync::Mutex<()>>>>,
     /// Recently seen fresh tokens.
     memory: Mutex<HashMap<TokenKey, Remembered>>,
+    /// The last refresh that WeCom failed, per token, and when it ended: callers that
+    /// waited for it share its outcome instead of repeating its retries.
+    failed: Mutex<HashMap<TokenKey, (tokio::time::Instant, WecomError)>>,
 }
 
 impl Tokens {
@@ -125,6 +128,7 @@ impl Tokens {
             holder: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
             refreshing: Mutex::default(),
             memory: Mutex::default(),
+            failed: Mutex::default(),
         }
     }
 
@@ -139,10 +143,16 @@ impl Tokens {
         }
         // One refresher per token in this process; the rest wait here and then
         // find the new token in the database.
-        let lock = self.local_lock(key);
-        let _guard = lock.lock().await;
+        let refresh_lock = self.local_lock(key);
+        let waiting_since = tokio::time::Instant::now();
+        let _guard = refresh_lock.lock().await;
         if let Some(token) = self.cached(key).await? {
             return Ok(token);
+        }
+        if let Some((failed_at, error)) = lock(&self.failed).get(key)
+            && *failed_at >= waiting_since
+        {
+            return Err(TokenError::Upstream(error.clone()));
         }
         let deadline = tokio::time::Instant::now() + WAIT_FOR_OTHERS;
         loop {
@@ -273,9 +283,13 @@ impl Tokens {
                 self.db.run(move |conn| tokens::store(conn, scope, &id, &token, expires_at)).await?;
                 let token = Token { access_token: grant.token, expires_at };
                 self.remember(key, &token);
+                lock(&self.failed).remove(key);
                 Ok(token)
             }
             Err(error) => {
+                if let TokenError::Upstream(upstream) = &error {
+                    lock(&self.failed).insert(key.clone(), (tokio::time::Instant::now(), upstream.clone()));
+                }
                 self.db.run(move |conn| tokens::release_claim(conn, scope, &id, &holder)).await?;
                 Err(error)
             }

@@ -2,7 +2,7 @@
 //! answer into a typed result: a missing `errcode` means success (several token
 //! endpoints omit it), anything else non-zero becomes [`WecomError::Api`].
 //! `-1`, HTTP 5xx and network failures are retried here, at most 3 times with
-//! backoff; token errors are the token center's business, everything else is
+//! backoff and all within one 20 s deadline per operation; token errors are the token center's business, everything else is
 //! surfaced. Errors never carry a URL: URLs hold tokens.
 
 use std::time::Duration;
@@ -21,6 +21,10 @@ pub const ERRCODE_RATE_LIMITED: i64 = 45009;
 pub const AUTHORIZATION_REVOKED_ERRCODES: [i64; 2] = [40084, 48004];
 
 const RETRIES: u32 = 3;
+/// One API operation, its retries included, answers within this.
+pub const API_DEADLINE: Duration = Duration::from_secs(20);
+/// One attempt waits at most this (and never past the operation's deadline).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 /// A request that spends a single-use code is sent once and waited for this long:
 /// WeCom's v1 get_permanent_code can take many seconds.
@@ -137,7 +141,7 @@ impl WecomClient {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        WecomClient { http: http_client(Duration::from_secs(15)), base }
+        WecomClient { http: http_client(ATTEMPT_TIMEOUT), base }
     }
 
     pub async fn get_provider_token(&self, corpid: &str, provider_secret: &SecretString) -> Result<Grant, WecomError> {
@@ -288,13 +292,20 @@ impl WecomClient {
         Ok(url)
     }
 
+    /// Sends with retries, all within [`API_DEADLINE`]: each attempt gets what is left.
     async fn send(&self, request: impl Fn() -> reqwest::RequestBuilder) -> Result<Value, WecomError> {
+        let deadline = tokio::time::Instant::now() + API_DEADLINE;
         let mut attempt = 0;
         loop {
-            let result = self.send_once(request()).await;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let result = self.send_once(request().timeout(left.min(ATTEMPT_TIMEOUT))).await;
             match result {
                 Err(error) if error.is_transient() && attempt < RETRIES => {
                     let delay = FIRST_BACKOFF * 2u32.pow(attempt);
+                    if tokio::time::Instant::now() + delay >= deadline {
+                        tracing::warn!(%error, attempts = attempt + 1, "WeCom call failed; its deadline is spent");
+                        return Err(error);
+                    }
                     tracing::warn!(%error, attempt = attempt + 1, ?delay, "WeCom call failed; retrying");
                     tokio::time::sleep(delay).await;
                     attempt += 1;

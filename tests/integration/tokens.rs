@@ -172,3 +172,27 @@ async fn other_errcodes_are_surfaced_at_once_and_45009_asks_to_wait() {
     app.stop().await;
     fake.stop().await;
 }
+
+/// A WeCom that never answers: one refresh runs to the 20 s deadline (a 15 s attempt
+/// and one retry), and the callers that waited for it share its outcome.
+#[tokio::test]
+async fn a_hanging_wecom_answers_within_the_deadline_and_waiting_callers_share_the_outcome() {
+    let db = TestDb::new();
+    let fake = FakeWecom::start().await;
+    let app = spawn_against(&db, &fake, |_| {}).await;
+    for _ in 0..10 {
+        fake.inject("service/get_provider_token", Injection::Delay(Duration::from_secs(60)));
+    }
+    let path = format!("/api/v1/providers/{PROVIDER_CORPID}/token");
+    let started = std::time::Instant::now();
+    let callers = (0..5).map(|_| app.api(&path));
+    let answers = futures_util::future::join_all(callers).await;
+    let took = started.elapsed();
+    for (status, body) in &answers {
+        assert_eq!((*status, body["error"]["code"].as_str()), (502, Some("wecom_unavailable")), "{body}");
+    }
+    assert!(took < Duration::from_secs(23), "every caller answered within the deadline: {took:?}");
+    assert_eq!(fake.calls("service/get_provider_token"), 2, "one refresh (an attempt and a retry) for five callers");
+    app.stop().await;
+    fake.stop().await;
+}
