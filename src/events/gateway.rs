@@ -150,6 +150,12 @@ impl Gateway {
         Ok(target)
     }
 
+    /// Whether `id` names a suite or provider with callback keys, so a body for it is
+    /// worth reading.
+    pub async fn check_target(&self, endpoint: Endpoint, id: &str) -> Result<(), CallbackError> {
+        self.target(endpoint, id).await.map(drop)
+    }
+
     /// Whether the event writer is alive: callbacks can be stored.
     pub fn writer_alive(&self) -> bool {
         self.intake.is_alive()

@@ -11,6 +11,11 @@ use crate::events::gateway::{CallbackError, CallbackQuery, Endpoint};
 
 /// WeCom's callbacks are a few KiB; anything larger is refused unread.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// A body not received whole within this is refused: a slow client holds nothing long.
+pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+/// Memory reserved up front for a body, whatever Content-Length claims: a client
+/// that declares 1 MiB and sends nothing costs this, not the megabyte.
+const INITIAL_BODY_CAPACITY: usize = 16 << 10;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -79,9 +84,14 @@ async fn receive(
     request: &HttpRequest,
     body: web::Payload,
 ) -> HttpResponse {
-    let body = match read_limited(request, body).await {
-        Ok(body) => body,
-        Err(response) => return response,
+    // An unknown suite or provider is refused before a byte of its body is read.
+    if let Err(error) = state.gateway.check_target(endpoint, id).await {
+        return rejection(endpoint, id, &error);
+    }
+    let body = match tokio::time::timeout(BODY_DEADLINE, read_limited(request, body)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(response)) => return response,
+        Err(_) => return plain(StatusCode::REQUEST_TIMEOUT, "body not received within 10 s"),
     };
     let query = CallbackQuery::parse(request.query_string());
     match state.gateway.receive(endpoint, id, &query, &body).await {
@@ -101,7 +111,7 @@ async fn read_limited(request: &HttpRequest, mut payload: web::Payload) -> Resul
     if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
         return Err(too_large());
     }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(4096).min(MAX_BODY_BYTES));
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(4096).min(INITIAL_BODY_CAPACITY));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|_| plain(StatusCode::BAD_REQUEST, "could not read the body"))?;
         if body.len() + chunk.len() > MAX_BODY_BYTES {

@@ -339,3 +339,46 @@ async fn a_nul_byte_in_one_callback_of_a_batch_fails_only_that_one() {
     assert_eq!(app.events().await.len(), 58, "every other callback of the batch is stored");
     app.stop().await;
 }
+
+/// Sends raw bytes and reads the status line of the answer, or None if none came
+/// within `wait`.
+async fn raw_exchange(app: &TestApp, head_and_body: &[u8], wait: std::time::Duration) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connects");
+    stream.write_all(head_and_body).await.expect("writes");
+    let mut answer = vec![0u8; 512];
+    let read = tokio::time::timeout(wait, stream.read(&mut answer)).await.ok()?.ok()?;
+    let text = String::from_utf8_lossy(&answer[..read]).into_owned();
+    text.lines().next().map(str::to_owned)
+}
+
+#[tokio::test]
+async fn a_body_for_an_unknown_suite_is_refused_before_it_is_sent() {
+    let db = TestDb::new();
+    let app = TestApp::spawn(&db).await;
+    let head = "POST /callback/wwNoSuchSuite/command?msg_signature=a&timestamp=1&nonce=1 HTTP/1.1\r\n\
+                Host: 127.0.0.1\r\nContent-Length: 1048576\r\n\r\n";
+    let status = raw_exchange(&app, head.as_bytes(), std::time::Duration::from_secs(2)).await;
+    assert_eq!(status.as_deref(), Some("HTTP/1.1 404 Not Found"), "answered without waiting for the body");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_that_never_arrives_whole_is_refused_after_the_deadline() {
+    let db = TestDb::new();
+    let app = TestApp::spawn(&db).await;
+    let sealed = Sealed::new(&suite_keys(), SUITE_ID, &suite_ticket_xml(SUITE_ID, "slow"));
+    let head = format!(
+        "POST {}?{} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n<xml><Encrypt>",
+        command_path(SUITE_ID),
+        sealed.query()
+    );
+    let started = std::time::Instant::now();
+    let status = raw_exchange(&app, head.as_bytes(), std::time::Duration::from_secs(15)).await;
+    assert_eq!(status.as_deref(), Some("HTTP/1.1 408 Request Timeout"));
+    let took = started.elapsed();
+    assert!(took >= std::time::Duration::from_secs(9) && took < std::time::Duration::from_secs(13), "{took:?}");
+    assert!(app.events().await.is_empty());
+    app.stop().await;
+}
