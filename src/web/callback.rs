@@ -13,6 +13,8 @@ use crate::events::gateway::{CallbackError, CallbackQuery, Endpoint};
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// A body not received whole within this is refused: a slow client holds nothing long.
 pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+/// A verified body is stored and acknowledged within this, well inside WeCom's 1 s.
+pub const CALLBACK_DEADLINE: std::time::Duration = std::time::Duration::from_millis(800);
 /// Memory reserved up front for a body, whatever Content-Length claims: a client
 /// that declares 1 MiB and sends nothing costs this, not the megabyte.
 const INITIAL_BODY_CAPACITY: usize = 16 << 10;
@@ -94,9 +96,15 @@ async fn receive(
         Err(_) => return plain(StatusCode::REQUEST_TIMEOUT, "body not received within 10 s"),
     };
     let query = CallbackQuery::parse(request.query_string());
-    match state.gateway.receive(endpoint, id, &query, &body).await {
-        Ok(_) => HttpResponse::Ok().content_type("text/plain").body("success"),
-        Err(error) => rejection(endpoint, id, &error),
+    // Past WeCom's 1 s it retries anyway: a 503 before then says so. An event that
+    // commits after the 503 is stored once all the same (its retry is deduped).
+    match tokio::time::timeout(CALLBACK_DEADLINE, state.gateway.receive(endpoint, id, &query, &body)).await {
+        Ok(Ok(_)) => HttpResponse::Ok().content_type("text/plain").body("success"),
+        Ok(Err(error)) => rejection(endpoint, id, &error),
+        Err(_) => {
+            tracing::warn!(?endpoint, "callback not stored within its deadline; answered 503");
+            plain(StatusCode::SERVICE_UNAVAILABLE, "storage too slow, try again")
+        }
     }
 }
 

@@ -382,3 +382,38 @@ async fn a_body_that_never_arrives_whole_is_refused_after_the_deadline() {
     assert!(app.events().await.is_empty());
     app.stop().await;
 }
+
+/// A store that cannot take the write in time: the callback is answered 503 within
+/// WeCom's 1 s instead of hanging, and WeCom's retry is stored once.
+#[tokio::test]
+async fn a_callback_the_store_cannot_take_in_time_is_answered_503_within_a_second() {
+    use diesel::connection::SimpleConnection;
+    use diesel::{Connection, PgConnection, SqliteConnection};
+    let db = TestDb::new();
+    let app = TestApp::spawn(&db).await;
+    // Another session holds the write lock.
+    let mut blocker: Box<dyn SimpleConnection + Send> = match &db.url {
+        wecom_provider::config::DatabaseUrl::Sqlite(path) => {
+            let mut conn = SqliteConnection::establish(&path.display().to_string()).expect("sqlite opens");
+            conn.batch_execute("BEGIN IMMEDIATE").expect("write lock");
+            Box::new(conn)
+        }
+        wecom_provider::config::DatabaseUrl::Postgres(url) => {
+            let mut conn = PgConnection::establish(url).expect("postgres answers");
+            conn.batch_execute("BEGIN; LOCK TABLE events IN EXCLUSIVE MODE").expect("table lock");
+            Box::new(conn)
+        }
+    };
+    let plaintext = suite_ticket_xml(SUITE_ID, "blocked");
+    let started = std::time::Instant::now();
+    let (status, body) = app.post_callback(&command_path(SUITE_ID), &suite_keys(), SUITE_ID, &plaintext).await;
+    let took = started.elapsed();
+    assert_eq!((status, body.as_str()), (503, "storage too slow, try again"));
+    assert!(took < std::time::Duration::from_secs(1), "answered within WeCom's deadline: {took:?}");
+    blocker.batch_execute("COMMIT").expect("lock released");
+    let (status, body) = app.post_callback(&command_path(SUITE_ID), &suite_keys(), SUITE_ID, &plaintext).await;
+    assert_eq!((status, body.as_str()), (200, "success"), "WeCom's retry is acknowledged");
+    let events = app.events().await;
+    assert_eq!(events.len(), 1, "stored once: {events:?}");
+    app.stop().await;
+}
