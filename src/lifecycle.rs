@@ -209,8 +209,13 @@ impl Lifecycle {
         kind: &'static str,
     ) -> Result<Authorized, LifecycleError> {
         let corp_key = TokenKey::corp(suite_id, &grant.corpid);
-        // A re-install or a reset secret makes any cached corp token stale.
+        // A re-install or a reset secret makes any cached corp token stale. The
+        // exchange's own token is stored before the corp becomes visible, so a caller
+        // who sees the corp and refreshes its token is never overtaken by this one.
         self.tokens.forget(&corp_key, None).await?;
+        if let Some(corp_token) = &grant.corp_token {
+            self.tokens.put(&corp_key, corp_token).await?;
+        }
         let mut auth_info = grant.auth_info;
         let event = NewEvent::derived(
             provider,
@@ -246,9 +251,6 @@ impl Lifecycle {
             })
             .await?;
         self.db.notify_appended();
-        if let Some(corp_token) = &grant.corp_token {
-            self.tokens.put(&corp_key, corp_token).await?;
-        }
         if let Some(agent_id) = grant.agent_id {
             // Admins are useful, not essential: the authorization stands without them.
             match self.admins(&corp_key, agent_id).await {

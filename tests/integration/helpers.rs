@@ -427,11 +427,14 @@ impl TestApp {
         .await
     }
 
-    /// A corp installed through a create_auth callback, with a ticket pushed first.
+    /// A corp installed through a create_auth callback (a ticket pushed first), once
+    /// every pending effect has run.
     pub async fn install(&self, fake: &FakeWecom, corpid: &str, corp_name: &str) -> Value {
         let suite_id = self.seeded_suite.clone();
         let code = fake.new_auth_code(&suite_id, corpid, corp_name);
         self.command(&create_auth_xml(&suite_id, &code, 1_700_000_100)).await;
+        // The install is complete once its effect is (admins and first token included).
+        self.settled().await;
         self.corp(corpid).await
     }
 }
