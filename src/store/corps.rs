@@ -114,12 +114,9 @@ pub fn update_auth_info(
                 corps::updated_at.eq(now),
             ))
             .execute(c)?;
-        if updated == 1 {
-            c.insert_events(events)?;
-        }
-        Ok::<_, diesel::result::Error>(updated)
+        append_when_found(c, updated, events)
     })?);
-    Ok(updated == 1)
+    Ok(updated)
 }
 
 /// Marks the corp cancelled (cancel_auth), its permanent code dropped, and appends
@@ -134,11 +131,17 @@ pub fn cancel(conn: &mut Conn, suite_id: &str, corpid: &str, events: &[NewEvent]
                 corps::updated_at.eq(now),
             ))
             .execute(c)?;
-        if updated == 1 {
-            c.insert_events(events)?;
-        }
-        Ok::<_, diesel::result::Error>(updated)
+        append_when_found(c, updated, events)
     })?);
+    Ok(updated)
+}
+
+/// Appends `events` when the update before it found its corp (`updated` rows), in
+/// the same transaction: a change that did not happen reports nothing.
+fn append_when_found<C: InsertEvents>(c: &mut C, updated: usize, events: &[NewEvent]) -> QueryResult<bool> {
+    if updated == 1 {
+        c.insert_events(events)?;
+    }
     Ok(updated == 1)
 }
 
@@ -156,10 +159,7 @@ pub fn mark_auth_error(
         let marked = diesel::update(corps::table.find((suite_id, corpid)).filter(corps::auth_error.is_null()))
             .set((corps::auth_error.eq(error), corps::updated_at.eq(now)))
             .execute(c)?;
-        if marked == 1 {
-            c.insert_events(events)?;
-        }
-        Ok::<_, diesel::result::Error>(())
+        append_when_found(c, marked, events)
     })?);
     Ok(())
 }
