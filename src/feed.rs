@@ -74,14 +74,6 @@ pub fn check_kind(kind: &str) -> Result<(), InvalidKind> {
     if well_formed { Ok(()) } else { Err(InvalidKind) }
 }
 
-impl EventFilter {
-    pub fn matches(&self, event: &FeedEvent) -> bool {
-        self.suite_id.as_ref().is_none_or(|suite| event.suite_id.as_ref() == Some(suite))
-            && self.corpid.as_ref().is_none_or(|corp| event.corpid.as_ref() == Some(corp))
-            && (self.kinds.is_empty() || self.kinds.contains(&event.kind))
-    }
-}
-
 /// One page after `after`; with `wait`, a long poll that answers as soon as a
 /// matching event is committed, or with an empty page when `wait` ends.
 pub async fn page(

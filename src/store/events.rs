@@ -175,16 +175,24 @@ pub fn append(conn: &mut Conn, batch: &[NewEvent]) -> StoreResult<Vec<bool>> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFilter {
     pub suite_id: Option<String>,
+    /// Only events of one of these suites (an API key restricted to suites): events
+    /// without a suite are left out too. `None`: any suite.
+    pub suites: Option<Vec<String>>,
     pub corpid: Option<String>,
     pub kinds: Vec<String>,
 }
 
-/// One page of the feed, in id order after `after`, filtered.
-pub fn page(conn: &mut Conn, after: i64, limit: i64, filter: &EventFilter) -> StoreResult<Vec<EventRow>> {
-    let rows = with_backend!(conn, c => {
-        let mut query = events::table.filter(events::id.gt(after)).into_boxed();
+/// Narrows a boxed query of `events` to what an [`EventFilter`] wants: one
+/// definition for the feed and for webhook replays, expanded for each backend.
+macro_rules! filter_events {
+    ($query:expr, $filter:expr) => {{
+        let filter: &EventFilter = $filter;
+        let mut query = $query;
         if let Some(suite_id) = &filter.suite_id {
             query = query.filter(events::suite_id.eq(suite_id));
+        }
+        if let Some(suites) = &filter.suites {
+            query = query.filter(events::suite_id.eq_any(suites));
         }
         if let Some(corpid) = &filter.corpid {
             query = query.filter(events::corpid.eq(corpid));
@@ -192,6 +200,15 @@ pub fn page(conn: &mut Conn, after: i64, limit: i64, filter: &EventFilter) -> St
         if !filter.kinds.is_empty() {
             query = query.filter(events::kind.eq_any(&filter.kinds));
         }
+        query
+    }};
+}
+pub(super) use filter_events;
+
+/// One page of the feed, in id order after `after`, filtered.
+pub fn page(conn: &mut Conn, after: i64, limit: i64, filter: &EventFilter) -> StoreResult<Vec<EventRow>> {
+    let rows = with_backend!(conn, c => {
+        let query = filter_events!(events::table.filter(events::id.gt(after)).into_boxed(), filter);
         query.order(events::id).limit(limit).select(EventRow::as_select()).load(c)?
     });
     Ok(rows)

@@ -5,6 +5,7 @@
 //! thread, so the async workers never wait on disk or network I/O of the database.
 //! SQLite runs in WAL mode with `synchronous=FULL`: a commit is on disk when it returns.
 
+pub mod api_keys;
 pub mod auth_codes;
 pub mod corps;
 pub mod events;

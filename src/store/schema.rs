@@ -194,3 +194,15 @@ diesel::table! {
         updated_at -> BigInt,
     }
 }
+
+diesel::table! {
+    api_keys (name) {
+        name -> Text,
+        key_hash -> Text,
+        scopes -> Text,
+        suites -> Nullable<Text>,
+        created_at -> BigInt,
+        last_used_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+    }
+}

@@ -87,6 +87,16 @@ pub fn find_suite(conn: &mut Conn, suite_id: &str) -> StoreResult<Option<SuiteRo
     Ok(row)
 }
 
+/// The providers the given suites belong to, each once.
+pub fn providers_of(conn: &mut Conn, suite_ids: &[String]) -> StoreResult<Vec<String>> {
+    let providers = with_backend!(conn, c => suites::table
+        .filter(suites::suite_id.eq_any(suite_ids))
+        .select(suites::provider_corpid)
+        .distinct()
+        .load(c)?);
+    Ok(providers)
+}
+
 pub fn all_suites(conn: &mut Conn) -> StoreResult<Vec<SuiteRow>> {
     let rows = with_backend!(conn, c => suites::table
         .select(SuiteRow::as_select())

@@ -13,7 +13,7 @@ use diesel::serialize::{self, Output, ToSql};
 use diesel::sql_types::Text;
 use diesel::upsert::excluded;
 
-use super::events::{EventFilter, EventRow};
+use super::events::{EventFilter, EventRow, filter_events};
 use super::schema::{events, webhook_deliveries, webhooks};
 use super::{Conn, StoreResult, WriteTransaction};
 use crate::with_backend;
@@ -311,13 +311,7 @@ pub fn queue_replay(
             ReplaySelection::Range { after, until } => query.filter(events::id.gt(*after)).filter(events::id.le(*until)),
             ReplaySelection::Ids(ids) => query.filter(events::id.eq_any(*ids)),
         };
-        if let Some(suite_id) = &filter.suite_id {
-            query = query.filter(events::suite_id.eq(suite_id));
-        }
-        if !filter.kinds.is_empty() {
-            query = query.filter(events::kind.eq_any(&filter.kinds));
-        }
-        let ids: Vec<i64> = query.order(events::id).limit(limit).load(c)?;
+        let ids: Vec<i64> = filter_events!(query, filter).order(events::id).limit(limit).load(c)?;
         if ids.len() > max {
             return Ok::<_, diesel::result::Error>(None);
         }

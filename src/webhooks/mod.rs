@@ -180,7 +180,7 @@ fn parse_kinds(stored: &str) -> Vec<String> {
 
 /// The events a subscription wants.
 fn filter_of(row: &WebhookRow) -> EventFilter {
-    EventFilter { suite_id: row.suite_id.clone(), corpid: None, kinds: parse_kinds(&row.kinds) }
+    EventFilter { suite_id: row.suite_id.clone(), kinds: parse_kinds(&row.kinds), ..EventFilter::default() }
 }
 
 pub async fn create(db: &Db, new: NewSubscription) -> Result<Created, WebhookError> {
