@@ -2,6 +2,7 @@
 //! a WeCom third-party service provider. `main.rs` only parses the command line;
 //! everything else, including starting the server for tests, lives here.
 
+pub mod access;
 pub mod app;
 pub mod backoff;
 pub mod config;

@@ -70,8 +70,7 @@ pub fn list(conn: &mut Conn) -> StoreResult<Vec<ApiKeyRow>> {
 }
 
 pub fn find(conn: &mut Conn, name: &str) -> StoreResult<Option<ApiKeyRow>> {
-    let row =
-        with_backend!(conn, c => api_keys::table.find(name).select(ApiKeyRow::as_select()).first(c).optional()?);
+    let row = with_backend!(conn, c => api_keys::table.find(name).select(ApiKeyRow::as_select()).first(c).optional()?);
     Ok(row)
 }
 
