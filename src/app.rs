@@ -9,6 +9,7 @@ use secrecy::ExposeSecret;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::access::Authenticator;
 use crate::config::Config;
 use crate::events::effects::Effects;
 use crate::events::gateway::Gateway;
@@ -98,7 +99,7 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
         tokens,
         lifecycle: lifecycle.clone(),
         ids,
-        admin_token: config.admin_token.clone(),
+        access: Authenticator::new(db.clone(), config.admin_token.clone()),
         install: InstallSettings {
             public_base_url: config.public_base_url.clone(),
             auth_type: config.install_auth_type,

@@ -2,6 +2,7 @@
 //! are logged where they happen; clients get the code and a safe message only,
 //! plus WeCom's errcode and errmsg when an upstream call failed.
 
+use crate::access::{AccessError, Denied, Refusal};
 use crate::ids::IdError;
 use crate::lifecycle::LifecycleError;
 use crate::store::StoreError;
@@ -11,10 +12,17 @@ use crate::wecom::client::{ERRCODE_RATE_LIMITED, WecomError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("missing or wrong bearer token")]
+    #[error("missing, wrong or revoked bearer token")]
     Unauthorized,
-    #[error("the internal API is disabled until ADMIN_TOKEN is set")]
+    #[error("the internal API is disabled: set ADMIN_TOKEN, or run `wecom-provider api-keys create`")]
     AdminTokenUnset,
+    /// Authenticated, but the key's scopes or suites do not cover the request.
+    #[error("{0}")]
+    Forbidden(Denied),
+    #[error("too many failed authentications from this address; try again in {retry_after_secs} s")]
+    TooManyFailedAttempts { retry_after_secs: u64 },
+    #[error("{0}")]
+    AlreadyExists(String),
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{message}")]
@@ -40,6 +48,9 @@ impl AppError {
         match self {
             Self::Unauthorized => "unauthorized",
             Self::AdminTokenUnset => "admin_token_unset",
+            Self::Forbidden(_) => "forbidden_scope",
+            Self::TooManyFailedAttempts { .. } => "too_many_failed_attempts",
+            Self::AlreadyExists(_) => "already_exists",
             Self::NotFound(_) => "not_found",
             Self::BadRequest { code, .. } => code,
             Self::NoSuiteTicket(_) => "no_suite_ticket",
@@ -119,7 +130,36 @@ impl From<WebhookError> for AppError {
         match error {
             WebhookError::Invalid(message) => Self::bad_request("invalid_body", message),
             WebhookError::NotFound => Self::NotFound("webhook"),
+            WebhookError::Denied(denied) => Self::Forbidden(denied),
             WebhookError::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<Denied> for AppError {
+    fn from(denied: Denied) -> Self {
+        Self::Forbidden(denied)
+    }
+}
+
+impl From<Refusal> for AppError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Unknown => Self::Unauthorized,
+            Refusal::Unconfigured => Self::AdminTokenUnset,
+            Refusal::Throttled { retry_after_secs } => Self::TooManyFailedAttempts { retry_after_secs },
+            Refusal::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<AccessError> for AppError {
+    fn from(error: AccessError) -> Self {
+        match error {
+            AccessError::Invalid { .. } => Self::bad_request("invalid_body", error.to_string()),
+            AccessError::NameTaken(_) => Self::AlreadyExists(error.to_string()),
+            AccessError::NotFound => Self::NotFound("api key"),
+            AccessError::Store(store) => store.into(),
         }
     }
 }

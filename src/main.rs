@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use wecom_provider::access::Suites;
 use wecom_provider::app::{self, StartOptions};
 use wecom_provider::config::Config;
 use wecom_provider::ids::IdKind;
@@ -155,13 +156,13 @@ async fn manage_webhooks(config: &Config, command: WebhooksCommand) -> Result<()
     match command {
         WebhooksCommand::Add { url, kinds, suite, disabled } => {
             let new = webhooks::NewSubscription { url, kinds, suite_id: suite, enabled: !disabled };
-            let created = webhooks::create(&db, new).await.map_err(|e| e.to_string())?;
+            let created = webhooks::create(&db, new, &Suites::All).await.map_err(|e| e.to_string())?;
             println!("id      {}", created.subscription.id);
             println!("secret  {}", created.secret);
             eprintln!("The secret is shown only now: give it to the receiver to verify signatures.");
         }
         WebhooksCommand::List => {
-            for hook in webhooks::list(&db).await.map_err(|e| e.to_string())? {
+            for hook in webhooks::list(&db, &Suites::All).await.map_err(|e| e.to_string())? {
                 let kinds = if hook.kinds.is_empty() { "*".to_owned() } else { hook.kinds.join(",") };
                 println!(
                     "{}\t{}\t{}\tkinds={kinds}\tsuite={}\tlast_event_id={}",
@@ -174,7 +175,7 @@ async fn manage_webhooks(config: &Config, command: WebhooksCommand) -> Result<()
             }
         }
         WebhooksCommand::Remove { id } => {
-            webhooks::remove(&db, &id).await.map_err(|e| format!("{id}: {e}"))?;
+            webhooks::remove(&db, &id, &Suites::All).await.map_err(|e| format!("{id}: {e}"))?;
             println!("removed {id}");
         }
     }

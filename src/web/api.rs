@@ -1,15 +1,14 @@
-//! `/api/v1`: what the provider's own services call, behind the bearer token.
+//! `/api/v1` suites, corps, tokens (the tokens scope) and the event feed (the events scope).
 
 use std::time::Duration;
 
-use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
 
-use super::{AppState, State};
+use super::State;
+use super::auth::{Granted, scope};
 use crate::error::AppError;
 use crate::feed::{self, EventFilter, rfc3339};
 use crate::store::{corps, suites};
@@ -25,45 +24,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/events", web::get().to(event_feed));
 }
 
-/// Proof that the request carried `Authorization: Bearer $ADMIN_TOKEN`.
-pub struct Admin;
-
-/// A failed authentication is answered this much later, so guessing is slow.
-const FAILED_AUTH_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
-
-impl FromRequest for Admin {
-    type Error = AppError;
-    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, AppError>>;
-
-    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let outcome = match request.app_data::<State>() {
-            Some(state) => authorize(state, request),
-            None => Err(AppError::Unavailable),
-        };
-        let client = request.peer_addr().map(|addr| addr.ip().to_string()).unwrap_or_else(|| "unknown".into());
-        Box::pin(async move {
-            if let Err(AppError::Unauthorized) = &outcome {
-                // The key is named when keys are; today one bearer exists, so "unknown".
-                tracing::warn!(key = "unknown", %client, "authentication failed");
-                tokio::time::sleep(FAILED_AUTH_DELAY).await;
-            }
-            outcome
-        })
-    }
-}
-
-fn authorize(state: &AppState, request: &HttpRequest) -> Result<Admin, AppError> {
-    let expected = state.admin_token.as_ref().ok_or(AppError::AdminTokenUnset)?;
-    let presented = request
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .ok_or(AppError::Unauthorized)?;
-    let matches: bool = presented.as_bytes().ct_eq(expected.expose_secret().as_bytes()).into();
-    if matches { Ok(Admin) } else { Err(AppError::Unauthorized) }
-}
-
 #[derive(Serialize)]
 struct SuiteView {
     suite_id: String,
@@ -72,7 +32,7 @@ struct SuiteView {
     ticket_updated_at: Option<String>,
 }
 
-async fn suite(_: Admin, state: State, suite_id: web::Path<String>) -> Result<HttpResponse, AppError> {
+async fn suite(_: Granted<scope::Tokens>, state: State, suite_id: web::Path<String>) -> Result<HttpResponse, AppError> {
     let id = suite_id.into_inner();
     let row = state.db.run(move |conn| suites::find_suite(conn, &id)).await?.ok_or(AppError::NotFound("suite"))?;
     Ok(HttpResponse::Ok().json(SuiteView {
@@ -133,8 +93,13 @@ impl FeedQuery {
     }
 }
 
-async fn event_feed(_: Admin, state: State, request: HttpRequest) -> Result<HttpResponse, AppError> {
-    let query = FeedQuery::parse(request.query_string())?;
+async fn event_feed(
+    caller: Granted<scope::Events>,
+    state: State,
+    request: HttpRequest,
+) -> Result<HttpResponse, AppError> {
+    let mut query = FeedQuery::parse(request.query_string())?;
+    caller.suites().restrict(&mut query.filter)?;
     let page = feed::page(&state.db, query.after, query.limit, &query.filter, query.wait).await?;
     Ok(HttpResponse::Ok().json(page))
 }
@@ -159,7 +124,7 @@ struct TokenQuery {
 }
 
 async fn suite_token(
-    _: Admin,
+    _: Granted<scope::Tokens>,
     state: State,
     suite_id: web::Path<String>,
     query: web::Query<TokenQuery>,
@@ -169,7 +134,7 @@ async fn suite_token(
 }
 
 async fn provider_token(
-    _: Admin,
+    _: Granted<scope::Tokens>,
     state: State,
     provider_corpid: web::Path<String>,
     query: web::Query<TokenQuery>,
@@ -179,7 +144,7 @@ async fn provider_token(
 }
 
 async fn corp_token(
-    _: Admin,
+    _: Granted<scope::Tokens>,
     state: State,
     path: web::Path<(String, String)>,
     query: web::Query<TokenQuery>,
@@ -200,7 +165,11 @@ fn corp_summary(corp: &corps::CorpView) -> Value {
     })
 }
 
-async fn corp_list(_: Admin, state: State, suite_id: web::Path<String>) -> Result<HttpResponse, AppError> {
+async fn corp_list(
+    _: Granted<scope::Tokens>,
+    state: State,
+    suite_id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     let id = suite_id.into_inner();
     let lookup = id.clone();
     let suite = state.db.run(move |conn| suites::find_suite(conn, &lookup)).await?;
@@ -212,7 +181,11 @@ async fn corp_list(_: Admin, state: State, suite_id: web::Path<String>) -> Resul
     Ok(HttpResponse::Ok().json(json!({ "corps": corps })))
 }
 
-async fn corp(_: Admin, state: State, path: web::Path<(String, String)>) -> Result<HttpResponse, AppError> {
+async fn corp(
+    _: Granted<scope::Tokens>,
+    state: State,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AppError> {
     let (suite_id, corpid) = path.into_inner();
     let corp =
         state.db.run(move |conn| corps::find(conn, &suite_id, &corpid)).await?.ok_or(AppError::NotFound("corp"))?;

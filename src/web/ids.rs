@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::State;
-use super::api::Admin;
+use super::auth::{Granted, scope};
 use crate::error::AppError;
 use crate::feed::rfc3339;
 use crate::ids::{Conversion, IdKind};
@@ -73,7 +73,7 @@ fn conversion_view(kind: IdKind, conversion: Conversion) -> HttpResponse {
 }
 
 async fn open_corpids(
-    _: Admin,
+    _: Granted<scope::Ids>,
     state: State,
     provider_corpid: web::Path<String>,
     body: web::Json<CorpidList>,
@@ -84,7 +84,7 @@ async fn open_corpids(
 }
 
 async fn open_userids(
-    _: Admin,
+    _: Granted<scope::Ids>,
     state: State,
     path: web::Path<(String, String)>,
     body: web::Json<UseridList>,
@@ -96,7 +96,7 @@ async fn open_userids(
 }
 
 async fn new_external_userids(
-    _: Admin,
+    _: Granted<scope::Ids>,
     state: State,
     path: web::Path<(String, String)>,
     body: web::Json<ExternalUseridList>,
@@ -109,7 +109,7 @@ async fn new_external_userids(
 }
 
 async fn unionid_lookup(
-    _: Admin,
+    _: Granted<scope::Ids>,
     state: State,
     path: web::Path<(String, String)>,
     body: web::Json<UnionidLookup>,
@@ -132,7 +132,7 @@ async fn unionid_lookup(
 }
 
 async fn identity(
-    _: Admin,
+    _: Granted<scope::Ids>,
     state: State,
     provider_corpid: web::Path<String>,
     query: web::Query<IdentityQuery>,

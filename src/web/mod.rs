@@ -2,6 +2,8 @@
 //! function and render; rules live in the service modules.
 
 mod api;
+mod api_keys;
+mod auth;
 mod callback;
 mod health;
 mod ids;
@@ -11,10 +13,10 @@ mod webhooks;
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use secrecy::SecretString;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, middleware, web};
 use serde_json::json;
 
+use crate::access::Authenticator;
 use crate::error::AppError;
 use crate::events::gateway::Gateway;
 use crate::ids::Ids;
@@ -31,7 +33,7 @@ pub struct AppState {
     pub tokens: Arc<Tokens>,
     pub lifecycle: Arc<Lifecycle>,
     pub ids: Arc<Ids>,
-    pub admin_token: Option<SecretString>,
+    pub access: Authenticator,
     pub install: install::InstallSettings,
 }
 
@@ -42,6 +44,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(install::routes)
         .service(
             web::scope("/api/v1")
+                .wrap(middleware::from_fn(auth::authenticate))
                 .app_data(web::QueryConfig::default().error_handler(|error, _| {
                     AppError::bad_request("invalid_query", excerpt(&error.to_string())).into()
                 }))
@@ -54,6 +57,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .configure(ids::routes)
                 .configure(api::routes)
                 .configure(webhooks::routes)
+                .configure(api_keys::routes)
                 .default_service(web::to(api_not_found)),
         );
 }
@@ -66,6 +70,9 @@ impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::TooManyFailedAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::AlreadyExists(_) => StatusCode::CONFLICT,
             Self::AdminTokenUnset | Self::Unavailable | Self::NoSuiteTicket(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
@@ -77,12 +84,15 @@ impl ResponseError for AppError {
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
-        match self.status_code() {
-            StatusCode::UNAUTHORIZED => {
+        match self {
+            Self::Unauthorized => {
                 response.insert_header(("WWW-Authenticate", "Bearer"));
             }
+            Self::TooManyFailedAttempts { retry_after_secs } => {
+                response.insert_header(("Retry-After", retry_after_secs.to_string()));
+            }
             // WeCom's frequency limits count per minute.
-            StatusCode::TOO_MANY_REQUESTS => {
+            Self::Upstream { .. } if self.status_code() == StatusCode::TOO_MANY_REQUESTS => {
                 response.insert_header(("Retry-After", "60"));
             }
             _ => {}

@@ -5,7 +5,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::json;
 
 use super::State;
-use super::api::Admin;
+use super::auth::{Granted, scope};
 use crate::error::AppError;
 use crate::webhooks::{self, Changes, NewSubscription, Replay};
 
@@ -72,39 +72,43 @@ fn default_page() -> i64 {
     100
 }
 
-async fn create(_: Admin, state: State, body: web::Json<CreateBody>) -> Result<HttpResponse, AppError> {
+async fn create(
+    caller: Granted<scope::Events>,
+    state: State,
+    body: web::Json<CreateBody>,
+) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
     let new = NewSubscription { url: body.url, kinds: body.kinds, suite_id: body.suite_id, enabled: body.enabled };
-    let created = webhooks::create(&state.db, new).await?;
+    let created = webhooks::create(&state.db, new, caller.suites()).await?;
     Ok(HttpResponse::Created().json(created))
 }
 
-async fn list(_: Admin, state: State) -> Result<HttpResponse, AppError> {
-    Ok(HttpResponse::Ok().json(json!({ "webhooks": webhooks::list(&state.db).await? })))
+async fn list(caller: Granted<scope::Events>, state: State) -> Result<HttpResponse, AppError> {
+    Ok(HttpResponse::Ok().json(json!({ "webhooks": webhooks::list(&state.db, caller.suites()).await? })))
 }
 
-async fn get(_: Admin, state: State, id: web::Path<String>) -> Result<HttpResponse, AppError> {
-    Ok(HttpResponse::Ok().json(webhooks::get(&state.db, &id).await?))
+async fn get(caller: Granted<scope::Events>, state: State, id: web::Path<String>) -> Result<HttpResponse, AppError> {
+    Ok(HttpResponse::Ok().json(webhooks::get(&state.db, &id, caller.suites()).await?))
 }
 
 async fn update(
-    _: Admin,
+    caller: Granted<scope::Events>,
     state: State,
     id: web::Path<String>,
     body: web::Json<PatchBody>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
     let changes = Changes { url: body.url, kinds: body.kinds, suite_id: body.suite_id, enabled: body.enabled };
-    Ok(HttpResponse::Ok().json(webhooks::update(&state.db, &id, changes).await?))
+    Ok(HttpResponse::Ok().json(webhooks::update(&state.db, &id, changes, caller.suites()).await?))
 }
 
-async fn remove(_: Admin, state: State, id: web::Path<String>) -> Result<HttpResponse, AppError> {
-    webhooks::remove(&state.db, &id).await?;
+async fn remove(caller: Granted<scope::Events>, state: State, id: web::Path<String>) -> Result<HttpResponse, AppError> {
+    webhooks::remove(&state.db, &id, caller.suites()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 async fn deliveries(
-    _: Admin,
+    caller: Granted<scope::Events>,
     state: State,
     id: web::Path<String>,
     query: web::Query<DeliveriesQuery>,
@@ -116,13 +120,13 @@ async fn deliveries(
     if !(1..=MAX_PAGE).contains(&query.limit) {
         return Err(invalid(format!("limit must be 1 to {MAX_PAGE}")));
     }
-    let found = webhooks::deliveries(&state.db, &id, query.after, query.limit).await?;
+    let found = webhooks::deliveries(&state.db, &id, query.after, query.limit, caller.suites()).await?;
     let next_after = found.last().map_or(query.after, |delivery| delivery.event_id);
     Ok(HttpResponse::Ok().json(json!({ "deliveries": found, "next_after": next_after })))
 }
 
 async fn replay(
-    _: Admin,
+    caller: Granted<scope::Events>,
     state: State,
     id: web::Path<String>,
     body: web::Json<ReplayBody>,
@@ -132,6 +136,6 @@ async fn replay(
         ReplayBody { after: None, until: None, event_ids: Some(ids) } => Replay::Events(ids),
         _ => return Err(AppError::bad_request("invalid_body", "give either after and until, or event_ids")),
     };
-    let queued = webhooks::replay(&state.db, &id, replay).await?;
+    let queued = webhooks::replay(&state.db, &id, replay, caller.suites()).await?;
     Ok(HttpResponse::Accepted().json(json!({ "queued": queued })))
 }

@@ -3,8 +3,9 @@
 //! A subscription starts after the newest event committed when it was created and
 //! sees every later event that matches its kinds and suite, at least once, in no
 //! guaranteed order (see [`deliverer`]). Its secret is made here, shown once in the
-//! answer to its creation and never again. Everything here validates before it
-//! writes: a refused request changes nothing.
+//! answer to its creation and never again. A caller restricted to suites reaches only
+//! subscriptions of one of its suites. Everything here validates before it writes: a
+//! refused request changes nothing.
 
 mod deliverer;
 mod schedule;
@@ -16,6 +17,7 @@ pub use schedule::RetrySchedule;
 use serde::Serialize;
 use url::Url;
 
+use crate::access::{Denied, Suites};
 use crate::feed::{self, EventFilter, rfc3339};
 use crate::store::webhooks::{self as rows, DeliveryRow, NewWebhook, ReplaySelection, WebhookChanges, WebhookRow};
 use crate::store::{Db, StoreError, now_ms};
@@ -33,6 +35,8 @@ pub enum WebhookError {
     Invalid(String),
     #[error("webhook not found")]
     NotFound,
+    #[error(transparent)]
+    Denied(#[from] Denied),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -183,10 +187,11 @@ fn filter_of(row: &WebhookRow) -> EventFilter {
     EventFilter { suite_id: row.suite_id.clone(), kinds: parse_kinds(&row.kinds), ..EventFilter::default() }
 }
 
-pub async fn create(db: &Db, new: NewSubscription) -> Result<Created, WebhookError> {
+pub async fn create(db: &Db, new: NewSubscription, reach: &Suites) -> Result<Created, WebhookError> {
     let url = check_url(&new.url)?;
     let kinds = check_kinds(new.kinds)?;
     let suite_id = check_suite_id(new.suite_id)?;
+    reach.check_optional(suite_id.as_deref())?;
     let secret = signing::new_secret();
     let row = NewWebhook {
         id: format!("wh_{}", hex::encode(rand::random::<[u8; 12]>())),
@@ -201,21 +206,29 @@ pub async fn create(db: &Db, new: NewSubscription) -> Result<Created, WebhookErr
     Ok(Created { subscription: Subscription::from(&row), secret })
 }
 
-pub async fn list(db: &Db) -> Result<Vec<Subscription>, WebhookError> {
+/// The subscriptions `reach` covers.
+pub async fn list(db: &Db, reach: &Suites) -> Result<Vec<Subscription>, WebhookError> {
     let found = db.run(rows::list).await?;
-    Ok(found.iter().map(Subscription::from).collect())
+    Ok(found
+        .iter()
+        .filter(|row| reach.check_optional(row.suite_id.as_deref()).is_ok())
+        .map(Subscription::from)
+        .collect())
 }
 
-async fn find(db: &Db, id: &str) -> Result<WebhookRow, WebhookError> {
+/// The subscription `id`, if `reach` covers its suite.
+async fn find(db: &Db, id: &str, reach: &Suites) -> Result<WebhookRow, WebhookError> {
     let id = id.to_owned();
-    db.run(move |conn| rows::find(conn, &id)).await?.ok_or(WebhookError::NotFound)
+    let row = db.run(move |conn| rows::find(conn, &id)).await?.ok_or(WebhookError::NotFound)?;
+    reach.check_optional(row.suite_id.as_deref())?;
+    Ok(row)
 }
 
-pub async fn get(db: &Db, id: &str) -> Result<Subscription, WebhookError> {
-    Ok(Subscription::from(&find(db, id).await?))
+pub async fn get(db: &Db, id: &str, reach: &Suites) -> Result<Subscription, WebhookError> {
+    Ok(Subscription::from(&find(db, id, reach).await?))
 }
 
-pub async fn update(db: &Db, id: &str, changes: Changes) -> Result<Subscription, WebhookError> {
+pub async fn update(db: &Db, id: &str, changes: Changes, reach: &Suites) -> Result<Subscription, WebhookError> {
     let changes = WebhookChanges {
         url: changes.url.as_deref().map(check_url).transpose()?.map(String::from),
         kinds: changes.kinds.map(check_kinds).transpose()?.as_deref().map(kinds_json),
@@ -223,26 +236,35 @@ pub async fn update(db: &Db, id: &str, changes: Changes) -> Result<Subscription,
         enabled: changes.enabled,
         updated_at: now_ms(),
     };
-    let id = id.to_owned();
-    let row = db.run(move |conn| rows::update(conn, &id, &changes)).await?.ok_or(WebhookError::NotFound)?;
+    if let Some(suite_id) = &changes.suite_id {
+        reach.check_optional(suite_id.as_deref())?;
+    }
+    let row = find(db, id, reach).await?;
+    let row = db.run(move |conn| rows::update(conn, &row.id, &changes)).await?.ok_or(WebhookError::NotFound)?;
     Ok(Subscription::from(&row))
 }
 
 /// Deletes a subscription; the deliverer stops its deliveries within a second.
-pub async fn remove(db: &Db, id: &str) -> Result<(), WebhookError> {
-    let id = id.to_owned();
-    if db.run(move |conn| rows::delete(conn, &id)).await? { Ok(()) } else { Err(WebhookError::NotFound) }
+pub async fn remove(db: &Db, id: &str, reach: &Suites) -> Result<(), WebhookError> {
+    let row = find(db, id, reach).await?;
+    if db.run(move |conn| rows::delete(conn, &row.id)).await? { Ok(()) } else { Err(WebhookError::NotFound) }
 }
 
 /// Deliveries with a row, in event order after `after`.
-pub async fn deliveries(db: &Db, id: &str, after: i64, limit: i64) -> Result<Vec<Delivery>, WebhookError> {
-    let row = find(db, id).await?;
+pub async fn deliveries(
+    db: &Db,
+    id: &str,
+    after: i64,
+    limit: i64,
+    reach: &Suites,
+) -> Result<Vec<Delivery>, WebhookError> {
+    let row = find(db, id, reach).await?;
     let found = db.run(move |conn| rows::deliveries(conn, &row.id, after, limit)).await?;
     Ok(found.into_iter().map(Delivery::from).collect())
 }
 
 /// Queues the selected events as due deliveries; returns how many were queued.
-pub async fn replay(db: &Db, id: &str, replay: Replay) -> Result<usize, WebhookError> {
+pub async fn replay(db: &Db, id: &str, replay: Replay, reach: &Suites) -> Result<usize, WebhookError> {
     match &replay {
         Replay::Range { after, until } if *after < 0 || after > until => {
             return Err(invalid("after must be 0 or more and not above until"));
@@ -252,7 +274,7 @@ pub async fn replay(db: &Db, id: &str, replay: Replay) -> Result<usize, WebhookE
         }
         _ => {}
     }
-    let row = find(db, id).await?;
+    let row = find(db, id, reach).await?;
     let queued = db
         .run(move |conn| {
             let selection = match &replay {
