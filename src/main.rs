@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use wecom_provider::access::Suites;
+use wecom_provider::access::{self, Suites};
 use wecom_provider::app::{self, StartOptions};
 use wecom_provider::config::Config;
 use wecom_provider::ids::IdKind;
@@ -34,6 +34,30 @@ enum Command {
         #[command(subcommand)]
         command: WebhooksCommand,
     },
+    /// API keys of /api/v1 (the same as /api/v1/admin/api-keys).
+    ApiKeys {
+        #[command(subcommand)]
+        command: ApiKeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeysCommand {
+    /// Make a key; prints it to stdout, this once (only its hash is stored).
+    Create {
+        /// 1 to 64 letters, digits, '-', '_' or '.'; shown in logs and audit entries.
+        name: String,
+        /// admin, tokens, ids or events (repeatable); admin implies the others.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Restrict the key to this suite (repeatable); every suite without it.
+        #[arg(long = "suite")]
+        suites: Vec<String>,
+    },
+    /// List the keys, revoked ones too (never a key or its hash).
+    List,
+    /// Revoke a key: every instance refuses it within 2 seconds.
+    Revoke { name: String },
 }
 
 #[derive(Subcommand)]
@@ -129,6 +153,7 @@ async fn main() -> ExitCode {
         Command::Migrate => migrate(&config).await,
         Command::Ids { command: IdsCommand::Convert(args) } => return convert(&config, args).await,
         Command::Webhooks { command } => manage_webhooks(&config, command).await,
+        Command::ApiKeys { command } => manage_api_keys(&config, command).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -177,6 +202,38 @@ async fn manage_webhooks(config: &Config, command: WebhooksCommand) -> Result<()
         WebhooksCommand::Remove { id } => {
             webhooks::remove(&db, &id, &Suites::All).await.map_err(|e| format!("{id}: {e}"))?;
             println!("removed {id}");
+        }
+    }
+    Ok(())
+}
+
+async fn manage_api_keys(config: &Config, command: ApiKeysCommand) -> Result<(), String> {
+    let db = app::prepare_database(config).await.map_err(|e| e.to_string())?;
+    match command {
+        ApiKeysCommand::Create { name, scopes, suites } => {
+            let new = access::NewKey { name, scopes, suites: (!suites.is_empty()).then_some(suites) };
+            let created = access::create(&db, new, access::CLI_ACTOR).await.map_err(|e| e.to_string())?;
+            println!("{}", created.key);
+            eprintln!("The key of {} is shown only now: store it where its service reads it.", created.name);
+        }
+        ApiKeysCommand::List => {
+            let dash = |time: Option<String>| time.unwrap_or_else(|| "-".to_owned());
+            for key in access::list(&db).await.map_err(|e| e.to_string())? {
+                let scopes: Vec<&str> = key.scopes.iter().map(|scope| scope.as_str()).collect();
+                println!(
+                    "{}\tscopes={}\tsuites={}\tcreated={}\tlast_used={}\trevoked={}",
+                    key.name,
+                    scopes.join(","),
+                    key.suites.map_or_else(|| "*".to_owned(), |suites| suites.join(",")),
+                    key.created_at,
+                    dash(key.last_used_at),
+                    dash(key.revoked_at)
+                );
+            }
+        }
+        ApiKeysCommand::Revoke { name } => {
+            access::revoke(&db, &name, access::CLI_ACTOR).await.map_err(|e| format!("{name}: {e}"))?;
+            println!("revoked {name}");
         }
     }
     Ok(())
