@@ -69,6 +69,8 @@ impl TestDb {
         match &self.url {
             DatabaseUrl::Sqlite(path) => {
                 let mut conn = diesel::SqliteConnection::establish(&path.display().to_string()).expect("sqlite opens");
+                // The service may be writing: wait for its lock as the service's own connections do.
+                conn.batch_execute("PRAGMA busy_timeout = 15000").expect("pragma runs");
                 conn.batch_execute(sql).expect("sql runs");
             }
             DatabaseUrl::Postgres(url) => {

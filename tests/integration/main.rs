@@ -2,6 +2,7 @@
 //! on PostgreSQL when TEST_DATABASE_URL is set (see .ci/run).
 
 mod api;
+mod api_keys;
 mod callbacks;
 mod durability;
 mod fake_wecom;
