@@ -1,3 +1,4 @@
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use std::path::PathBuf;
@@ -143,10 +144,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log_filter))
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
+    let logs = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(&config.log_filter));
+    if let Command::Serve = cli.command {
+        logs.with_ansi(std::io::stdout().is_terminal()).init();
+    } else {
+        // A tool's stdout is its answer (a key, a secret, a list): its logs go to stderr.
+        logs.with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).init();
+    }
 
     let outcome = match cli.command {
         Command::Serve => serve(&config).await,

@@ -391,7 +391,7 @@ async fn api_keys_are_created_listed_and_revoked_from_the_command_line() {
     let key = stdout.trim().to_owned();
     assert!(
         key.starts_with("wpk_") && key.len() == 47 && stdout.lines().count() == 1,
-        "only the key on stdout: {stdout}"
+        "only the key on stdout: {stdout} (stderr: {stderr})"
     );
     assert!(stderr.contains("shown only now"), "{stderr}");
 
