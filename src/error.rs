@@ -4,7 +4,9 @@
 
 use crate::ids::IdError;
 use crate::lifecycle::LifecycleError;
+use crate::registry::RegistryError;
 use crate::store::StoreError;
+use crate::store::sealing::SealError;
 use crate::tokens::TokenError;
 use crate::webhooks::WebhookError;
 use crate::wecom::client::{ERRCODE_RATE_LIMITED, WecomError};
@@ -33,6 +35,14 @@ pub enum AppError {
     Unavailable,
     #[error("{0}")]
     AuthCodeLost(String),
+    #[error("{0}")]
+    SuiteTicketRejected(String),
+    #[error("the suite is disabled")]
+    SuiteDisabled,
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("a stored secret cannot be opened with the configured master key")]
+    SecretsUnavailable,
 }
 
 impl AppError {
@@ -50,6 +60,10 @@ impl AppError {
             Self::UpstreamUnavailable => "wecom_unavailable",
             Self::Unavailable => "unavailable",
             Self::AuthCodeLost(_) => "auth_lost",
+            Self::SuiteTicketRejected(_) => "suite_ticket_rejected",
+            Self::SuiteDisabled => "suite_disabled",
+            Self::Conflict { code, .. } => code,
+            Self::SecretsUnavailable => "secrets_unavailable",
         }
     }
 
@@ -87,6 +101,31 @@ impl From<TokenError> for AppError {
             TokenError::Upstream(upstream) => upstream.into(),
             TokenError::RefreshTimeout => Self::Unavailable,
             TokenError::Store(store) => store.into(),
+            TokenError::TicketRejected { .. } => Self::SuiteTicketRejected(error.to_string()),
+            TokenError::SuiteDisabled => Self::SuiteDisabled,
+            TokenError::Sealing(sealing) => sealing.into(),
+        }
+    }
+}
+
+impl From<SealError> for AppError {
+    fn from(error: SealError) -> Self {
+        tracing::error!(%error, "cannot open a stored secret");
+        Self::SecretsUnavailable
+    }
+}
+
+impl From<RegistryError> for AppError {
+    fn from(error: RegistryError) -> Self {
+        let message = error.to_string();
+        match error {
+            RegistryError::Invalid { .. } => Self::bad_request("invalid_body", message),
+            RegistryError::AlreadyExists(..) => Self::Conflict { code: "already_exists", message },
+            RegistryError::NotFound(what) => Self::NotFound(what),
+            RegistryError::SuiteHasCorps(..) => Self::Conflict { code: "suite_has_corps", message },
+            RegistryError::ProviderHasSuites(..) => Self::Conflict { code: "provider_has_suites", message },
+            RegistryError::Sealing(sealing) => sealing.into(),
+            RegistryError::Store(store) => store.into(),
         }
     }
 }

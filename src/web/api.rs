@@ -5,14 +5,14 @@ use std::time::Duration;
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use secrecy::ExposeSecret;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use super::{AppState, State};
 use crate::error::AppError;
 use crate::feed::{self, EventFilter, rfc3339};
-use crate::store::{corps, suites};
+use crate::store::corps;
 use crate::tokens::{Token, TokenKey};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -25,8 +25,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/events", web::get().to(event_feed));
 }
 
-/// Proof that the request carried `Authorization: Bearer $ADMIN_TOKEN`.
-pub struct Admin;
+/// Proof that the request carried `Authorization: Bearer $ADMIN_TOKEN`; `actor`
+/// names the caller in the audit log.
+pub struct Admin {
+    pub actor: String,
+}
 
 /// A failed authentication is answered this much later, so guessing is slow.
 const FAILED_AUTH_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
@@ -61,26 +64,11 @@ fn authorize(state: &AppState, request: &HttpRequest) -> Result<Admin, AppError>
         .and_then(|value| value.strip_prefix("Bearer "))
         .ok_or(AppError::Unauthorized)?;
     let matches: bool = presented.as_bytes().ct_eq(expected.expose_secret().as_bytes()).into();
-    if matches { Ok(Admin) } else { Err(AppError::Unauthorized) }
-}
-
-#[derive(Serialize)]
-struct SuiteView {
-    suite_id: String,
-    provider_corpid: String,
-    has_ticket: bool,
-    ticket_updated_at: Option<String>,
+    if matches { Ok(Admin { actor: "bootstrap".to_owned() }) } else { Err(AppError::Unauthorized) }
 }
 
 async fn suite(_: Admin, state: State, suite_id: web::Path<String>) -> Result<HttpResponse, AppError> {
-    let id = suite_id.into_inner();
-    let row = state.db.run(move |conn| suites::find_suite(conn, &id)).await?.ok_or(AppError::NotFound("suite"))?;
-    Ok(HttpResponse::Ok().json(SuiteView {
-        suite_id: row.suite_id,
-        provider_corpid: row.provider_corpid,
-        has_ticket: row.ticket.is_some(),
-        ticket_updated_at: row.ticket_updated_at.map(rfc3339),
-    }))
+    Ok(HttpResponse::Ok().json(state.registry.suite_view(&suite_id).await?))
 }
 
 const DEFAULT_PAGE: i64 = 100;
@@ -202,9 +190,7 @@ fn corp_summary(corp: &corps::CorpView) -> Value {
 
 async fn corp_list(_: Admin, state: State, suite_id: web::Path<String>) -> Result<HttpResponse, AppError> {
     let id = suite_id.into_inner();
-    let lookup = id.clone();
-    let suite = state.db.run(move |conn| suites::find_suite(conn, &lookup)).await?;
-    if suite.is_none() {
+    if state.registry.suite(&id).is_none() {
         return Err(AppError::NotFound("suite"));
     }
     let rows = state.db.run(move |conn| corps::list(conn, &id)).await?;
