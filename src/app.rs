@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
-use secrecy::ExposeSecret;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -18,7 +17,9 @@ use crate::events::retention::Retention;
 use crate::events::worker::{Worker, WorkerHandle};
 use crate::ids::Ids;
 use crate::lifecycle::Lifecycle;
-use crate::store::{Db, StoreError, now_ms, suites};
+use crate::registry::{Registry, RegistryError, seed_from_environment};
+use crate::store::sealing::{self, KeyringError, ResealError, Sealer};
+use crate::store::{Db, StoreError};
 use crate::tokens::Tokens;
 use crate::web::install::InstallSettings;
 use crate::web::{self, AppState};
@@ -29,6 +30,12 @@ use crate::wecom::client::WecomClient;
 pub enum StartError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("master key: {0}")]
+    Keys(#[from] KeyringError),
+    #[error(transparent)]
+    Sealing(#[from] ResealError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot start the event writer: {0}")]
@@ -78,13 +85,13 @@ pub struct Running {
     handle_signals: bool,
 }
 
-/// Migrates, seeds the configured provider and suite, and starts serving.
+/// Migrates, seals, seeds the configured provider and suite, and starts serving.
 pub async fn start(config: &Config, options: StartOptions) -> Result<Running, StartError> {
-    let db = prepare_database(config).await?;
+    let Prepared { db, registry } = prepare(config).await?;
 
     let stored = Arc::new(Notify::new());
     let intake = Intake::start(db.clone(), stored.clone()).map_err(StartError::Writer)?;
-    let tokens = Arc::new(Tokens::new(db.clone(), WecomClient::new(config.wecom_api_base.clone())));
+    let tokens = Arc::new(Tokens::new(db.clone(), registry.clone(), WecomClient::new(config.wecom_api_base.clone())));
     let lifecycle = Arc::new(Lifecycle::new(db.clone(), tokens.clone()));
     let ids = Arc::new(Ids::new(db.clone(), tokens.clone()));
     let worker = options.run_worker.then(|| {
@@ -95,7 +102,8 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
 
     let state = actix_web::web::Data::new(Arc::new(AppState {
         db: db.clone(),
-        gateway: Gateway::new(db.clone(), intake, retention),
+        gateway: Gateway::new(db.clone(), intake, retention, registry.clone()),
+        registry: registry.clone(),
         tokens,
         lifecycle: lifecycle.clone(),
         ids,
@@ -119,7 +127,9 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
     let handle = server.handle();
     let server_task = tokio::spawn(server);
     tracing::info!(addr = %bound, database = db.backend_name(), "wecom-provider listening");
+    log_diagnostics(&registry, config);
     let mut background: Vec<JoinHandle<()>> = db.spawn_checkpointer().into_iter().collect();
+    background.push(registry.spawn_refresher());
     background.push(retention.spawn_pruner(db.clone()));
     let webhooks = options.run_webhooks.then(|| Deliverer::start(db.clone(), options.webhook_retries));
     Ok(Running {
@@ -205,49 +215,73 @@ async fn shutdown_signal() {
 }
 
 /// The ID service on the prepared database, for command-line tools.
-pub async fn id_service(config: &Config) -> Result<Ids, StoreError> {
-    let db = prepare_database(config).await?;
-    let tokens = Arc::new(Tokens::new(db.clone(), WecomClient::new(config.wecom_api_base.clone())));
+pub async fn id_service(config: &Config) -> Result<Ids, StartError> {
+    let Prepared { db, registry } = prepare(config).await?;
+    let tokens = Arc::new(Tokens::new(db.clone(), registry, WecomClient::new(config.wecom_api_base.clone())));
     Ok(Ids::new(db, tokens))
 }
 
-/// Opens the database, runs pending migrations and seeds the configured provider
-/// and suite: what `serve` and the command-line tools start from.
-pub async fn prepare_database(config: &Config) -> Result<Db, StoreError> {
-    let db = Db::open(&config.database)?;
+/// A migrated database whose secrets are sealed under the configured key, and the
+/// registry of its providers and suites.
+pub struct Prepared {
+    pub db: Db,
+    pub registry: Arc<Registry>,
+}
+
+/// Opens the database, runs pending migrations, seals what is stored unsealed (or
+/// stops when the key cannot open what is sealed), loads the registry and seeds it
+/// from the environment: what `serve` and the command-line tools start from.
+pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
+    let db = open_sealed(config).await?;
+    let registry = Registry::load(db.clone(), config.public_base_url.clone()).await?;
+    seed_from_environment(&registry, config).await?;
+    Ok(Prepared { db, registry })
+}
+
+/// The database migrated, with every secret sealed under the configured key.
+pub async fn open_sealed(config: &Config) -> Result<Db, StartError> {
+    let sealer = Sealer::load(&config.master_key)?;
+    let db = Db::open(&config.database, sealer.clone())?;
     db.migrate().await?;
-    seed(&db, config).await?;
+    let report = db.run(move |conn| Ok(sealing::ensure_sealed(conn, &sealer))).await??;
+    if let Some(report) = report.filter(|report| report.were_unsealed > 0) {
+        tracing::info!(secrets = report.were_unsealed, "sealed the secrets stored before sealing existed");
+    }
     Ok(db)
 }
 
-async fn seed(db: &Db, config: &Config) -> Result<(), StoreError> {
-    let now = now_ms();
-    let provider = config.provider.as_ref().map(|p| suites::ProviderSeedRow {
-        provider_corpid: p.corpid.clone(),
-        provider_secret: p.secret.expose_secret().to_owned(),
-        callback_token: p.callback.as_ref().map(|c| c.token.expose_secret().to_owned()),
-        encoding_aes_key: p.callback.as_ref().map(|c| c.encoding_aes_key.expose_secret().to_owned()),
-        updated_at: now,
-    });
-    let suite = match (&config.suite, &config.provider) {
-        (Some(s), Some(p)) => Some(suites::SuiteSeedRow {
-            suite_id: s.suite_id.clone(),
-            provider_corpid: p.corpid.clone(),
-            suite_secret: s.secret.expose_secret().to_owned(),
-            callback_token: s.callback.token.expose_secret().to_owned(),
-            encoding_aes_key: s.callback.encoding_aes_key.expose_secret().to_owned(),
-            updated_at: now,
-        }),
-        _ => None,
-    };
-    db.run(move |conn| {
-        if let Some(provider) = &provider {
-            suites::upsert_provider(conn, provider)?;
+/// One line per provider and suite with the URLs to paste into WeCom, and a
+/// warning for what a newcomer would otherwise wonder about.
+fn log_diagnostics(registry: &Registry, config: &Config) {
+    let (providers, suites) = (registry.providers(), registry.suites());
+    if providers.is_empty() || suites.is_empty() {
+        tracing::warn!(
+            providers = providers.len(),
+            suites = suites.len(),
+            "no provider or suite is configured: add them with `wecom-provider apply FILE.toml`, `providers add`/`suites add`, or the WECOM_* variables"
+        );
+    }
+    for provider in &providers {
+        if provider.callback.is_some() {
+            tracing::info!(
+                provider = %provider.provider_corpid,
+                system_event_url = %registry.provider_callback_url(&provider.provider_corpid),
+                "provider"
+            );
         }
-        if let Some(suite) = &suite {
-            suites::upsert_suite(conn, suite)?;
-        }
-        Ok(())
-    })
-    .await
+    }
+    for suite in &suites {
+        let urls = registry.callback_urls(&suite.suite_id);
+        tracing::info!(
+            suite = %suite.suite_id,
+            kind = %suite.kind,
+            enabled = suite.enabled,
+            command_url = %urls.command,
+            data_url = %urls.data,
+            "suite: paste these into its 回调配置"
+        );
+    }
+    if config.admin_token.is_none() {
+        tracing::warn!("/api/v1 is disabled: set ADMIN_TOKEN (at least 32 characters) to enable it");
+    }
 }

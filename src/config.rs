@@ -10,6 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::crypto::{CallbackKeys, KeyError};
+use crate::model::SuiteKind;
 
 /// Every variable the service reads. `.env.example` lists exactly these (a test checks it).
 pub const VARIABLES: &[&str] = &[
@@ -18,6 +19,8 @@ pub const VARIABLES: &[&str] = &[
     "PUBLIC_BASE_URL",
     "WECOM_API_BASE",
     "ADMIN_TOKEN",
+    "MASTER_KEY",
+    "MASTER_KEY_FILE",
     "WECOM_PROVIDER_CORPID",
     "WECOM_PROVIDER_SECRET",
     "WECOM_PROVIDER_TOKEN",
@@ -26,6 +29,7 @@ pub const VARIABLES: &[&str] = &[
     "WECOM_SUITE_SECRET",
     "WECOM_SUITE_TOKEN",
     "WECOM_SUITE_ENCODING_AES_KEY",
+    "WECOM_SUITE_KIND",
     "WECOM_INSTALL_AUTH_TYPE",
     "EFFECT_CONCURRENCY",
     "SHUTDOWN_GRACE_SECONDS",
@@ -46,6 +50,8 @@ pub struct Config {
     pub public_base_url: Url,
     pub wecom_api_base: Url,
     pub admin_token: Option<SecretString>,
+    /// The key ring every stored secret is sealed under.
+    pub master_key: MasterKeySource,
     pub provider: Option<ProviderSeed>,
     pub suite: Option<SuiteSeed>,
     /// `auth_type` of set_session_info: 1 marks installs from the install page as test installs.
@@ -75,6 +81,20 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
+/// Where the master key ring comes from.
+#[derive(Debug, Clone)]
+pub enum MasterKeySource {
+    /// `MASTER_KEY`: one key, base64 of 32 bytes (checked when read).
+    Inline(SecretString),
+    /// `MASTER_KEY_FILE`: one base64 key per line, the current one first; `keys
+    /// rotate` rewrites it and running instances follow.
+    File(PathBuf),
+    /// The embedded default: a key file beside the SQLite database, created on first start.
+    BesideDatabase(PathBuf),
+    /// PostgreSQL without a key: refused at start.
+    Required,
+}
+
 #[derive(Debug, Clone)]
 pub struct ProviderSeed {
     pub corpid: String,
@@ -86,6 +106,7 @@ pub struct ProviderSeed {
 #[derive(Debug, Clone)]
 pub struct SuiteSeed {
     pub suite_id: String,
+    pub kind: SuiteKind,
     pub secret: SecretString,
     pub callback: CallbackSeed,
 }
@@ -145,6 +166,8 @@ impl Config {
         let public_base_url = get("PUBLIC_BASE_URL");
         let wecom_api_base = get("WECOM_API_BASE");
         let admin_token = get("ADMIN_TOKEN");
+        let master_key = get("MASTER_KEY");
+        let master_key_file = get("MASTER_KEY_FILE");
         let provider_corpid = get("WECOM_PROVIDER_CORPID");
         let provider_secret = get("WECOM_PROVIDER_SECRET");
         let provider_token = get("WECOM_PROVIDER_TOKEN");
@@ -153,6 +176,7 @@ impl Config {
         let suite_secret = get("WECOM_SUITE_SECRET");
         let suite_token = get("WECOM_SUITE_TOKEN");
         let suite_aes_key = get("WECOM_SUITE_ENCODING_AES_KEY");
+        let suite_kind = get("WECOM_SUITE_KIND");
         let install_auth_type = get("WECOM_INSTALL_AUTH_TYPE");
         let effect_concurrency = get("EFFECT_CONCURRENCY");
         let shutdown_grace = get("SHUTDOWN_GRACE_SECONDS");
@@ -213,6 +237,14 @@ impl Config {
             }
         };
 
+        let kind = match suite_kind.as_deref().map(str::parse::<SuiteKind>) {
+            None => SuiteKind::ThirdParty,
+            Some(Ok(kind)) => kind,
+            Some(Err(error)) => {
+                errors.push(ConfigError { variable: "WECOM_SUITE_KIND", problem: error.to_string() });
+                SuiteKind::ThirdParty
+            }
+        };
         let suite = match suite_id {
             Some(suite_id) => {
                 check_identifier("WECOM_SUITE_ID", &suite_id, &mut errors);
@@ -237,12 +269,13 @@ impl Config {
                         ("WECOM_SUITE_ENCODING_AES_KEY", Some(aes_key)),
                         &mut errors,
                     )
-                    .map(|callback| SuiteSeed { suite_id, secret: secret.into(), callback }),
+                    .map(|callback| SuiteSeed { suite_id, kind, secret: secret.into(), callback }),
                     _ => None,
                 }
             }
             None => {
                 for (variable, value) in [
+                    ("WECOM_SUITE_KIND", &suite_kind),
                     ("WECOM_SUITE_SECRET", &suite_secret),
                     ("WECOM_SUITE_TOKEN", &suite_token),
                     ("WECOM_SUITE_ENCODING_AES_KEY", &suite_aes_key),
@@ -287,6 +320,30 @@ impl Config {
             });
         }
 
+        let master_key = match (master_key, master_key_file, &database) {
+            (Some(_), Some(_), _) => {
+                errors.push(ConfigError {
+                    variable: "MASTER_KEY_FILE",
+                    problem: "must not be set together with MASTER_KEY (choose one)".into(),
+                });
+                MasterKeySource::Required
+            }
+            (Some(key), None, _) => {
+                if !is_base64_of_32_bytes(&key) {
+                    errors.push(ConfigError {
+                        variable: "MASTER_KEY",
+                        problem: "must be base64 of 32 bytes (make one with: wecom-provider keys generate)".into(),
+                    });
+                }
+                MasterKeySource::Inline(key.into())
+            }
+            (None, Some(path), _) => MasterKeySource::File(PathBuf::from(path)),
+            (None, None, Some(DatabaseUrl::Sqlite(path))) => {
+                MasterKeySource::BesideDatabase(path.with_extension("key"))
+            }
+            (None, None, _) => MasterKeySource::Required,
+        };
+
         let log_filter = log_filter.unwrap_or_else(|| "info".to_owned());
         if tracing_subscriber::EnvFilter::try_new(&log_filter).is_err() {
             errors.push(ConfigError {
@@ -303,6 +360,7 @@ impl Config {
                     public_base_url,
                     wecom_api_base,
                     admin_token: admin_token.map(SecretString::from),
+                    master_key,
                     provider,
                     suite,
                     install_auth_type,
@@ -336,6 +394,11 @@ fn whole_number(
             default
         }
     }
+}
+
+fn is_base64_of_32_bytes(text: &str) -> bool {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(text).is_ok_and(|bytes| bytes.len() == 32)
 }
 
 fn required_with(variable: &'static str, because: &str) -> ConfigError {

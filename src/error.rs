@@ -5,7 +5,9 @@
 use crate::access::{AccessError, Denied, Refusal};
 use crate::ids::IdError;
 use crate::lifecycle::LifecycleError;
+use crate::registry::RegistryError;
 use crate::store::StoreError;
+use crate::store::sealing::SealError;
 use crate::tokens::TokenError;
 use crate::webhooks::WebhookError;
 use crate::wecom::client::{ERRCODE_RATE_LIMITED, WecomError};
@@ -21,8 +23,6 @@ pub enum AppError {
     Forbidden(Denied),
     #[error("too many failed authentications from this address; try again in {retry_after_secs} s")]
     TooManyFailedAttempts { retry_after_secs: u64 },
-    #[error("{0}")]
-    AlreadyExists(String),
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{message}")]
@@ -41,6 +41,14 @@ pub enum AppError {
     Unavailable,
     #[error("{0}")]
     AuthCodeLost(String),
+    #[error("{0}")]
+    SuiteTicketRejected(String),
+    #[error("the suite is disabled")]
+    SuiteDisabled,
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("a stored secret cannot be opened with the configured master key")]
+    SecretsUnavailable,
 }
 
 impl AppError {
@@ -50,7 +58,6 @@ impl AppError {
             Self::AdminTokenUnset => "admin_token_unset",
             Self::Forbidden(_) => "forbidden_scope",
             Self::TooManyFailedAttempts { .. } => "too_many_failed_attempts",
-            Self::AlreadyExists(_) => "already_exists",
             Self::NotFound(_) => "not_found",
             Self::BadRequest { code, .. } => code,
             Self::NoSuiteTicket(_) => "no_suite_ticket",
@@ -61,6 +68,10 @@ impl AppError {
             Self::UpstreamUnavailable => "wecom_unavailable",
             Self::Unavailable => "unavailable",
             Self::AuthCodeLost(_) => "auth_lost",
+            Self::SuiteTicketRejected(_) => "suite_ticket_rejected",
+            Self::SuiteDisabled => "suite_disabled",
+            Self::Conflict { code, .. } => code,
+            Self::SecretsUnavailable => "secrets_unavailable",
         }
     }
 
@@ -98,6 +109,31 @@ impl From<TokenError> for AppError {
             TokenError::Upstream(upstream) => upstream.into(),
             TokenError::RefreshTimeout => Self::Unavailable,
             TokenError::Store(store) => store.into(),
+            TokenError::TicketRejected { .. } => Self::SuiteTicketRejected(error.to_string()),
+            TokenError::SuiteDisabled => Self::SuiteDisabled,
+            TokenError::Sealing(sealing) => sealing.into(),
+        }
+    }
+}
+
+impl From<SealError> for AppError {
+    fn from(error: SealError) -> Self {
+        tracing::error!(%error, "cannot open a stored secret");
+        Self::SecretsUnavailable
+    }
+}
+
+impl From<RegistryError> for AppError {
+    fn from(error: RegistryError) -> Self {
+        let message = error.to_string();
+        match error {
+            RegistryError::Invalid { .. } => Self::bad_request("invalid_body", message),
+            RegistryError::AlreadyExists(..) => Self::Conflict { code: "already_exists", message },
+            RegistryError::NotFound(what) => Self::NotFound(what),
+            RegistryError::SuiteHasCorps(..) => Self::Conflict { code: "suite_has_corps", message },
+            RegistryError::ProviderHasSuites(..) => Self::Conflict { code: "provider_has_suites", message },
+            RegistryError::Sealing(sealing) => sealing.into(),
+            RegistryError::Store(store) => store.into(),
         }
     }
 }
@@ -157,7 +193,7 @@ impl From<AccessError> for AppError {
     fn from(error: AccessError) -> Self {
         match error {
             AccessError::Invalid { .. } => Self::bad_request("invalid_body", error.to_string()),
-            AccessError::NameTaken(_) => Self::AlreadyExists(error.to_string()),
+            AccessError::NameTaken(_) => Self::Conflict { code: "already_exists", message: error.to_string() },
             AccessError::NotFound => Self::NotFound("api key"),
             AccessError::Store(store) => store.into(),
         }

@@ -233,7 +233,7 @@ impl Lifecycle {
                 "install_path": path.as_str(),
             }),
         );
-        let permanent_code = grant.permanent_code.expose_secret().to_owned();
+        let permanent_code = self.db.sealer().seal(grant.permanent_code.expose_secret());
         let (sid, corpid, corp_name, agent_id, hash) =
             (suite_id.to_owned(), grant.corpid.clone(), grant.corp_name.clone(), grant.agent_id, code_hash.to_owned());
         let stored_info = auth_info.to_string();
@@ -284,9 +284,10 @@ impl Lifecycle {
         let (sid, cid) = (suite_id.to_owned(), corpid.to_owned());
         let credentials =
             self.db.run(move |conn| corps::credentials(conn, &sid, &cid)).await?.ok_or(LifecycleError::UnknownCorp)?;
-        let Some(permanent_code) = credentials.permanent_code.map(SecretString::from) else {
+        let Some(sealed) = credentials.permanent_code else {
             return Err(LifecycleError::Token(TokenError::CorpNotActive));
         };
+        let permanent_code = self.db.sealer().open(&sealed).map_err(TokenError::from)?;
         let client = self.tokens.client();
         let permanent_code = &permanent_code;
         let fetched = self

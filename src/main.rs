@@ -4,11 +4,19 @@ use std::process::ExitCode;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
+use std::sync::Arc;
 use wecom_provider::access::{self, Suites};
 use wecom_provider::app::{self, StartOptions};
 use wecom_provider::config::Config;
 use wecom_provider::ids::IdKind;
 use wecom_provider::ids::bulk::{self, ConvertJob};
+use wecom_provider::keys;
+use wecom_provider::model::SuiteKind;
+use wecom_provider::registry::apply::{Outcome, apply_file, secret_value};
+use wecom_provider::registry::{ProviderInput, ProviderPatch, Registry, SuiteInput, SuitePatch};
+use wecom_provider::store::audit::ACTOR_CLI;
+use wecom_provider::store::sealing::MasterKey;
 use wecom_provider::webhooks;
 
 /// Callback gateway, token center and ciphertext-ID service for a WeCom service provider.
@@ -40,6 +48,58 @@ enum Command {
         #[command(subcommand)]
         command: ApiKeysCommand,
     },
+    /// Providers (the same as /api/v1/admin/providers).
+    Providers {
+        #[command(subcommand)]
+        command: ProvidersCommand,
+    },
+    /// Suites: third-party apps, customized-app templates, login apps (the same as
+    /// /api/v1/admin/suites).
+    Suites {
+        #[command(subcommand)]
+        command: SuitesCommand,
+    },
+    /// Create or update the providers and suites FILE.toml declares; prints what changed.
+    Apply { file: PathBuf },
+    /// The master key that seals stored secrets.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+/// Secrets are given as `env:NAME`, `file:PATH` or the value itself (which the
+/// shell history then keeps: prefer the first two).
+#[derive(Subcommand)]
+enum ProvidersCommand {
+    Add {
+        #[arg(long)]
+        corpid: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        secret: String,
+        #[arg(long, requires = "encoding_aes_key")]
+        callback_token: Option<String>,
+        #[arg(long, requires = "callback_token")]
+        encoding_aes_key: Option<String>,
+    },
+    List,
+    Update {
+        corpid: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        secret: Option<String>,
+        #[arg(long)]
+        callback_token: Option<String>,
+        #[arg(long)]
+        encoding_aes_key: Option<String>,
+    },
+    /// Delete a provider that has no suites.
+    Remove {
+        corpid: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -59,6 +119,74 @@ enum ApiKeysCommand {
     List,
     /// Revoke a key: every instance refuses it within 2 seconds.
     Revoke { name: String },
+}
+
+#[derive(Subcommand)]
+enum SuitesCommand {
+    Add {
+        #[arg(long)]
+        suite_id: String,
+        #[arg(long)]
+        provider: String,
+        #[arg(long, value_parser = parse_kind)]
+        kind: SuiteKind,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        secret: String,
+        #[arg(long)]
+        callback_token: String,
+        #[arg(long)]
+        encoding_aes_key: String,
+        /// Create it disabled: its callbacks answer 404 until enabled.
+        #[arg(long)]
+        disabled: bool,
+    },
+    List,
+    Update {
+        suite_id: String,
+        #[arg(long, value_parser = parse_kind)]
+        kind: Option<SuiteKind>,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        secret: Option<String>,
+        #[arg(long)]
+        callback_token: Option<String>,
+        #[arg(long)]
+        encoding_aes_key: Option<String>,
+    },
+    /// Callbacks answer 404 and token routes 409 until enabled again.
+    Disable {
+        suite_id: String,
+    },
+    Enable {
+        suite_id: String,
+    },
+    /// Delete a suite; one with active corps only with --force (its corps and tokens go too).
+    Remove {
+        suite_id: String,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print a new random key (base64 of 32 bytes) for MASTER_KEY or a key file.
+    Generate,
+    /// Make a new key current in the key file and re-seal every secret under it,
+    /// while the service runs (instances sharing the file follow within seconds).
+    Rotate {
+        /// Drop the older keys from the file afterwards (backups sealed under them
+        /// then no longer open).
+        #[arg(long)]
+        retire_old: bool,
+    },
+}
+
+fn parse_kind(text: &str) -> Result<SuiteKind, String> {
+    text.parse().map_err(|e: wecom_provider::model::UnknownName| e.to_string())
 }
 
 #[derive(Subcommand)]
@@ -158,6 +286,14 @@ async fn main() -> ExitCode {
         Command::Ids { command: IdsCommand::Convert(args) } => return convert(&config, args).await,
         Command::Webhooks { command } => manage_webhooks(&config, command).await,
         Command::ApiKeys { command } => manage_api_keys(&config, command).await,
+        Command::Providers { command } => manage_providers(&config, command).await,
+        Command::Suites { command } => manage_suites(&config, command).await,
+        Command::Apply { file } => apply(&config, &file).await,
+        Command::Keys { command: KeysCommand::Generate } => {
+            println!("{}", MasterKey::generate().1);
+            Ok(())
+        }
+        Command::Keys { command: KeysCommand::Rotate { retire_old } } => rotate_keys(&config, retire_old).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -174,14 +310,185 @@ async fn serve(config: &Config) -> Result<(), String> {
 }
 
 async fn migrate(config: &Config) -> Result<(), String> {
-    let db = wecom_provider::store::Db::open(&config.database).map_err(|e| e.to_string())?;
-    db.migrate().await.map_err(|e| e.to_string())?;
+    let db = app::open_sealed(config).await.map_err(|e| e.to_string())?;
     tracing::info!(database = db.backend_name(), "migrations applied");
     Ok(())
 }
 
+async fn registry(config: &Config) -> Result<Arc<Registry>, String> {
+    Ok(app::prepare(config).await.map_err(|e| e.to_string())?.registry)
+}
+
+fn secret(source: &str) -> Result<SecretString, String> {
+    secret_value(source).map_err(|problem| format!("secret: {problem}"))
+}
+
+fn optional_secret(source: Option<String>) -> Result<Option<SecretString>, String> {
+    source.as_deref().map(secret).transpose()
+}
+
+async fn manage_providers(config: &Config, command: ProvidersCommand) -> Result<(), String> {
+    let registry = registry(config).await?;
+    match command {
+        ProvidersCommand::Add { corpid, name, secret: given, callback_token, encoding_aes_key } => {
+            let input = ProviderInput {
+                provider_corpid: corpid,
+                name,
+                secret: secret(&given)?,
+                callback_token: optional_secret(callback_token)?,
+                encoding_aes_key: optional_secret(encoding_aes_key)?,
+            };
+            let view = registry.create_provider(ACTOR_CLI, input).await.map_err(|e| e.to_string())?;
+            println!("created provider {}", view.provider_corpid);
+            println!("system-event URL  {}", view.callback_url);
+        }
+        ProvidersCommand::List => {
+            for view in registry.provider_views().await.map_err(|e| e.to_string())? {
+                println!(
+                    "{}\tname={}\tcallback={}\tversion={}\tupdated={}",
+                    view.provider_corpid,
+                    view.name,
+                    if view.has_callback { view.callback_url.as_str() } else { "-" },
+                    view.version,
+                    view.updated_at
+                );
+            }
+        }
+        ProvidersCommand::Update { corpid, name, secret: given, callback_token, encoding_aes_key } => {
+            let patch = ProviderPatch {
+                name,
+                secret: optional_secret(given)?,
+                callback_token: optional_secret(callback_token)?,
+                encoding_aes_key: optional_secret(encoding_aes_key)?,
+            };
+            let changed = registry.update_provider(ACTOR_CLI, &corpid, patch).await.map_err(|e| e.to_string())?;
+            print_changed("provider", &corpid, &changed);
+        }
+        ProvidersCommand::Remove { corpid } => {
+            registry.remove_provider(ACTOR_CLI, &corpid).await.map_err(|e| e.to_string())?;
+            println!("removed provider {corpid}");
+        }
+    }
+    Ok(())
+}
+
+async fn manage_suites(config: &Config, command: SuitesCommand) -> Result<(), String> {
+    let registry = registry(config).await?;
+    let update = |patch: SuitePatch, suite_id: String| {
+        let registry = registry.clone();
+        async move {
+            let changed = registry.update_suite(ACTOR_CLI, &suite_id, patch).await.map_err(|e| e.to_string())?;
+            print_changed("suite", &suite_id, &changed);
+            Ok::<(), String>(())
+        }
+    };
+    match command {
+        SuitesCommand::Add {
+            suite_id,
+            provider,
+            kind,
+            name,
+            secret: given,
+            callback_token,
+            encoding_aes_key,
+            disabled,
+        } => {
+            let input = SuiteInput {
+                suite_id,
+                provider_corpid: provider,
+                kind,
+                name,
+                enabled: !disabled,
+                secret: secret(&given)?,
+                callback_token: secret(&callback_token)?,
+                encoding_aes_key: secret(&encoding_aes_key)?,
+            };
+            let view = registry.create_suite(ACTOR_CLI, input).await.map_err(|e| e.to_string())?;
+            println!("created suite {} ({})", view.suite_id, view.kind);
+            println!("command URL  {}", view.callback_urls.command);
+            println!("data URL     {}", view.callback_urls.data);
+        }
+        SuitesCommand::List => {
+            for view in registry.suite_views().await.map_err(|e| e.to_string())? {
+                println!(
+                    "{}\t{}\t{}\tprovider={}\tname={}\tcorps={}\tticket={}\tcommand_url={}",
+                    view.suite_id,
+                    view.kind,
+                    if view.enabled { "enabled" } else { "disabled" },
+                    view.provider_corpid,
+                    view.name,
+                    view.active_corps,
+                    view.ticket_updated_at.as_deref().unwrap_or("none"),
+                    view.callback_urls.command
+                );
+            }
+        }
+        SuitesCommand::Update { suite_id, kind, name, secret: given, callback_token, encoding_aes_key } => {
+            let patch = SuitePatch {
+                kind,
+                name,
+                enabled: None,
+                secret: optional_secret(given)?,
+                callback_token: optional_secret(callback_token)?,
+                encoding_aes_key: optional_secret(encoding_aes_key)?,
+            };
+            update(patch, suite_id).await?;
+        }
+        SuitesCommand::Disable { suite_id } => {
+            update(SuitePatch { enabled: Some(false), ..SuitePatch::default() }, suite_id).await?;
+        }
+        SuitesCommand::Enable { suite_id } => {
+            update(SuitePatch { enabled: Some(true), ..SuitePatch::default() }, suite_id).await?;
+        }
+        SuitesCommand::Remove { suite_id, force } => {
+            registry.remove_suite(ACTOR_CLI, &suite_id, force).await.map_err(|e| e.to_string())?;
+            println!("removed suite {suite_id}");
+        }
+    }
+    Ok(())
+}
+
+fn print_changed(what: &str, id: &str, changed: &[&str]) {
+    if changed.is_empty() {
+        println!("{what} {id} unchanged");
+    } else {
+        println!("updated {what} {id}: {}", changed.join(", "));
+    }
+}
+
+async fn apply(config: &Config, file: &std::path::Path) -> Result<(), String> {
+    let registry = registry(config).await?;
+    let changes = apply_file(&registry, file, ACTOR_CLI).await.map_err(|e| e.to_string())?;
+    let mut changed = 0;
+    for change in &changes {
+        match &change.outcome {
+            Outcome::Created => println!("created {} {}", change.what, change.id),
+            Outcome::Updated(fields) => println!("updated {} {}: {}", change.what, change.id, fields.join(", ")),
+            Outcome::Unchanged => continue,
+        }
+        changed += 1;
+    }
+    println!("{changed} changed, {} unchanged", changes.len() - changed);
+    Ok(())
+}
+
+async fn rotate_keys(config: &Config, retire_old: bool) -> Result<(), String> {
+    let db = app::open_sealed(config).await.map_err(|e| e.to_string())?;
+    let rotation = keys::rotate(&db, retire_old).await.map_err(|e| e.to_string())?;
+    println!("rotated the master key: {} -> {}", rotation.from, rotation.to);
+    for (column, count) in &rotation.report.resealed {
+        println!("  re-sealed {count} in {column}");
+    }
+    if retire_old {
+        println!("older keys dropped from {}", rotation.file.display());
+    } else {
+        println!("older keys kept in {} for what is sealed outside this database (backups)", rotation.file.display());
+    }
+    Ok(())
+}
+
 async fn manage_webhooks(config: &Config, command: WebhooksCommand) -> Result<(), String> {
-    let db = app::prepare_database(config).await.map_err(|e| e.to_string())?;
+    let db = app::prepare(config).await.map_err(|e| e.to_string())?.db;
     match command {
         WebhooksCommand::Add { url, kinds, suite, disabled } => {
             let new = webhooks::NewSubscription { url, kinds, suite_id: suite, enabled: !disabled };
@@ -212,7 +519,7 @@ async fn manage_webhooks(config: &Config, command: WebhooksCommand) -> Result<()
 }
 
 async fn manage_api_keys(config: &Config, command: ApiKeysCommand) -> Result<(), String> {
-    let db = app::prepare_database(config).await.map_err(|e| e.to_string())?;
+    let db = app::prepare(config).await.map_err(|e| e.to_string())?.db;
     match command {
         ApiKeysCommand::Create { name, scopes, suites } => {
             let new = access::NewKey { name, scopes, suites: (!suites.is_empty()).then_some(suites) };

@@ -67,6 +67,8 @@ pub struct CallbackKeys {
     token: String,
     cipher: Aes256,
     iv: [u8; 16],
+    /// Tells two key sets apart without keeping the key itself a second time.
+    key_digest: [u8; 32],
 }
 
 impl fmt::Debug for CallbackKeys {
@@ -92,7 +94,15 @@ impl CallbackKeys {
         let cipher = Aes256::new_from_slice(&key).map_err(|_| KeyError::EncodingAesKeyLength)?;
         let mut iv = [0u8; 16];
         iv.copy_from_slice(&key[..16]);
-        Ok(CallbackKeys { token: token.to_owned(), cipher, iv })
+        let key_digest = sha2::Sha256::digest(&key).into();
+        Ok(CallbackKeys { token: token.to_owned(), cipher, iv, key_digest })
+    }
+
+    /// Whether `token` and `encoding_aes_key` are these keys.
+    pub fn matches(&self, token: &secrecy::SecretString, encoding_aes_key: &secrecy::SecretString) -> bool {
+        use secrecy::ExposeSecret;
+        CallbackKeys::new(token.expose_secret(), encoding_aes_key.expose_secret())
+            .is_ok_and(|other| other.token == self.token && other.key_digest == self.key_digest)
     }
 
     /// `msg_signature` over the strings exactly as sent.

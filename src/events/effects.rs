@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::ids::Ids;
 use crate::lifecycle::{self, InstallPath, Lifecycle, LifecycleError};
@@ -37,7 +37,14 @@ impl From<LifecycleError> for EffectError {
                     upstream.is_transient() || upstream.is_token_invalid() || upstream.is_rate_limited()
                 }
                 // A ticket arrives every 10 minutes; another instance may finish its refresh.
-                TokenError::NoSuiteTicket | TokenError::RefreshTimeout | TokenError::Store(_) => true,
+                // A disabled suite's events wait for it to be enabled again; a ring
+                // missing a key may get it back.
+                TokenError::NoSuiteTicket
+                | TokenError::TicketRejected { .. }
+                | TokenError::RefreshTimeout
+                | TokenError::Store(_)
+                | TokenError::SuiteDisabled
+                | TokenError::Sealing(_) => true,
                 TokenError::Unknown(_) | TokenError::CorpNotActive | TokenError::PermanentCodeRejected(_) => false,
             },
         };
@@ -92,11 +99,14 @@ impl Effects {
     /// Applies `event`; answers the corp it turned out to concern, when only the
     /// effect could tell (a create_auth names its corp through the exchange).
     pub async fn apply(&self, event: &PendingEvent) -> Result<Option<String>, EffectError> {
-        let Some(plaintext) = event.plaintext.as_deref() else {
+        let Some(sealed) = &event.plaintext else {
             // Derived events (written by effects themselves) carry no callback to apply.
             return Ok(None);
         };
-        let fields = callback::parse_fields(plaintext).map_err(|e| EffectError::Permanent(e.to_string()))?;
+        // A key ring that cannot open it now may after the key file is restored.
+        let plaintext = self.db.sealer().open(sealed).map_err(|e| EffectError::Retryable(e.to_string()))?;
+        let fields =
+            callback::parse_fields(plaintext.expose_secret()).map_err(|e| EffectError::Permanent(e.to_string()))?;
         let message = callback::message_from_fields(&fields).map_err(|e| EffectError::Permanent(e.to_string()))?;
         // Suite events belong to the suite whose URL and keys verified them, whatever
         // the plaintext's SuiteId claims.
@@ -153,6 +163,7 @@ impl Effects {
 
     async fn store_ticket(&self, event: &PendingEvent, suite_id: &str, ticket: String) -> Result<(), EffectError> {
         let (suite_id, arrived_at) = (suite_id.to_owned(), event.received_at);
+        let ticket = self.db.sealer().seal(&ticket);
         let stored = self.db.run(move |conn| suites::store_ticket(conn, &suite_id, &ticket, arrived_at)).await?;
         if !stored {
             tracing::debug!(event = event.id, "an equally new or newer suite_ticket is already stored");

@@ -2,16 +2,16 @@
 //! applies the receiveid rule of that URL, and stores the event. Key material is
 //! derived once per suite and kept in memory; nothing here is per-request setup.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use percent_encoding::percent_decode_str;
 
 use super::intake::{Intake, IntakeError, Stored};
 use super::retention::Retention;
-use super::{Source, prepare};
+use super::{PrepareError, Source, prepare};
 use crate::crypto::{CallbackKeys, CryptoError};
-use crate::store::{Db, StoreError, corps, now_ms, suites};
+use crate::registry::Registry;
+use crate::store::{Db, StoreError, corps, now_ms};
 use crate::wecom::callback::{XmlError, parse_envelope};
 
 /// The callback URLs of the contract.
@@ -43,6 +43,8 @@ pub enum CallbackError {
     NotUtf8,
     #[error("malformed message: {0}")]
     Message(XmlError),
+    #[error("the message names another suite")]
+    SuiteMismatch,
     #[error("stale timestamp")]
     StaleTimestamp,
     #[error("storage unavailable, try again")]
@@ -100,70 +102,43 @@ struct Target {
     source: Source,
 }
 
-/// Verified keys per suite and provider, loaded on first use and kept.
+/// Verifies and stores callbacks with the keys the registry holds in memory: a
+/// callback costs no lookup, and rotated keys verify within the registry's refresh.
 pub struct Gateway {
     db: Db,
     intake: Intake,
     retention: Retention,
-    targets: RwLock<HashMap<(bool, String), Arc<Target>>>,
+    registry: Arc<Registry>,
 }
 
 impl Gateway {
-    pub fn new(db: Db, intake: Intake, retention: Retention) -> Self {
-        Gateway { db, intake, retention, targets: RwLock::default() }
+    pub fn new(db: Db, intake: Intake, retention: Retention, registry: Arc<Registry>) -> Self {
+        Gateway { db, intake, retention, registry }
     }
 
-    async fn target(&self, endpoint: Endpoint, id: &str) -> Result<Arc<Target>, CallbackError> {
-        let is_provider = endpoint == Endpoint::Provider;
-        let cache_key = (is_provider, id.to_owned());
-        if let Some(found) = read(&self.targets).get(&cache_key) {
-            return Ok(found.clone());
+    fn target(&self, endpoint: Endpoint, id: &str) -> Result<Target, CallbackError> {
+        if endpoint == Endpoint::Provider {
+            let provider = self.registry.provider(id).ok_or(CallbackError::UnknownProvider)?;
+            let keys = provider.callback.clone().ok_or(CallbackError::UnknownProvider)?;
+            return Ok(Target { keys, source: Source::Provider { provider_corpid: provider.provider_corpid.clone() } });
         }
-        let lookup_id = id.to_owned();
-        let target = if is_provider {
-            let row = self
-                .db
-                .run(move |conn| suites::find_provider(conn, &lookup_id))
-                .await?
-                .ok_or(CallbackError::UnknownProvider)?;
-            let (Some(token), Some(aes_key)) = (row.callback_token, row.encoding_aes_key) else {
-                return Err(CallbackError::UnknownProvider);
-            };
-            Target {
-                keys: CallbackKeys::new(&token, &aes_key).map_err(|_| CallbackError::UnknownProvider)?,
-                source: Source::Provider { provider_corpid: row.provider_corpid },
-            }
-        } else {
-            let row = self
-                .db
-                .run(move |conn| suites::find_suite(conn, &lookup_id))
-                .await?
-                .ok_or(CallbackError::UnknownSuite)?;
-            Target {
-                keys: CallbackKeys::new(&row.callback_token, &row.encoding_aes_key)
-                    .map_err(|_| CallbackError::UnknownSuite)?,
-                source: Source::Suite { provider_corpid: row.provider_corpid, suite_id: row.suite_id },
-            }
-        };
-        let target = Arc::new(target);
-        write(&self.targets).insert(cache_key, target.clone());
-        Ok(target)
+        // A disabled suite is answered as an unknown one: WeCom stops calling a 404.
+        let suite = self.registry.suite(id).filter(|suite| suite.enabled).ok_or(CallbackError::UnknownSuite)?;
+        Ok(Target {
+            keys: suite.callback.clone(),
+            source: Source::Suite { provider_corpid: suite.provider_corpid.clone(), suite_id: suite.suite_id.clone() },
+        })
     }
 
     /// Whether `id` names a suite or provider with callback keys, so a body for it is
     /// worth reading.
-    pub async fn check_target(&self, endpoint: Endpoint, id: &str) -> Result<(), CallbackError> {
-        self.target(endpoint, id).await.map(drop)
+    pub fn check_target(&self, endpoint: Endpoint, id: &str) -> Result<(), CallbackError> {
+        self.target(endpoint, id).map(drop)
     }
 
     /// Whether the event writer is alive: callbacks can be stored.
     pub fn writer_alive(&self) -> bool {
         self.intake.is_alive()
-    }
-
-    /// Forgets cached keys, after credentials change.
-    pub fn forget_keys(&self) {
-        write(&self.targets).clear();
     }
 
     /// GET URL verification: the decrypted echostr, to be answered verbatim.
@@ -173,7 +148,7 @@ impl Gateway {
         id: &str,
         query: &CallbackQuery,
     ) -> Result<Vec<u8>, CallbackError> {
-        let target = self.target(endpoint, id).await?;
+        let target = self.target(endpoint, id)?;
         let (signature, timestamp, nonce) = signed_parts(query)?;
         let echostr = CallbackQuery::required(&query.echostr, "echostr")?;
         let opened = target.keys.open(signature, timestamp, nonce, echostr)?;
@@ -199,7 +174,7 @@ impl Gateway {
         query: &CallbackQuery,
         body: &[u8],
     ) -> Result<Stored, CallbackError> {
-        let target = self.target(endpoint, id).await?;
+        let target = self.target(endpoint, id)?;
         let (signature, timestamp, nonce) = signed_parts(query)?;
         let envelope = parse_envelope(body).map_err(CallbackError::Envelope)?;
         let opened = target.keys.open(signature, timestamp, nonce, &envelope.encrypt)?;
@@ -219,7 +194,13 @@ impl Gateway {
             return Err(CallbackError::ReceiveIdMismatch);
         }
         let plaintext = String::from_utf8(opened.message).map_err(|_| CallbackError::NotUtf8)?;
-        let event = prepare(&target.source, &receive_id, plaintext, now_ms()).map_err(CallbackError::Message)?;
+        let event =
+            prepare(&target.source, &receive_id, plaintext, now_ms(), self.db.sealer()).map_err(
+                |error| match error {
+                    PrepareError::Malformed(error) => CallbackError::Message(error),
+                    PrepareError::SuiteMismatch => CallbackError::SuiteMismatch,
+                },
+            )?;
         Ok(self.intake.submit(event).await?)
     }
 }
@@ -230,12 +211,4 @@ fn signed_parts(query: &CallbackQuery) -> Result<(&str, &str, &str), CallbackErr
         CallbackQuery::required(&query.timestamp, "timestamp")?,
         CallbackQuery::required(&query.nonce, "nonce")?,
     ))
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

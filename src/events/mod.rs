@@ -15,6 +15,7 @@ pub mod retention;
 pub mod worker;
 
 use crate::store::events::{NewEvent, STATUS_DONE, STATUS_PENDING, hash_parts};
+use crate::store::sealing::Sealer;
 use crate::wecom::callback::{self, Message, XmlError};
 
 /// Which callback URL an event came in on; it scopes dedupe and ordering.
@@ -39,12 +40,33 @@ impl Source {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Malformed(#[from] XmlError),
+    /// The plaintext names another suite than the URL it came to.
+    #[error("the message's SuiteId is not this URL's suite")]
+    SuiteMismatch,
+}
+
 /// Parses a decrypted plaintext into the row to store: kind, corp, redacted fields,
-/// and a dedupe key over what WeCom signed, so a retry with fresh ciphertext (new
-/// random prefix, nonce or timestamp) is recognised as the same message.
-pub fn prepare(source: &Source, receive_id: &str, plaintext: String, received_at: i64) -> Result<NewEvent, XmlError> {
+/// the plaintext sealed (when an effect needs it), and a dedupe key over what WeCom
+/// signed, so a retry with fresh ciphertext (new random prefix, nonce or timestamp)
+/// is recognised as the same message.
+pub fn prepare(
+    source: &Source,
+    receive_id: &str,
+    plaintext: String,
+    received_at: i64,
+    sealer: &Sealer,
+) -> Result<NewEvent, PrepareError> {
     let mut fields = callback::parse_fields(&plaintext)?;
     let message = callback::message_from_fields(&fields)?;
+    if let Source::Suite { suite_id, .. } = source
+        && fields.get("SuiteId").and_then(|value| value.as_str()).is_some_and(|named| named != suite_id)
+    {
+        return Err(PrepareError::SuiteMismatch);
+    }
     let scope = source.ordering_key();
     let dedupe_key = dedupe_key(&fields, &scope, receive_id, &plaintext);
     callback::redact(&mut fields);
@@ -73,7 +95,7 @@ pub fn prepare(source: &Source, receive_id: &str, plaintext: String, received_at
         dedupe_key,
         ordering_key,
         // The plaintext is kept only until the effect has run: it may hold secrets.
-        plaintext: pending.then_some(plaintext),
+        plaintext: pending.then(|| sealer.seal(&plaintext)),
         fields: serde_json::Value::Object(fields).to_string(),
         received_at,
         status: if pending { STATUS_PENDING } else { STATUS_DONE },
@@ -108,6 +130,26 @@ mod tests {
             "<xml><SuiteId>wwsuite</SuiteId><AuthCorpId>wpcorp</AuthCorpId><InfoType>change_contact</InfoType>\
              {timestamp}<ChangeType>update_user</ChangeType><UserID>{userid}</UserID></xml>"
         )
+    }
+
+    fn sealer() -> Sealer {
+        Sealer::with_keys(vec![crate::store::sealing::MasterKey::generate().0]).expect("one key")
+    }
+
+    fn prepare(
+        source: &Source,
+        receive_id: &str,
+        plaintext: String,
+        received_at: i64,
+    ) -> Result<NewEvent, PrepareError> {
+        super::prepare(source, receive_id, plaintext, received_at, &sealer())
+    }
+
+    #[test]
+    fn a_plaintext_naming_another_suite_is_refused() {
+        let plaintext =
+            contact_change("", "zhangsan").replace("<SuiteId>wwsuite</SuiteId>", "<SuiteId>wwother</SuiteId>");
+        assert!(matches!(prepare(&suite(), "wwsuite", plaintext, 1), Err(PrepareError::SuiteMismatch)));
     }
 
     #[test]

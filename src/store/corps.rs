@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use super::auth_codes::{STATUS_DONE as CODE_DONE, STATUS_EXCHANGING as CODE_EXCHANGING};
 use super::events::{InsertEvents, NewEvent};
 use super::schema::{auth_codes, corps};
+use super::sealing::Sealed;
 use super::{Conn, StoreResult, WriteTransaction, now_ms};
 use crate::with_backend;
 
@@ -32,7 +33,7 @@ pub struct CorpView {
 #[diesel(table_name = corps)]
 pub struct CorpCredentials {
     pub status: String,
-    pub permanent_code: Option<String>,
+    pub permanent_code: Option<Sealed>,
     pub auth_error: Option<String>,
     pub agent_id: Option<i64>,
 }
@@ -43,7 +44,7 @@ pub struct Authorization<'a> {
     pub corpid: &'a str,
     pub corp_name: &'a str,
     pub agent_id: Option<i64>,
-    pub permanent_code: &'a str,
+    pub permanent_code: &'a Sealed,
     pub auth_info: &'a str,
 }
 
@@ -127,7 +128,7 @@ pub fn cancel(conn: &mut Conn, suite_id: &str, corpid: &str, events: &[NewEvent]
         let updated = diesel::update(corps::table.find((suite_id, corpid)))
             .set((
                 corps::status.eq(STATUS_CANCELLED),
-                corps::permanent_code.eq(None::<String>),
+                corps::permanent_code.eq(None::<Sealed>),
                 corps::updated_at.eq(now),
             ))
             .execute(c)?;

@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::schema::events;
+use super::sealing::Sealed;
 use super::{Conn, StoreResult, WriteTransaction, now_ms};
 use crate::with_backend;
 
@@ -30,7 +31,7 @@ pub struct NewEvent {
     pub dedupe_key: String,
     /// Events with the same key are applied in id order; `None` for order-free kinds.
     pub ordering_key: Option<String>,
-    pub plaintext: Option<String>,
+    pub plaintext: Option<Sealed>,
     /// JSON object, already redacted.
     pub fields: String,
     pub received_at: i64,
@@ -66,7 +67,7 @@ pub struct PendingEvent {
     pub corpid: Option<String>,
     pub kind: String,
     pub ordering_key: Option<String>,
-    pub plaintext: Option<String>,
+    pub plaintext: Option<Sealed>,
     pub received_at: i64,
     pub attempts: i32,
 }
@@ -295,7 +296,7 @@ pub fn mark_done(conn: &mut Conn, id: i64, corpid: Option<&str>) -> StoreResult<
             events::status.eq(STATUS_DONE),
             events::processed_at.eq(now),
             // The plaintext holds tickets and auth codes; a done event needs none.
-            events::plaintext.eq(None::<String>),
+            events::plaintext.eq(None::<Sealed>),
             events::attempts.eq(events::attempts + 1),
             events::next_attempt_at.eq(None::<i64>),
             events::claimed_by.eq(None::<String>),

@@ -6,6 +6,7 @@
 //! SQLite runs in WAL mode with `synchronous=FULL`: a commit is on disk when it returns.
 
 pub mod api_keys;
+pub mod audit;
 pub mod auth_codes;
 pub mod corps;
 pub mod events;
@@ -13,6 +14,7 @@ pub mod ids;
 pub mod install_states;
 pub mod leases;
 pub mod schema;
+pub mod sealing;
 pub mod suites;
 pub mod tokens;
 pub mod webhooks;
@@ -118,6 +120,8 @@ pub struct Db {
     appended: Arc<tokio::sync::watch::Sender<()>>,
     /// The SQLite file, for reporting its WAL's size.
     sqlite_path: Option<std::path::PathBuf>,
+    /// Seals what goes into secret columns and opens what comes out.
+    sealer: sealing::Sealer,
 }
 
 #[derive(Debug)]
@@ -138,7 +142,7 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
 
 impl Db {
     /// Opens the pool (creating the SQLite file and its folder) without migrating.
-    pub fn open(url: &DatabaseUrl) -> StoreResult<Self> {
+    pub fn open(url: &DatabaseUrl, sealer: sealing::Sealer) -> StoreResult<Self> {
         let sqlite_path = match url {
             DatabaseUrl::Sqlite(path) => Some(path.clone()),
             DatabaseUrl::Postgres(_) => None,
@@ -165,7 +169,11 @@ impl Db {
                 Pools::Pg(pool)
             }
         };
-        Ok(Db { pools, appended: Arc::new(tokio::sync::watch::Sender::new(())), sqlite_path })
+        Ok(Db { pools, appended: Arc::new(tokio::sync::watch::Sender::new(())), sqlite_path, sealer })
+    }
+
+    pub fn sealer(&self) -> &sealing::Sealer {
+        &self.sealer
     }
 
     /// SQLite: copies the WAL back into the database file every 100 ms on its own

@@ -8,6 +8,8 @@ diesel::table! {
         encoding_aes_key -> Nullable<Text>,
         created_at -> BigInt,
         updated_at -> BigInt,
+        name -> Text,
+        version -> BigInt,
     }
 }
 
@@ -22,6 +24,10 @@ diesel::table! {
         ticket_updated_at -> Nullable<BigInt>,
         created_at -> BigInt,
         updated_at -> BigInt,
+        kind -> Text,
+        name -> Text,
+        enabled -> Bool,
+        version -> BigInt,
     }
 }
 
@@ -191,6 +197,25 @@ diesel::table! {
         last_error -> Nullable<Text>,
         next_attempt_at -> Nullable<BigInt>,
         first_attempt_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> BigInt,
+        at -> BigInt,
+        actor -> Text,
+        action -> Text,
+        target -> Text,
+        details -> Text,
+    }
+}
+
+diesel::table! {
+    sealing_state (id) {
+        id -> Integer,
+        key_id -> Text,
         updated_at -> BigInt,
     }
 }

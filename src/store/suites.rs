@@ -1,122 +1,303 @@
-//! Providers and their suites: credentials seeded from the configuration, and the
-//! newest suite_ticket of each suite.
+//! Providers and their suites, as managed records, and the newest suite_ticket of
+//! each suite. Every change increments the row's `version` and is written with its
+//! audit entry in one transaction; secrets arrive and leave sealed.
 
 use diesel::prelude::*;
 
-use super::schema::{providers, suites};
+use super::audit::{self, NewAuditEntry};
+use super::schema::{corps, providers, suites, tokens};
+use super::sealing::Sealed;
 use super::{Conn, StoreResult, WriteTransaction, now_ms};
+use crate::model::SuiteKind;
 use crate::with_backend;
 
-#[derive(Debug, Clone, Insertable, AsChangeset)]
-#[diesel(table_name = providers)]
-pub struct ProviderSeedRow {
-    pub provider_corpid: String,
-    pub provider_secret: String,
-    #[diesel(treat_none_as_null = true)]
-    pub callback_token: Option<String>,
-    #[diesel(treat_none_as_null = true)]
-    pub encoding_aes_key: Option<String>,
-    pub updated_at: i64,
-}
-
-#[derive(Debug, Clone, Insertable, AsChangeset)]
-#[diesel(table_name = suites)]
-pub struct SuiteSeedRow {
-    pub suite_id: String,
-    pub provider_corpid: String,
-    pub suite_secret: String,
-    pub callback_token: String,
-    pub encoding_aes_key: String,
-    pub updated_at: i64,
-}
-
-/// A provider as the callback gateway needs it.
-#[derive(Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = providers)]
 pub struct ProviderRow {
     pub provider_corpid: String,
-    pub provider_secret: String,
-    pub callback_token: Option<String>,
-    pub encoding_aes_key: Option<String>,
+    pub name: String,
+    pub provider_secret: Sealed,
+    pub callback_token: Option<Sealed>,
+    pub encoding_aes_key: Option<Sealed>,
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
 }
 
-#[derive(Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = suites)]
 pub struct SuiteRow {
     pub suite_id: String,
     pub provider_corpid: String,
-    pub suite_secret: String,
-    pub callback_token: String,
-    pub encoding_aes_key: String,
-    pub ticket: Option<String>,
+    pub kind: SuiteKind,
+    pub name: String,
+    pub enabled: bool,
+    pub suite_secret: Sealed,
+    pub callback_token: Sealed,
+    pub encoding_aes_key: Sealed,
     pub ticket_updated_at: Option<i64>,
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
 }
 
-pub fn upsert_provider(conn: &mut Conn, row: &ProviderSeedRow) -> StoreResult<()> {
-    let created_at = row.updated_at;
-    with_backend!(conn, c => {
-        diesel::insert_into(providers::table)
-            .values((row, providers::created_at.eq(created_at)))
-            .on_conflict(providers::provider_corpid)
-            .do_update()
-            .set(row)
-            .execute(c)?;
-    });
-    Ok(())
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = providers)]
+pub struct NewProvider {
+    pub provider_corpid: String,
+    pub name: String,
+    pub provider_secret: Sealed,
+    pub callback_token: Option<Sealed>,
+    pub encoding_aes_key: Option<Sealed>,
 }
 
-pub fn upsert_suite(conn: &mut Conn, row: &SuiteSeedRow) -> StoreResult<()> {
-    let created_at = row.updated_at;
-    with_backend!(conn, c => {
-        diesel::insert_into(suites::table)
-            .values((row, suites::created_at.eq(created_at)))
-            .on_conflict(suites::suite_id)
-            .do_update()
-            .set(row)
-            .execute(c)?;
-    });
-    Ok(())
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = suites)]
+pub struct NewSuite {
+    pub suite_id: String,
+    pub provider_corpid: String,
+    pub kind: SuiteKind,
+    pub name: String,
+    pub enabled: bool,
+    pub suite_secret: Sealed,
+    pub callback_token: Sealed,
+    pub encoding_aes_key: Sealed,
+}
+
+/// The fields a provider update sets; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, AsChangeset)]
+#[diesel(table_name = providers)]
+pub struct ProviderChanges {
+    pub name: Option<String>,
+    pub provider_secret: Option<Sealed>,
+    pub callback_token: Option<Option<Sealed>>,
+    pub encoding_aes_key: Option<Option<Sealed>>,
+}
+
+/// The fields a suite update sets; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, AsChangeset)]
+#[diesel(table_name = suites)]
+pub struct SuiteChanges {
+    pub kind: Option<SuiteKind>,
+    pub name: Option<String>,
+    pub enabled: Option<bool>,
+    pub suite_secret: Option<Sealed>,
+    pub callback_token: Option<Sealed>,
+    pub encoding_aes_key: Option<Sealed>,
+}
+
+impl SuiteChanges {
+    pub fn is_empty(&self) -> bool {
+        self.kind.is_none()
+            && self.name.is_none()
+            && self.enabled.is_none()
+            && self.suite_secret.is_none()
+            && self.callback_token.is_none()
+            && self.encoding_aes_key.is_none()
+    }
+}
+
+impl ProviderChanges {
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.provider_secret.is_none()
+            && self.callback_token.is_none()
+            && self.encoding_aes_key.is_none()
+    }
+}
+
+/// What a removal found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    NotFound,
+    /// Refused: a suite still has this many active corps, or a provider this many suites.
+    InUse(i64),
+}
+
+pub fn list_providers(conn: &mut Conn) -> StoreResult<Vec<ProviderRow>> {
+    Ok(with_backend!(conn, c => providers::table
+        .select(ProviderRow::as_select())
+        .order(providers::provider_corpid)
+        .load(c)?))
+}
+
+pub fn list_suites(conn: &mut Conn) -> StoreResult<Vec<SuiteRow>> {
+    Ok(with_backend!(conn, c => suites::table
+        .select(SuiteRow::as_select())
+        .order(suites::suite_id)
+        .load(c)?))
 }
 
 pub fn find_suite(conn: &mut Conn, suite_id: &str) -> StoreResult<Option<SuiteRow>> {
-    let row = with_backend!(conn, c => suites::table
+    Ok(with_backend!(conn, c => suites::table
         .find(suite_id)
         .select(SuiteRow::as_select())
         .first(c)
-        .optional()?);
-    Ok(row)
+        .optional()?))
 }
 
 /// The providers the given suites belong to, each once.
 pub fn providers_of(conn: &mut Conn, suite_ids: &[String]) -> StoreResult<Vec<String>> {
-    let providers = with_backend!(conn, c => suites::table
+    Ok(with_backend!(conn, c => suites::table
         .filter(suites::suite_id.eq_any(suite_ids))
         .select(suites::provider_corpid)
         .distinct()
-        .load(c)?);
-    Ok(providers)
-}
-
-pub fn all_suites(conn: &mut Conn) -> StoreResult<Vec<SuiteRow>> {
-    let rows = with_backend!(conn, c => suites::table
-        .select(SuiteRow::as_select())
-        .order(suites::suite_id)
-        .load(c)?);
-    Ok(rows)
+        .load(c)?))
 }
 
 pub fn find_provider(conn: &mut Conn, provider_corpid: &str) -> StoreResult<Option<ProviderRow>> {
-    let row = with_backend!(conn, c => providers::table
+    Ok(with_backend!(conn, c => providers::table
         .find(provider_corpid)
         .select(ProviderRow::as_select())
         .first(c)
+        .optional()?))
+}
+
+/// Inserts a provider unless one with its corpid exists; whether it inserted.
+pub fn insert_provider(conn: &mut Conn, row: &NewProvider, entry: &NewAuditEntry) -> StoreResult<bool> {
+    let now = now_ms();
+    with_backend!(conn, c => c.write_transaction(|c| {
+        let inserted = diesel::insert_into(providers::table)
+            .values((row, providers::created_at.eq(now), providers::updated_at.eq(now), providers::version.eq(1)))
+            .on_conflict_do_nothing()
+            .execute(c)?;
+        if inserted == 1 {
+            audit::append_to(c, entry)?;
+        }
+        Ok(inserted == 1)
+    }))
+}
+
+/// Applies `changes` and bumps the version; whether the provider exists.
+pub fn update_provider(
+    conn: &mut Conn,
+    provider_corpid: &str,
+    changes: &ProviderChanges,
+    entry: &NewAuditEntry,
+) -> StoreResult<bool> {
+    with_backend!(conn, c => c.write_transaction(|c| {
+        let target = providers::table.find(provider_corpid);
+        let found = if changes.is_empty() {
+            diesel::update(target).set(providers::version.eq(providers::version)).execute(c)?
+        } else {
+            diesel::update(target)
+                .set((changes, providers::version.eq(providers::version + 1), providers::updated_at.eq(now_ms())))
+                .execute(c)?
+        };
+        if found == 1 && !changes.is_empty() {
+            audit::append_to(c, entry)?;
+        }
+        Ok(found == 1)
+    }))
+}
+
+/// Deletes a provider that has no suites.
+pub fn delete_provider(conn: &mut Conn, provider_corpid: &str, entry: &NewAuditEntry) -> StoreResult<Removal> {
+    with_backend!(conn, c => c.write_transaction(|c| {
+        let suites: i64 = suites::table
+            .filter(suites::provider_corpid.eq(provider_corpid))
+            .count()
+            .get_result(c)?;
+        if suites > 0 {
+            return Ok(Removal::InUse(suites));
+        }
+        diesel::delete(tokens::table.filter(tokens::scope.eq("provider")).filter(tokens::key.eq(provider_corpid)))
+            .execute(c)?;
+        let deleted = diesel::delete(providers::table.find(provider_corpid)).execute(c)?;
+        if deleted == 0 {
+            return Ok(Removal::NotFound);
+        }
+        audit::append_to(c, entry)?;
+        Ok(Removal::Removed)
+    }))
+}
+
+/// Inserts a suite unless one with its id exists; whether it inserted.
+pub fn insert_suite(conn: &mut Conn, row: &NewSuite, entry: &NewAuditEntry) -> StoreResult<bool> {
+    let now = now_ms();
+    with_backend!(conn, c => c.write_transaction(|c| {
+        let inserted = diesel::insert_into(suites::table)
+            .values((row, suites::created_at.eq(now), suites::updated_at.eq(now), suites::version.eq(1)))
+            .on_conflict_do_nothing()
+            .execute(c)?;
+        if inserted == 1 {
+            audit::append_to(c, entry)?;
+        }
+        Ok(inserted == 1)
+    }))
+}
+
+/// Applies `changes` and bumps the version; whether the suite exists.
+pub fn update_suite(
+    conn: &mut Conn,
+    suite_id: &str,
+    changes: &SuiteChanges,
+    entry: &NewAuditEntry,
+) -> StoreResult<bool> {
+    with_backend!(conn, c => c.write_transaction(|c| {
+        let target = suites::table.find(suite_id);
+        let found = if changes.is_empty() {
+            diesel::update(target).set(suites::version.eq(suites::version)).execute(c)?
+        } else {
+            diesel::update(target)
+                .set((changes, suites::version.eq(suites::version + 1), suites::updated_at.eq(now_ms())))
+                .execute(c)?
+        };
+        if found == 1 && !changes.is_empty() {
+            audit::append_to(c, entry)?;
+        }
+        Ok(found == 1)
+    }))
+}
+
+/// Deletes a suite with its corps and tokens; refused while corps are active unless `force`.
+pub fn delete_suite(conn: &mut Conn, suite_id: &str, force: bool, entry: &NewAuditEntry) -> StoreResult<Removal> {
+    with_backend!(conn, c => c.write_transaction(|c| {
+        let active: i64 = corps::table
+            .filter(corps::suite_id.eq(suite_id))
+            .filter(corps::status.eq(super::corps::STATUS_ACTIVE))
+            .count()
+            .get_result(c)?;
+        if active > 0 && !force {
+            return Ok(Removal::InUse(active));
+        }
+        let corp_prefix = format!("{suite_id}/");
+        diesel::delete(tokens::table.filter(tokens::scope.eq("corp")).filter(tokens::key.like(format!("{corp_prefix}%"))))
+            .execute(c)?;
+        diesel::delete(tokens::table.filter(tokens::scope.eq("suite")).filter(tokens::key.eq(suite_id))).execute(c)?;
+        diesel::delete(corps::table.filter(corps::suite_id.eq(suite_id))).execute(c)?;
+        let deleted = diesel::delete(suites::table.find(suite_id)).execute(c)?;
+        if deleted == 0 {
+            return Ok(Removal::NotFound);
+        }
+        audit::append_to(c, entry)?;
+        Ok(Removal::Removed)
+    }))
+}
+
+/// Corps with an active authorization, per suite.
+pub fn active_corp_counts(conn: &mut Conn) -> StoreResult<Vec<(String, i64)>> {
+    Ok(with_backend!(conn, c => corps::table
+        .filter(corps::status.eq(super::corps::STATUS_ACTIVE))
+        .group_by(corps::suite_id)
+        .select((corps::suite_id, diesel::dsl::count_star()))
+        .load(c)?))
+}
+
+/// The newest ticket of a suite and when it arrived (Unix ms).
+pub fn ticket(conn: &mut Conn, suite_id: &str) -> StoreResult<Option<(Sealed, i64)>> {
+    let row: Option<(Option<Sealed>, Option<i64>)> = with_backend!(conn, c => suites::table
+        .find(suite_id)
+        .select((suites::ticket, suites::ticket_updated_at))
+        .first(c)
         .optional()?);
-    Ok(row)
+    Ok(row.and_then(|(ticket, at)| ticket.zip(at)))
 }
 
 /// Stores a ticket unless a newer one (by arrival time) is already stored, so replays
 /// and out-of-order processing never put an older ticket back.
-pub fn store_ticket(conn: &mut Conn, suite_id: &str, ticket: &str, arrived_at: i64) -> StoreResult<bool> {
+pub fn store_ticket(conn: &mut Conn, suite_id: &str, ticket: &Sealed, arrived_at: i64) -> StoreResult<bool> {
     let updated = with_backend!(conn, c => c.write_transaction(|c| {
         diesel::update(
             suites::table.find(suite_id).filter(

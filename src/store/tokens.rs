@@ -5,6 +5,7 @@
 use diesel::prelude::*;
 
 use super::schema::tokens;
+use super::sealing::Sealed;
 use super::{Conn, StoreResult, WriteTransaction, now_ms};
 use crate::with_backend;
 
@@ -12,7 +13,7 @@ use crate::with_backend;
 #[derive(Clone, Queryable, Selectable)]
 #[diesel(table_name = tokens)]
 pub struct TokenRow {
-    pub access_token: Option<String>,
+    pub access_token: Option<Sealed>,
     pub expires_at: Option<i64>,
     pub refreshing_until: Option<i64>,
 }
@@ -20,7 +21,7 @@ pub struct TokenRow {
 /// Outcome of trying to claim a refresh.
 pub enum Claim {
     /// A token with more than `margin` of life is stored (possibly just now by another caller).
-    Fresh { access_token: String, expires_at: i64 },
+    Fresh { access_token: Sealed, expires_at: i64 },
     /// This caller refreshes; the claim lapses at `until` if it dies on the way.
     Claimed,
     /// Another caller is refreshing right now.
@@ -68,7 +69,7 @@ pub fn claim_refresh(
 }
 
 /// A token with more than `margin_ms` of life, without claiming anything.
-pub fn fresh(conn: &mut Conn, scope: &str, key: &str, margin_ms: i64) -> StoreResult<Option<(String, i64)>> {
+pub fn fresh(conn: &mut Conn, scope: &str, key: &str, margin_ms: i64) -> StoreResult<Option<(Sealed, i64)>> {
     let now = now_ms();
     let row: Option<TokenRow> = with_backend!(conn, c => tokens::table
         .find((scope, key))
@@ -82,7 +83,7 @@ pub fn fresh(conn: &mut Conn, scope: &str, key: &str, margin_ms: i64) -> StoreRe
 }
 
 /// Stores a refreshed token and ends the claim.
-pub fn store(conn: &mut Conn, scope: &str, key: &str, access_token: &str, expires_at: i64) -> StoreResult<()> {
+pub fn store(conn: &mut Conn, scope: &str, key: &str, access_token: &Sealed, expires_at: i64) -> StoreResult<()> {
     let now = now_ms();
     with_backend!(conn, c => {
         diesel::insert_into(tokens::table)
@@ -128,19 +129,20 @@ pub fn release_claim(conn: &mut Conn, scope: &str, key: &str, holder: &str) -> S
     Ok(())
 }
 
-/// Drops the cached token if it is still `bad` (a newer one stays), or whatever is
-/// cached when `bad` is `None`.
-pub fn drop_token(conn: &mut Conn, scope: &str, key: &str, bad: Option<&str>) -> StoreResult<()> {
+/// Drops the cached token if it is still the bad one, told by its expiry (a newer
+/// one stays; tokens are sealed, so their values cannot be compared here), or
+/// whatever is cached when `bad_expires_at` is `None`.
+pub fn drop_token(conn: &mut Conn, scope: &str, key: &str, bad_expires_at: Option<i64>) -> StoreResult<()> {
     let now = now_ms();
     with_backend!(conn, c => {
         let target = tokens::table.find((scope, key));
         let changes = (
-            tokens::access_token.eq(None::<String>),
+            tokens::access_token.eq(None::<Sealed>),
             tokens::expires_at.eq(None::<i64>),
             tokens::updated_at.eq(now),
         );
-        match bad {
-            Some(bad) => diesel::update(target.filter(tokens::access_token.eq(bad))).set(changes).execute(c)?,
+        match bad_expires_at {
+            Some(bad) => diesel::update(target.filter(tokens::expires_at.eq(bad))).set(changes).execute(c)?,
             None => diesel::update(target).set(changes).execute(c)?,
         };
     });

@@ -15,6 +15,7 @@ use diesel::upsert::excluded;
 
 use super::events::{EventFilter, EventRow, filter_events};
 use super::schema::{events, webhook_deliveries, webhooks};
+use super::sealing::Sealed;
 use super::{Conn, StoreResult, WriteTransaction};
 use crate::with_backend;
 
@@ -73,7 +74,7 @@ pub struct WebhookRow {
     pub kinds: String,
     pub suite_id: Option<String>,
     pub enabled: bool,
-    pub secret: String,
+    pub secret: Sealed,
     pub cursor: i64,
     pub created_at: i64,
     pub updated_at: i64,
@@ -85,7 +86,7 @@ pub struct NewWebhook {
     pub kinds: String,
     pub suite_id: Option<String>,
     pub enabled: bool,
-    pub secret: String,
+    pub secret: Sealed,
     pub now: i64,
 }
 

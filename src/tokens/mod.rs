@@ -15,7 +15,10 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::model::SuiteKind;
+use crate::registry::Registry;
 use crate::store::events::NewEvent;
+use crate::store::sealing::{SealError, Sealed};
 use crate::store::{Db, StoreError, corps, now_ms, suites, tokens};
 use crate::wecom::client::{ERRCODE_INVALID_SUITE_TICKET, Grant, WecomClient, WecomError};
 
@@ -83,8 +86,14 @@ pub enum TokenError {
         "no suite_ticket younger than 30 minutes; WeCom pushes one every 10 minutes to the command URL, or press 刷新ticket in the provider admin"
     )]
     NoSuiteTicket,
+    #[error(
+        "WeCom rejected the suite_ticket received {age_seconds} s ago (40085); wait for the next push (every 10 minutes) or press 刷新ticket in the provider admin"
+    )]
+    TicketRejected { age_seconds: i64 },
     #[error("unknown {0}")]
     Unknown(&'static str),
+    #[error("the suite is disabled")]
+    SuiteDisabled,
     #[error("the corp has cancelled its authorization")]
     CorpNotActive,
     #[error("WeCom rejected the corp's permanent code ({0}); it must authorize the app again")]
@@ -95,6 +104,8 @@ pub enum TokenError {
     RefreshTimeout,
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Sealing(#[from] SealError),
 }
 
 type Fetch<'a> = Pin<Box<dyn Future<Output = Result<Grant, TokenError>> + Send + 'a>>;
@@ -110,6 +121,7 @@ struct Remembered {
 
 pub struct Tokens {
     db: Db,
+    registry: Arc<Registry>,
     client: WecomClient,
     holder: String,
     refreshing: Mutex<HashMap<TokenKey, Arc<tokio::sync::Mutex<()>>>>,
@@ -121,9 +133,10 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    pub fn new(db: Db, client: WecomClient) -> Self {
+    pub fn new(db: Db, registry: Arc<Registry>, client: WecomClient) -> Self {
         Tokens {
             db,
+            registry,
             client,
             holder: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
             refreshing: Mutex::default(),
@@ -138,6 +151,7 @@ impl Tokens {
 
     /// A token with more than five minutes left, refreshed first if need be.
     pub async fn get(&self, key: &TokenKey) -> Result<Token, TokenError> {
+        self.check_suite(key)?;
         if let Some(token) = self.cached(key).await? {
             return Ok(token);
         }
@@ -161,7 +175,7 @@ impl Tokens {
                 self.db.run(move |conn| tokens::claim_refresh(conn, scope, &id, &holder, MARGIN_MS, CLAIM_MS)).await?;
             match claim {
                 tokens::Claim::Fresh { access_token, expires_at } => {
-                    return Ok(Token { access_token: access_token.into(), expires_at });
+                    return Ok(Token { access_token: self.db.sealer().open(&access_token)?, expires_at });
                 }
                 tokens::Claim::Claimed => return self.refresh_claimed(key).await,
                 tokens::Claim::Busy if tokio::time::Instant::now() < deadline => {
@@ -179,12 +193,24 @@ impl Tokens {
     }
 
     /// Drops the cached token: all of it, or only if it still is `bad`.
-    pub async fn forget(&self, key: &TokenKey, bad: Option<&SecretString>) -> Result<(), TokenError> {
+    pub async fn forget(&self, key: &TokenKey, bad: Option<&Token>) -> Result<(), TokenError> {
         lock(&self.memory).remove(key);
         let (scope, id) = (key.scope(), key.key());
-        let bad = bad.map(|token| token.expose_secret().to_owned());
-        self.db.run(move |conn| tokens::drop_token(conn, scope, &id, bad.as_deref())).await?;
+        let bad_expires_at = bad.map(|token| token.expires_at);
+        self.db.run(move |conn| tokens::drop_token(conn, scope, &id, bad_expires_at)).await?;
         Ok(())
+    }
+
+    /// A disabled suite's tokens are not handed out, and an unknown suite's never fetched.
+    fn check_suite(&self, key: &TokenKey) -> Result<(), TokenError> {
+        let (TokenKey::Suite { suite_id } | TokenKey::Corp { suite_id, .. }) = key else {
+            return Ok(());
+        };
+        match self.registry.suite(suite_id) {
+            Some(suite) if suite.enabled => Ok(()),
+            Some(_) => Err(TokenError::SuiteDisabled),
+            None => Err(TokenError::Unknown("suite")),
+        }
     }
 
     /// Calls WeCom with the token of `key`; if WeCom calls the token invalid, drops
@@ -202,7 +228,7 @@ impl Tokens {
                     errcode = error.errcode(),
                     "token rejected by WeCom; refreshing once"
                 );
-                self.forget(key, Some(&token.access_token)).await?;
+                self.forget(key, Some(&token)).await?;
                 let token = self.get(key).await?;
                 Ok(call(token.access_token).await?)
             }
@@ -213,9 +239,9 @@ impl Tokens {
     /// Stores a token obtained elsewhere (get_permanent_code hands out a first corp token).
     pub async fn put(&self, key: &TokenKey, grant: &Grant) -> Result<(), TokenError> {
         let (scope, id) = (key.scope(), key.key());
-        let token = grant.token.expose_secret().to_owned();
+        let sealed = self.db.sealer().seal(grant.token.expose_secret());
         let expires_at = now_ms() + grant.expires_in.saturating_mul(1000);
-        self.db.run(move |conn| tokens::store(conn, scope, &id, &token, expires_at)).await?;
+        self.db.run(move |conn| tokens::store(conn, scope, &id, &sealed, expires_at)).await?;
         Ok(())
     }
 
@@ -231,9 +257,8 @@ impl Tokens {
         let (scope, id) = (key.scope(), key.key());
         let found = self.db.run(move |conn| tokens::fresh(conn, scope, &id, MARGIN_MS)).await;
         let found = match found {
-            Ok(found) => {
-                found.map(|(access_token, expires_at)| Token { access_token: access_token.into(), expires_at })
-            }
+            Ok(Some((sealed, expires_at))) => Some(Token { access_token: self.db.sealer().open(&sealed)?, expires_at }),
+            Ok(None) => None,
             Err(error) => {
                 lock(&self.memory).remove(key);
                 return Err(error.into());
@@ -279,8 +304,8 @@ impl Tokens {
         match fetched {
             Ok(grant) => {
                 let expires_at = now_ms() + grant.expires_in.saturating_mul(1000);
-                let token = grant.token.expose_secret().to_owned();
-                self.db.run(move |conn| tokens::store(conn, scope, &id, &token, expires_at)).await?;
+                let sealed: Sealed = self.db.sealer().seal(grant.token.expose_secret());
+                self.db.run(move |conn| tokens::store(conn, scope, &id, &sealed, expires_at)).await?;
                 let token = Token { access_token: grant.token, expires_at };
                 self.remember(key, &token);
                 lock(&self.failed).remove(key);
@@ -301,14 +326,8 @@ impl Tokens {
         Box::pin(async move {
             match key {
                 TokenKey::Provider { provider_corpid } => {
-                    let id = provider_corpid.clone();
-                    let provider = self
-                        .db
-                        .run(move |conn| suites::find_provider(conn, &id))
-                        .await?
-                        .ok_or(TokenError::Unknown("provider"))?;
-                    let secret: SecretString = provider.provider_secret.into();
-                    Ok(self.client.get_provider_token(provider_corpid, &secret).await?)
+                    let provider = self.registry.provider(provider_corpid).ok_or(TokenError::Unknown("provider"))?;
+                    Ok(self.client.get_provider_token(provider_corpid, &provider.secret).await?)
                 }
                 TokenKey::Suite { suite_id } => self.fetch_suite_token(suite_id).await,
                 TokenKey::Corp { suite_id, corpid } => self.fetch_corp_token(suite_id, corpid).await,
@@ -317,16 +336,19 @@ impl Tokens {
     }
 
     async fn fetch_suite_token(&self, suite_id: &str) -> Result<Grant, TokenError> {
+        // The registry's view: a rotated secret is used by the next refresh.
+        let suite = self.registry.suite(suite_id).ok_or(TokenError::Unknown("suite"))?;
         let id = suite_id.to_owned();
-        let suite =
-            self.db.run(move |conn| suites::find_suite(conn, &id)).await?.ok_or(TokenError::Unknown("suite"))?;
-        let ticket = match (suite.ticket, suite.ticket_updated_at) {
-            (Some(ticket), Some(at)) if now_ms() - at < TICKET_LIFETIME_MS => SecretString::from(ticket),
+        let (ticket, arrived_at) = match self.db.run(move |conn| suites::ticket(conn, &id)).await? {
+            Some((ticket, at)) if now_ms() - at < TICKET_LIFETIME_MS => (self.db.sealer().open(&ticket)?, at),
             _ => return Err(TokenError::NoSuiteTicket),
         };
-        let secret: SecretString = suite.suite_secret.into();
-        match self.client.get_suite_token(suite_id, &secret, &ticket).await {
-            Err(error) if error.errcode() == Some(ERRCODE_INVALID_SUITE_TICKET) => Err(TokenError::NoSuiteTicket),
+        match self.client.get_suite_token(suite_id, &suite.secret, &ticket).await {
+            Err(error) if error.errcode() == Some(ERRCODE_INVALID_SUITE_TICKET) => {
+                let age_seconds = (now_ms() - arrived_at) / 1000;
+                tracing::warn!(suite = suite_id, age_seconds, "WeCom rejected the stored suite_ticket (40085)");
+                Err(TokenError::TicketRejected { age_seconds })
+            }
             other => Ok(other?),
         }
     }
@@ -341,8 +363,9 @@ impl Tokens {
         if let Some(error) = corp.auth_error {
             return Err(TokenError::PermanentCodeRejected(error));
         }
-        let permanent_code: SecretString = corp.permanent_code.ok_or(TokenError::CorpNotActive)?.into();
-        let result = if is_customized_suite(suite_id) {
+        let permanent_code = self.db.sealer().open(&corp.permanent_code.ok_or(TokenError::CorpNotActive)?)?;
+        let kind = self.registry.suite(suite_id).map(|suite| suite.kind);
+        let result = if kind == Some(SuiteKind::CustomizedTemplate) {
             // 代开发: the permanent code is the app's secret; get_corp_token answers 48002.
             self.client.gettoken(corpid, &permanent_code).await.map_err(TokenError::from)
         } else {
@@ -394,11 +417,6 @@ impl Tokens {
             other => other,
         }
     }
-}
-
-/// Customized-app (代开发) templates have ids starting with `dk`.
-pub fn is_customized_suite(suite_id: &str) -> bool {
-    suite_id.starts_with("dk")
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

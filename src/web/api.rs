@@ -4,14 +4,14 @@ use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::ExposeSecret;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::State;
 use super::auth::{Granted, scope};
 use crate::error::AppError;
 use crate::feed::{self, EventFilter, rfc3339};
-use crate::store::{corps, suites};
+use crate::store::corps;
 use crate::tokens::{Token, TokenKey};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -24,23 +24,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/events", web::get().to(event_feed));
 }
 
-#[derive(Serialize)]
-struct SuiteView {
-    suite_id: String,
-    provider_corpid: String,
-    has_ticket: bool,
-    ticket_updated_at: Option<String>,
-}
-
 async fn suite(_: Granted<scope::Tokens>, state: State, suite_id: web::Path<String>) -> Result<HttpResponse, AppError> {
-    let id = suite_id.into_inner();
-    let row = state.db.run(move |conn| suites::find_suite(conn, &id)).await?.ok_or(AppError::NotFound("suite"))?;
-    Ok(HttpResponse::Ok().json(SuiteView {
-        suite_id: row.suite_id,
-        provider_corpid: row.provider_corpid,
-        has_ticket: row.ticket.is_some(),
-        ticket_updated_at: row.ticket_updated_at.map(rfc3339),
-    }))
+    Ok(HttpResponse::Ok().json(state.registry.suite_view(&suite_id).await?))
 }
 
 const DEFAULT_PAGE: i64 = 100;
@@ -171,9 +156,7 @@ async fn corp_list(
     suite_id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let id = suite_id.into_inner();
-    let lookup = id.clone();
-    let suite = state.db.run(move |conn| suites::find_suite(conn, &lookup)).await?;
-    if suite.is_none() {
+    if state.registry.suite(&id).is_none() {
         return Err(AppError::NotFound("suite"));
     }
     let rows = state.db.run(move |conn| corps::list(conn, &id)).await?;

@@ -87,7 +87,7 @@ async fn receive(
     body: web::Payload,
 ) -> HttpResponse {
     // An unknown suite or provider is refused before a byte of its body is read.
-    if let Err(error) = state.gateway.check_target(endpoint, id).await {
+    if let Err(error) = state.gateway.check_target(endpoint, id) {
         return rejection(endpoint, id, &error);
     }
     let body = match tokio::time::timeout(BODY_DEADLINE, read_limited(request, body)).await {
@@ -134,7 +134,7 @@ fn rejection(endpoint: Endpoint, id: &str, error: &CallbackError) -> HttpRespons
     let status = match error {
         CallbackError::UnknownSuite | CallbackError::UnknownProvider => StatusCode::NOT_FOUND,
         CallbackError::Crypto(CryptoError::SignatureMismatch) => StatusCode::UNAUTHORIZED,
-        CallbackError::ReceiveIdMismatch => StatusCode::FORBIDDEN,
+        CallbackError::ReceiveIdMismatch | CallbackError::SuiteMismatch => StatusCode::FORBIDDEN,
         CallbackError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         CallbackError::MissingParameter(_)
         | CallbackError::Envelope(_)

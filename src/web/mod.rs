@@ -1,6 +1,7 @@
 //! HTTP: routes, bearer auth, error shapes. Handlers parse, call one service
 //! function and render; rules live in the service modules.
 
+mod admin;
 mod api;
 mod api_keys;
 mod auth;
@@ -21,6 +22,7 @@ use crate::error::AppError;
 use crate::events::gateway::Gateway;
 use crate::ids::Ids;
 use crate::lifecycle::Lifecycle;
+use crate::registry::Registry;
 use crate::store::Db;
 use crate::text::excerpt;
 use crate::tokens::Tokens;
@@ -30,6 +32,7 @@ use crate::wecom::client::ERRCODE_RATE_LIMITED;
 pub struct AppState {
     pub db: Db,
     pub gateway: Gateway,
+    pub registry: Arc<Registry>,
     pub tokens: Arc<Tokens>,
     pub lifecycle: Arc<Lifecycle>,
     pub ids: Arc<Ids>,
@@ -54,6 +57,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                         AppError::bad_request("invalid_body", excerpt(&error.to_string())).into()
                     }),
                 )
+                .configure(admin::routes)
                 .configure(ids::routes)
                 .configure(api::routes)
                 .configure(webhooks::routes)
@@ -72,11 +76,18 @@ impl ResponseError for AppError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::TooManyFailedAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::AlreadyExists(_) => StatusCode::CONFLICT,
-            Self::AdminTokenUnset | Self::Unavailable | Self::NoSuiteTicket(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::AdminTokenUnset
+            | Self::Unavailable
+            | Self::NoSuiteTicket(_)
+            | Self::SuiteTicketRejected(_)
+            | Self::SecretsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::CorpNotActive | Self::PermanentCodeRejected(_) | Self::AuthCodeLost(_) => StatusCode::CONFLICT,
+            Self::CorpNotActive
+            | Self::PermanentCodeRejected(_)
+            | Self::AuthCodeLost(_)
+            | Self::SuiteDisabled
+            | Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Upstream { errcode, .. } if *errcode == ERRCODE_RATE_LIMITED => StatusCode::TOO_MANY_REQUESTS,
             Self::Upstream { .. } | Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
         }

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use futures_util::{StreamExt, stream};
 use reqwest::header::CONTENT_TYPE;
+use secrecy::ExposeSecret;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -24,6 +25,7 @@ use super::schedule::RetrySchedule;
 use super::signing::SigningKey;
 use crate::feed::{EventFilter, FeedEvent};
 use crate::store::events::{self, EventRow};
+use crate::store::sealing::Sealer;
 use crate::store::webhooks::{self as rows, DeliveryRow, DeliveryStatus, RetryOutcome, WebhookRow};
 use crate::store::{Db, StoreError, leases, now_ms};
 
@@ -76,9 +78,16 @@ struct Target {
 }
 
 impl Target {
-    fn of(row: &WebhookRow) -> Option<Self> {
-        let key = SigningKey::from_secret(&row.secret)?;
-        let settings = Settings { url: row.url.clone(), filter: filter_of(row), secret: row.secret.clone() };
+    fn of(row: &WebhookRow, sealer: &Sealer) -> Option<Self> {
+        let secret = match sealer.open(&row.secret) {
+            Ok(secret) => secret.expose_secret().to_owned(),
+            Err(error) => {
+                tracing::error!(webhook = %row.id, %error, "cannot open the subscription's secret; not delivering");
+                return None;
+            }
+        };
+        let key = SigningKey::from_secret(&secret)?;
+        let settings = Settings { url: row.url.clone(), filter: filter_of(row), secret };
         Some(Target { id: row.id.clone(), settings, key })
     }
 }
@@ -134,8 +143,12 @@ async fn supervise(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 /// Runs a loop for every enabled subscription: stops those deleted, disabled or
 /// changed, starts the new and the changed.
 async fn reconcile(shared: &Arc<Shared>, loops: &mut HashMap<String, Loop>, found: &[WebhookRow]) {
-    let mut wanted: HashMap<String, Target> =
-        found.iter().filter(|row| row.enabled).filter_map(Target::of).map(|t| (t.id.clone(), t)).collect();
+    let mut wanted: HashMap<String, Target> = found
+        .iter()
+        .filter(|row| row.enabled)
+        .filter_map(|row| Target::of(row, shared.db.sealer()))
+        .map(|t| (t.id.clone(), t))
+        .collect();
     let stale: Vec<String> = loops
         .iter()
         .filter(|(id, running)| wanted.get(*id).is_none_or(|target| target.settings != running.settings))

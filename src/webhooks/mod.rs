@@ -199,7 +199,7 @@ pub async fn create(db: &Db, new: NewSubscription, reach: &Suites) -> Result<Cre
         kinds: kinds_json(&kinds),
         suite_id,
         enabled: new.enabled,
-        secret: secret.clone(),
+        secret: db.sealer().seal(&secret),
         now: now_ms(),
     };
     let row = db.run(move |conn| rows::insert(conn, &row)).await?;

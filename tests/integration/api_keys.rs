@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use wecom_provider::app::StartOptions;
+use wecom_provider::app::{self, StartOptions};
 use wecom_provider::config::DatabaseUrl;
-use wecom_provider::store::{Db, api_keys};
+use wecom_provider::store::api_keys;
 
 use crate::fake_wecom::FakeWecom;
 use crate::helpers::*;
@@ -21,16 +21,25 @@ const OTHER_SUITE: &str = "wwsuiteOfOther";
 /// A second suite of the seeded provider.
 const SIBLING_SUITE: &str = "wwsuiteSibling";
 
-/// Suites seeded by SQL (no API makes them yet), with the seeded suite's callback
-/// keys so that callbacks for them verify.
-fn add_suites(db: &TestDb) {
-    db.execute(&format!(
-        "INSERT INTO providers (provider_corpid, provider_secret, created_at, updated_at) \
-             VALUES ('{OTHER_PROVIDER}', 'other-provider-secret', 0, 0); \
-         INSERT INTO suites (suite_id, provider_corpid, suite_secret, callback_token, encoding_aes_key, created_at, updated_at) \
-             VALUES ('{OTHER_SUITE}', '{OTHER_PROVIDER}', 'other-suite-secret', '{SUITE_TOKEN}', '{SUITE_AES_KEY}', 0, 0), \
-                    ('{SIBLING_SUITE}', '{PROVIDER_CORPID}', 'sibling-suite-secret', '{SUITE_TOKEN}', '{SUITE_AES_KEY}', 0, 0);"
-    ));
+/// One more provider with a suite, and a second suite of the seeded provider, made
+/// through the admin API with the seeded suite's callback keys (so that callbacks for
+/// them verify).
+async fn add_suites(app: &TestApp) {
+    let provider = json!({"provider_corpid": OTHER_PROVIDER, "secret": "other-provider-secret"});
+    let (status, body) = call(app, Method::POST, ADMIN_TOKEN, "/api/v1/admin/providers", Some(provider)).await;
+    assert_eq!(status, 201, "{body}");
+    for (suite_id, provider_corpid) in [(OTHER_SUITE, OTHER_PROVIDER), (SIBLING_SUITE, PROVIDER_CORPID)] {
+        let suite = json!({
+            "suite_id": suite_id,
+            "provider_corpid": provider_corpid,
+            "kind": "third_party",
+            "secret": "another-suite-secret",
+            "callback_token": SUITE_TOKEN,
+            "encoding_aes_key": SUITE_AES_KEY,
+        });
+        let (status, body) = call(app, Method::POST, ADMIN_TOKEN, "/api/v1/admin/suites", Some(suite)).await;
+        assert_eq!(status, 201, "{body}");
+    }
 }
 
 async fn call(app: &TestApp, method: Method, bearer: &str, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -104,7 +113,7 @@ async fn a_tokens_key_of_one_suite_gets_its_tokens_and_is_forbidden_other_suites
     let fake = FakeWecom::start().await;
     let app = spawn_against(&db, &fake, |_| {}).await;
     app.push_ticket(&fake).await;
-    add_suites(&db);
+    add_suites(&app).await;
     let key = create_key(&app, json!({"name": "reader-a", "scopes": ["tokens"], "suites": [SUITE_ID]})).await;
 
     let (status, body) = get_as(&app, &key, &format!("/api/v1/suites/{SUITE_ID}/token")).await;
@@ -176,7 +185,7 @@ async fn a_wrong_key_is_401_while_a_known_key_outside_its_scope_is_403() {
 async fn the_feed_and_webhooks_of_a_suite_restricted_key_hold_only_its_suites() {
     let db = TestDb::new();
     let app = TestApp::spawn(&db).await;
-    add_suites(&db);
+    add_suites(&app).await;
     for suite in [SUITE_ID, OTHER_SUITE, SIBLING_SUITE] {
         let (status, _) =
             app.post_callback(&command_path(suite), &suite_keys(), suite, &suite_ticket_xml(suite, "ticket")).await;
@@ -302,7 +311,7 @@ async fn a_key_is_shown_once_and_only_its_hash_is_stored() {
         assert!(!shown.contains("\"key\""), "{shown}");
     }
 
-    let store = Db::open(&db.url).expect("database opens");
+    let store = app::open_sealed(&config_from(&env_for(&db))).await.expect("database opens");
     let row = store.run(|conn| api_keys::find(conn, "billing")).await.expect("query").expect("row");
     assert_eq!(row.key_hash, hash);
     assert_ne!(row.key_hash, key);
@@ -448,8 +457,11 @@ async fn bad_input_to_the_key_api_is_refused_with_its_field_and_changes_nothing(
         let message = error["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains(field), "{body} → {message:?} names {field}");
     }
-    // An admin key manages keys too; a key without the admin scope cannot.
-    let reader = create_key(&app, json!({"name": "reader", "scopes": ["tokens", "ids", "events"]})).await;
+    // An admin key manages keys too, audited under its name; a key without the admin scope cannot.
+    let body = json!({"name": "reader", "scopes": ["tokens", "ids", "events"]});
+    let (status, created) = call(&app, Method::POST, &admin_key, "/api/v1/admin/api-keys", Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    let reader = created["key"].as_str().expect("key").to_owned();
     let body = json!({"name": "made-by-reader", "scopes": ["admin"]});
     forbidden(&call(&app, Method::POST, &reader, "/api/v1/admin/api-keys", Some(body)).await, "admin scope");
     forbidden(&call(&app, Method::DELETE, &reader, "/api/v1/admin/api-keys/first", None).await, "admin scope");
@@ -461,7 +473,7 @@ async fn bad_input_to_the_key_api_is_refused_with_its_field_and_changes_nothing(
     assert!(listed["api_keys"].as_array().expect("list").iter().all(|k| k["revoked_at"].is_null()));
     assert_eq!(get_as(&app, &admin_key, "/api/v1/admin/api-keys/nobody").await.0, 404);
     assert_eq!(call(&app, Method::DELETE, &admin_key, "/api/v1/admin/api-keys/nobody", None).await.0, 404);
-    let store = Db::open(&db.url).expect("database opens");
+    let store = app::open_sealed(&config_from(&env_for(&db))).await.expect("database opens");
     assert_eq!(store.run(api_keys::list).await.expect("query").len(), 2);
     app.stop().await;
 }

@@ -102,8 +102,11 @@ impl Drop for TestDb {
     }
 }
 
+/// The master key of PostgreSQL tests (SQLite ones use the default key file beside the database).
+pub const MASTER_KEY: &str = "dGVzdC1tYXN0ZXIta2V5LW9mLTMyLWJ5dGVzLSEhISE=";
+
 pub fn env_for(db: &TestDb) -> HashMap<String, String> {
-    [
+    let mut env: HashMap<String, String> = [
         ("DATABASE_URL", db.url_string()),
         ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
         ("WECOM_API_BASE", "http://127.0.0.1:9".to_owned()),
@@ -120,7 +123,11 @@ pub fn env_for(db: &TestDb) -> HashMap<String, String> {
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
-    .collect()
+    .collect();
+    if db.is_postgres() {
+        env.insert("MASTER_KEY".into(), MASTER_KEY.into());
+    }
+    env
 }
 
 pub fn config_from(env: &HashMap<String, String>) -> Config {

@@ -108,6 +108,7 @@ async fn a_customized_app_gets_corp_tokens_from_gettoken_and_survives_a_secret_r
     let fake = FakeWecom::start().await;
     let app = spawn_against(&db, &fake, |env| {
         env.insert("WECOM_SUITE_ID".into(), DK_SUITE.into());
+        env.insert("WECOM_SUITE_KIND".into(), "customized_template".into());
     })
     .await;
     app.push_ticket(&fake).await;
@@ -297,7 +298,7 @@ async fn without_a_fresh_ticket_suite_work_answers_503_no_suite_ticket() {
     let response = app.client.get(app.url(&format!("/install/{}", app.seeded_suite))).send().await.expect("page");
     assert_eq!(response.status().as_u16(), 503);
 
-    // A ticket WeCom no longer knows (40085) is the same condition.
+    // A ticket WeCom no longer knows (40085) is named as such, with its age.
     let (status, _) = app
         .post_callback(
             &command_path(&app.seeded_suite),
@@ -309,7 +310,10 @@ async fn without_a_fresh_ticket_suite_work_answers_503_no_suite_ticket() {
     assert_eq!(status, 200);
     app.settled().await;
     let (status, body) = app.api(&format!("/api/v1/suites/{}/token", app.seeded_suite)).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("no_suite_ticket")));
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("suite_ticket_rejected")), "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("40085") && message.contains(" s ago"), "{message}");
+    assert!(!message.contains("stale-ticket"), "the ticket itself is never shown: {message}");
     assert_eq!(fake.calls("service/get_suite_token"), 1);
     app.stop().await;
     fake.stop().await;

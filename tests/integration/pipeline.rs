@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use wecom_provider::app;
 use wecom_provider::events::retention::Retention;
-use wecom_provider::store::Db;
 
 use crate::fake_wecom::{FakeWecom, Injection};
 use crate::helpers::*;
@@ -137,7 +137,7 @@ async fn retention_prunes_old_done_events_and_keeps_pending_and_failed_ones() {
              VALUES ('{PROVIDER_CORPID}', '{SUITE_ID}', 'old_{status}', 'old-{index}', '{{}}', {old}, '{status}')"
         ));
     }
-    let store = Db::open(&db.url).expect("database opens");
+    let store = app::open_sealed(&config_from(&env_for(&db))).await.expect("database opens");
     let pruned = Retention::days(30).prune(&store).await.expect("prune runs");
     assert_eq!(pruned, 2);
     let mut left: Vec<String> =

@@ -1,0 +1,118 @@
+//! Kinds and statuses shared by the store, the services and the handlers: enums
+//! that diesel stores and serde writes as their snake_case names. A leaf module.
+
+use std::fmt;
+use std::str::FromStr;
+
+use diesel::backend::Backend;
+use diesel::deserialize::{self, FromSql};
+use diesel::serialize::{self, ToSql};
+use diesel::sql_types::Text;
+
+/// An enum stored as text: its names, parsing, `Display`, serde and diesel.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)]
+        #[diesel(sql_type = Text)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownName;
+
+            fn from_str(text: &str) -> Result<Self, UnknownName> {
+                match text {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(UnknownName {
+                        what: stringify!($name),
+                        expected: [$($text),+].join(", "),
+                    }),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl<DB: Backend> ToSql<Text, DB> for $name
+        where
+            str: ToSql<Text, DB>,
+        {
+            fn to_sql<'b>(&'b self, out: &mut serialize::Output<'b, '_, DB>) -> serialize::Result {
+                self.as_str().to_sql(out)
+            }
+        }
+
+        impl<DB: Backend> FromSql<Text, DB> for $name
+        where
+            String: FromSql<Text, DB>,
+        {
+            fn from_sql(bytes: DB::RawValue<'_>) -> deserialize::Result<Self> {
+                Ok(String::from_sql(bytes)?.parse()?)
+            }
+        }
+    };
+}
+
+/// A name that is not one of an enum's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must be one of: {expected}")]
+pub struct UnknownName {
+    pub what: &'static str,
+    pub expected: String,
+}
+
+text_enum! {
+    /// What a suite is, stored with it (never guessed from its id).
+    SuiteKind {
+        /// A third-party app (第三方应用): corp tokens through get_corp_token.
+        ThirdParty => "third_party",
+        /// A customized-app template (代开发模版): the permanent code is the app's secret.
+        CustomizedTemplate => "customized_template",
+        /// The login app (登录授权应用) that web login uses.
+        Login => "login",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_and_unknown_names_list_the_known_ones() {
+        for kind in SuiteKind::ALL {
+            assert_eq!(kind.as_str().parse::<SuiteKind>(), Ok(*kind));
+            assert_eq!(serde_json::to_string(kind).expect("serialises"), format!("\"{kind}\""));
+        }
+        let error = "dk".parse::<SuiteKind>().expect_err("unknown");
+        assert_eq!(error.to_string(), "must be one of: third_party, customized_template, login");
+    }
+}

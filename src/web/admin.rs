@@ -1,0 +1,249 @@
+//! `/api/v1/admin`: providers, suites and the audit log. Handlers parse, call one
+//! registry function and render its typed view; secrets go in, never out.
+
+use actix_web::{HttpResponse, web};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use super::State;
+use super::auth::Admin;
+use crate::error::AppError;
+use crate::feed::rfc3339;
+use crate::model::SuiteKind;
+use crate::registry::{ProviderInput, ProviderPatch, ProviderView, SuiteInput, SuitePatch, SuiteView};
+use crate::store::audit;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/admin/providers", web::post().to(create_provider))
+        .route("/admin/providers", web::get().to(list_providers))
+        .route("/admin/providers/{provider_corpid}", web::get().to(get_provider))
+        .route("/admin/providers/{provider_corpid}", web::patch().to(update_provider))
+        .route("/admin/providers/{provider_corpid}", web::delete().to(remove_provider))
+        .route("/admin/suites", web::post().to(create_suite))
+        .route("/admin/suites", web::get().to(list_suites))
+        .route("/admin/suites/{suite_id}", web::get().to(get_suite))
+        .route("/admin/suites/{suite_id}", web::patch().to(update_suite))
+        .route("/admin/suites/{suite_id}", web::delete().to(remove_suite))
+        .route("/admin/audit", web::get().to(audit_log));
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewProviderBody {
+    provider_corpid: String,
+    name: Option<String>,
+    secret: SecretString,
+    callback_token: Option<SecretString>,
+    encoding_aes_key: Option<SecretString>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProviderPatchBody {
+    name: Option<String>,
+    secret: Option<SecretString>,
+    callback_token: Option<SecretString>,
+    encoding_aes_key: Option<SecretString>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSuiteBody {
+    suite_id: String,
+    provider_corpid: String,
+    kind: SuiteKind,
+    name: Option<String>,
+    #[serde(default = "enabled_by_default")]
+    enabled: bool,
+    secret: SecretString,
+    callback_token: SecretString,
+    encoding_aes_key: SecretString,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuitePatchBody {
+    kind: Option<SuiteKind>,
+    name: Option<String>,
+    enabled: Option<bool>,
+    secret: Option<SecretString>,
+    callback_token: Option<SecretString>,
+    encoding_aes_key: Option<SecretString>,
+}
+
+#[derive(Deserialize)]
+struct RemoveQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+#[derive(Serialize)]
+struct Providers {
+    providers: Vec<ProviderView>,
+}
+
+#[derive(Serialize)]
+struct Suites {
+    suites: Vec<SuiteView>,
+}
+
+/// An update's answer: the record as it now is and the fields that changed.
+#[derive(Serialize)]
+struct Updated<T> {
+    changed: Vec<&'static str>,
+    #[serde(flatten)]
+    record: T,
+}
+
+async fn create_provider(
+    admin: Admin,
+    state: State,
+    body: web::Json<NewProviderBody>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.into_inner();
+    let input = ProviderInput {
+        provider_corpid: body.provider_corpid,
+        name: body.name,
+        secret: body.secret,
+        callback_token: body.callback_token,
+        encoding_aes_key: body.encoding_aes_key,
+    };
+    Ok(HttpResponse::Created().json(state.registry.create_provider(&admin.actor, input).await?))
+}
+
+async fn list_providers(_: Admin, state: State) -> Result<HttpResponse, AppError> {
+    Ok(HttpResponse::Ok().json(Providers { providers: state.registry.provider_views().await? }))
+}
+
+async fn get_provider(_: Admin, state: State, id: web::Path<String>) -> Result<HttpResponse, AppError> {
+    Ok(HttpResponse::Ok().json(state.registry.provider_view(&id).await?))
+}
+
+async fn update_provider(
+    admin: Admin,
+    state: State,
+    id: web::Path<String>,
+    body: web::Json<ProviderPatchBody>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.into_inner();
+    let patch = ProviderPatch {
+        name: body.name,
+        secret: body.secret,
+        callback_token: body.callback_token,
+        encoding_aes_key: body.encoding_aes_key,
+    };
+    let changed = state.registry.update_provider(&admin.actor, &id, patch).await?;
+    Ok(HttpResponse::Ok().json(Updated { changed, record: state.registry.provider_view(&id).await? }))
+}
+
+async fn remove_provider(admin: Admin, state: State, id: web::Path<String>) -> Result<HttpResponse, AppError> {
+    state.registry.remove_provider(&admin.actor, &id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn create_suite(admin: Admin, state: State, body: web::Json<NewSuiteBody>) -> Result<HttpResponse, AppError> {
+    let body = body.into_inner();
+    let input = SuiteInput {
+        suite_id: body.suite_id,
+        provider_corpid: body.provider_corpid,
+        kind: body.kind,
+        name: body.name,
+        enabled: body.enabled,
+        secret: body.secret,
+        callback_token: body.callback_token,
+        encoding_aes_key: body.encoding_aes_key,
+    };
+    Ok(HttpResponse::Created().json(state.registry.create_suite(&admin.actor, input).await?))
+}
+
+async fn list_suites(_: Admin, state: State) -> Result<HttpResponse, AppError> {
+    Ok(HttpResponse::Ok().json(Suites { suites: state.registry.suite_views().await? }))
+}
+
+async fn get_suite(_: Admin, state: State, id: web::Path<String>) -> Result<HttpResponse, AppError> {
+    Ok(HttpResponse::Ok().json(state.registry.suite_view(&id).await?))
+}
+
+async fn update_suite(
+    admin: Admin,
+    state: State,
+    id: web::Path<String>,
+    body: web::Json<SuitePatchBody>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.into_inner();
+    let patch = SuitePatch {
+        kind: body.kind,
+        name: body.name,
+        enabled: body.enabled,
+        secret: body.secret,
+        callback_token: body.callback_token,
+        encoding_aes_key: body.encoding_aes_key,
+    };
+    let changed = state.registry.update_suite(&admin.actor, &id, patch).await?;
+    Ok(HttpResponse::Ok().json(Updated { changed, record: state.registry.suite_view(&id).await? }))
+}
+
+async fn remove_suite(
+    admin: Admin,
+    state: State,
+    id: web::Path<String>,
+    query: web::Query<RemoveQuery>,
+) -> Result<HttpResponse, AppError> {
+    state.registry.remove_suite(&admin.actor, &id, query.force).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    #[serde(default)]
+    after: i64,
+    #[serde(default = "default_page")]
+    limit: i64,
+}
+
+fn default_page() -> i64 {
+    100
+}
+
+const MAX_PAGE: i64 = 1000;
+
+#[derive(Serialize)]
+struct AuditEntry {
+    id: i64,
+    at: String,
+    actor: String,
+    action: String,
+    target: String,
+    details: serde_json::Value,
+}
+
+#[derive(Serialize)]
+struct AuditPage {
+    entries: Vec<AuditEntry>,
+    next_after: i64,
+}
+
+async fn audit_log(_: Admin, state: State, query: web::Query<AuditQuery>) -> Result<HttpResponse, AppError> {
+    let AuditQuery { after, limit } = query.into_inner();
+    if after < 0 || !(1..=MAX_PAGE).contains(&limit) {
+        return Err(AppError::bad_request("invalid_query", format!("after must be 0 or more, limit 1 to {MAX_PAGE}")));
+    }
+    let rows = state.db.run(move |conn| audit::page(conn, after, limit)).await?;
+    let next_after = rows.last().map_or(after, |row| row.id);
+    let entries = rows
+        .into_iter()
+        .map(|row| AuditEntry {
+            id: row.id,
+            at: rfc3339(row.at),
+            actor: row.actor,
+            action: row.action,
+            target: row.target,
+            details: serde_json::from_str(&row.details).unwrap_or_default(),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(AuditPage { entries, next_after }))
+}
