@@ -523,7 +523,7 @@ async fn manage_api_keys(config: &Config, command: ApiKeysCommand) -> Result<(),
     match command {
         ApiKeysCommand::Create { name, scopes, suites } => {
             let new = access::NewKey { name, scopes, suites: (!suites.is_empty()).then_some(suites) };
-            let created = access::create(&db, new, access::CLI_ACTOR).await.map_err(|e| e.to_string())?;
+            let created = access::create(&db, new, ACTOR_CLI).await.map_err(|e| e.to_string())?;
             println!("{}", created.key);
             eprintln!("The key of {} is shown only now: store it where its service reads it.", created.name);
         }
@@ -543,7 +543,7 @@ async fn manage_api_keys(config: &Config, command: ApiKeysCommand) -> Result<(),
             }
         }
         ApiKeysCommand::Revoke { name } => {
-            access::revoke(&db, &name, access::CLI_ACTOR).await.map_err(|e| format!("{name}: {e}"))?;
+            access::revoke(&db, &name, ACTOR_CLI).await.map_err(|e| format!("{name}: {e}"))?;
             println!("revoked {name}");
         }
     }

@@ -23,14 +23,15 @@ pub use authenticator::{Authenticator, Refusal};
 
 use crate::feed::rfc3339;
 use crate::store::api_keys::{self as rows, ApiKeyRow, Insert, NewApiKey};
+use crate::store::audit::{ACTOR_CLI, ACTOR_ENVIRONMENT, NewAuditEntry};
 use crate::store::events::EventFilter;
 use crate::store::{Db, StoreError, now_ms};
 use crate::text::excerpt;
 
-/// The name `ADMIN_TOKEN` goes by in logs and audit entries; no key may take it.
+/// The name `ADMIN_TOKEN` goes by in logs and audit entries.
 pub const BOOTSTRAP_KEY: &str = "bootstrap";
-/// Who changed a key from the command line, as logs and audit entries name it; no key may take it.
-pub const CLI_ACTOR: &str = "cli";
+/// Actors of audit entries that are not keys: no key may take their names.
+const RESERVED_NAMES: [&str; 3] = [BOOTSTRAP_KEY, ACTOR_CLI, ACTOR_ENVIRONMENT];
 const KEY_PREFIX: &str = "wpk_";
 const KEY_BYTES: usize = 32;
 /// Base64 of [`KEY_BYTES`] without padding.
@@ -222,8 +223,8 @@ impl From<&ApiKeyRow> for KeyView {
 }
 
 /// 1 to 64 letters, digits, `-`, `_` or `.`, starting with a letter or digit (so no
-/// name reads as the `-` that logs show for no key); neither [`BOOTSTRAP_KEY`] nor
-/// [`CLI_ACTOR`], so that an actor names one thing.
+/// name reads as the `-` that logs show for no key); not a reserved name, so that an
+/// audit entry's actor names one thing.
 fn check_name(name: &str) -> Result<(), AccessError> {
     let well_formed = name.len() <= MAX_NAME_LEN
         && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
@@ -234,8 +235,8 @@ fn check_name(name: &str) -> Result<(), AccessError> {
             format!("must be 1 to {MAX_NAME_LEN} letters, digits, '-', '_' or '.', starting with a letter or digit"),
         ));
     }
-    if name == BOOTSTRAP_KEY || name == CLI_ACTOR {
-        return Err(invalid("name", format!("{name} is reserved (it names ADMIN_TOKEN or the command line)")));
+    if RESERVED_NAMES.contains(&name) {
+        return Err(invalid("name", format!("{name} is reserved (one of {})", RESERVED_NAMES.join(", "))));
     }
     Ok(())
 }
@@ -304,7 +305,8 @@ fn looks_like_key(presented: &str) -> bool {
     })
 }
 
-/// Makes a key on behalf of `actor`; the answer holds the key, shown this once.
+/// Makes a key on behalf of `actor` (audited as `api_key.create`); the answer holds
+/// the key, shown this once.
 pub async fn create(db: &Db, new: NewKey, actor: &str) -> Result<CreatedKey, AccessError> {
     check_name(&new.name)?;
     let scopes = parse_scopes(&new.scopes)?;
@@ -318,17 +320,16 @@ pub async fn create(db: &Db, new: NewKey, actor: &str) -> Result<CreatedKey, Acc
         suites: suites.as_ref().map(to_json),
         created_at: now_ms(),
     };
-    match db.run(move |conn| rows::insert(conn, &row, &suite_ids)).await? {
-        Insert::Created(row) => {
-            tracing::info!(actor, name = row.name.as_str(), "API key created");
-            Ok(CreatedKey {
-                name: row.name,
-                scopes: scopes.into_iter().collect(),
-                suites: suites.map(|suites| suites.into_iter().collect()),
-                key,
-                created_at: rfc3339(row.created_at),
-            })
-        }
+    let details = serde_json::json!({ "scopes": scopes, "suites": suites });
+    let entry = NewAuditEntry::new(actor, "api_key.create", &new.name, details);
+    match db.run(move |conn| rows::insert(conn, &row, &suite_ids, &entry)).await? {
+        Insert::Created(row) => Ok(CreatedKey {
+            name: row.name,
+            scopes: scopes.into_iter().collect(),
+            suites: suites.map(|suites| suites.into_iter().collect()),
+            key,
+            created_at: rfc3339(row.created_at),
+        }),
         Insert::NameTaken => Err(AccessError::NameTaken(new.name)),
         Insert::UnknownSuite(suite_id) => Err(invalid("suites", format!("unknown suite {}", excerpt(&suite_id)))),
     }
@@ -345,14 +346,13 @@ pub async fn get(db: &Db, name: &str) -> Result<KeyView, AccessError> {
     Ok(KeyView::from(&row))
 }
 
-/// Revokes a key (revoking it again changes nothing). Every instance sharing the
-/// database refuses it within the 2 s its lookups are cached.
+/// Revokes a key on behalf of `actor` (audited as `api_key.revoke`; revoking it again
+/// changes nothing). Every instance sharing the database refuses it within the 2 s its
+/// lookups are cached.
 pub async fn revoke(db: &Db, name: &str, actor: &str) -> Result<KeyView, AccessError> {
+    let entry = NewAuditEntry::new(actor, "api_key.revoke", name, serde_json::json!({}));
     let name = name.to_owned();
-    let (row, revoked) = db.run(move |conn| rows::revoke(conn, &name, now_ms())).await?.ok_or(AccessError::NotFound)?;
-    if revoked {
-        tracing::info!(actor, name = row.name.as_str(), "API key revoked");
-    }
+    let row = db.run(move |conn| rows::revoke(conn, &name, now_ms(), &entry)).await?.ok_or(AccessError::NotFound)?;
     Ok(KeyView::from(&row))
 }
 
@@ -379,7 +379,7 @@ mod tests {
         for good in ["ci", "billing-service", "a.b_c-9", "9", &"x".repeat(64)] {
             assert!(check_name(good).is_ok(), "{good}");
         }
-        for bad in ["", "-", ".hidden", "a b", "名字", &"x".repeat(65), "bootstrap", "cli", "key\n"] {
+        for bad in ["", "-", ".hidden", "a b", "名字", &"x".repeat(65), "bootstrap", "cli", "environment", "key\n"] {
             assert!(matches!(check_name(bad), Err(AccessError::Invalid { field: "name", .. })), "{bad:?}");
         }
     }

@@ -1,8 +1,10 @@
 //! API keys: a name, the SHA-256 of the key, its scopes and suites. The key itself is
-//! never written anywhere; a revoked key keeps its row with `revoked_at` set.
+//! never written anywhere; a revoked key keeps its row with `revoked_at` set. Each
+//! change is written with its audit entry in one transaction.
 
 use diesel::prelude::*;
 
+use super::audit::{self, NewAuditEntry};
 use super::schema::{api_keys, suites};
 use super::{Conn, StoreResult, WriteTransaction};
 use crate::with_backend;
@@ -40,9 +42,9 @@ pub enum Insert {
     UnknownSuite(String),
 }
 
-/// Stores a key after checking, in the same transaction, that every suite of
-/// `suite_ids` exists.
-pub fn insert(conn: &mut Conn, new: &NewApiKey, suite_ids: &[String]) -> StoreResult<Insert> {
+/// Stores a key and its audit entry after checking, in the same transaction, that
+/// every suite of `suite_ids` exists.
+pub fn insert(conn: &mut Conn, new: &NewApiKey, suite_ids: &[String], entry: &NewAuditEntry) -> StoreResult<Insert> {
     let outcome = with_backend!(conn, c => c.write_transaction(|c| {
         let known: Vec<String> =
             suites::table.filter(suites::suite_id.eq_any(suite_ids)).select(suites::suite_id).load(c)?;
@@ -56,7 +58,11 @@ pub fn insert(conn: &mut Conn, new: &NewApiKey, suite_ids: &[String]) -> StoreRe
             .returning(ApiKeyRow::as_returning())
             .get_result(c)
             .optional()?;
-        Ok(row.map_or(Insert::NameTaken, Insert::Created))
+        let Some(row) = row else {
+            return Ok(Insert::NameTaken);
+        };
+        audit::append_to(c, entry)?;
+        Ok(Insert::Created(row))
     })?);
     Ok(outcome)
 }
@@ -95,15 +101,17 @@ pub fn any_active(conn: &mut Conn) -> StoreResult<bool> {
     Ok(found.is_some())
 }
 
-/// Revokes a key at `now`; an already revoked key keeps its first `revoked_at`.
-/// Answers the row and whether this call revoked it; `None` when there is no such key.
-pub fn revoke(conn: &mut Conn, name: &str, now: i64) -> StoreResult<Option<(ApiKeyRow, bool)>> {
+/// Revokes a key at `now`, with its audit entry; an already revoked key keeps its
+/// first `revoked_at` and gets no second entry. `None` when there is no such key.
+pub fn revoke(conn: &mut Conn, name: &str, now: i64, entry: &NewAuditEntry) -> StoreResult<Option<ApiKeyRow>> {
     let outcome = with_backend!(conn, c => c.write_transaction(|c| {
         let revoked = diesel::update(api_keys::table.find(name).filter(api_keys::revoked_at.is_null()))
             .set(api_keys::revoked_at.eq(now))
             .execute(c)?;
-        let row = api_keys::table.find(name).select(ApiKeyRow::as_select()).first(c).optional()?;
-        Ok::<_, diesel::result::Error>(row.map(|row| (row, revoked == 1)))
+        if revoked == 1 {
+            audit::append_to(c, entry)?;
+        }
+        api_keys::table.find(name).select(ApiKeyRow::as_select()).first(c).optional()
     })?);
     Ok(outcome)
 }

@@ -71,6 +71,25 @@ fn forbidden(answer: &(u16, Value), needle: &str) {
     assert!(message.contains(needle), "{message:?} names {needle}");
 }
 
+/// The audit log's entries about keys: (action, actor, target); it never holds a key.
+async fn key_audit(app: &TestApp, key: &str) -> Vec<(String, String, String)> {
+    let (status, page) = app.api("/api/v1/admin/audit?limit=1000").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(!page.to_string().contains(key), "the audit log holds no key");
+    let text = |value: &Value| value.as_str().expect("text").to_owned();
+    page["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|entry| entry["action"].as_str().is_some_and(|action| action.starts_with("api_key.")))
+        .map(|entry| (text(&entry["action"]), text(&entry["actor"]), text(&entry["target"])))
+        .collect()
+}
+
+fn entry(action: &str, actor: &str, target: &str) -> (String, String, String) {
+    (action.to_owned(), actor.to_owned(), target.to_owned())
+}
+
 fn hash_of(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
@@ -257,6 +276,11 @@ async fn a_key_revoked_through_one_instance_is_refused_by_another_within_two_sec
     assert_eq!(again["revoked_at"], revoked["revoked_at"], "revoking again changes nothing");
     let (_, listed) = first.api("/api/v1/admin/api-keys").await;
     assert_eq!(listed["api_keys"][0]["name"], "shared", "the revoked key's row is kept");
+    assert_eq!(
+        key_audit(&first, &key).await,
+        [entry("api_key.create", "bootstrap", "shared"), entry("api_key.revoke", "bootstrap", "shared")],
+        "one entry per change: revoking again wrote none"
+    );
     first.stop().await;
     second.stop().await;
 }
@@ -428,6 +452,10 @@ async fn api_keys_are_created_listed_and_revoked_from_the_command_line() {
     assert!(!listed.contains("revoked=-"), "{listed}");
     let (ok, _, stderr) = run_cli(&db, &["api-keys", "revoke", "never-made"]);
     assert!(!ok && stderr.contains("not found"), "{stderr}");
+    assert_eq!(
+        key_audit(&app, &key).await,
+        [entry("api_key.create", "cli", "from-cli"), entry("api_key.revoke", "cli", "from-cli")]
+    );
     app.stop().await;
 }
 
@@ -475,6 +503,11 @@ async fn bad_input_to_the_key_api_is_refused_with_its_field_and_changes_nothing(
     assert_eq!(call(&app, Method::DELETE, &admin_key, "/api/v1/admin/api-keys/nobody", None).await.0, 404);
     let store = app::open_sealed(&config_from(&env_for(&db))).await.expect("database opens");
     assert_eq!(store.run(api_keys::list).await.expect("query").len(), 2);
+    assert_eq!(
+        key_audit(&app, &reader).await,
+        [entry("api_key.create", "bootstrap", "first"), entry("api_key.create", "first", "reader")],
+        "refused changes are not audited"
+    );
     app.stop().await;
 }
 
