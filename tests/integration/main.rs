@@ -3,6 +3,7 @@
 
 mod api;
 mod callbacks;
+mod control_plane;
 mod durability;
 mod fake_wecom;
 mod helpers;
