@@ -511,3 +511,40 @@ async fn the_start_prints_the_urls_to_paste_into_wecom() {
     assert!(output.contains("no provider or suite is configured"), "{output}");
     bare.stop().await;
 }
+
+#[tokio::test]
+async fn a_provider_added_at_runtime_receives_its_system_events_and_hands_out_its_token() {
+    let db = TestDb::new();
+    let fake = FakeWecom::start().await;
+    let app = spawn_against(&db, &fake, |_| {}).await;
+    let provider = "wwprovider0002";
+    fake.add_provider(provider, "second-provider-secret");
+    let body = json!({
+        "provider_corpid": provider,
+        "secret": "second-provider-secret",
+        "callback_token": SECOND_TOKEN,
+        "encoding_aes_key": SECOND_AES_KEY,
+    });
+    let (status, created) = app.send(Method::POST, "/api/v1/admin/providers", Some(&body)).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["has_callback"], true);
+    assert_no_secret(&created.to_string(), &["second-provider-secret", SECOND_TOKEN, SECOND_AES_KEY]);
+    let event = format!(
+        "<xml><ToUserName>{provider}</ToUserName><CreateTime>1700000000</CreateTime><MsgType>event</MsgType><Event>change_app_admin</Event></xml>"
+    );
+    let path = format!("/callback/provider/{provider}");
+    let (status, answer) = app.post_callback(&path, &second_keys(), provider, &event).await;
+    assert_eq!((status, answer.as_str()), (200, "success"));
+    let (status, token) = app.api(&format!("/api/v1/providers/{provider}/token")).await;
+    assert_eq!(status, 200, "{token}");
+    assert!(fake.is_valid_token(token["access_token"].as_str().expect("token")));
+    // New keys: the old ones stop verifying at once on this instance.
+    let patch = json!({"callback_token": "OtherToken9"});
+    let (status, updated) = app.send(Method::PATCH, &format!("/api/v1/admin/providers/{provider}"), Some(&patch)).await;
+    assert_eq!((status, updated["changed"].clone()), (200, json!(["callback_token"])), "{updated}");
+    assert_eq!(app.post_callback(&path, &second_keys(), provider, &event).await.0, 401);
+    let other = CallbackKeys::new("OtherToken9", SECOND_AES_KEY).expect("keys");
+    assert_eq!(app.post_callback(&path, &other, provider, &event).await.0, 200);
+    app.stop().await;
+    fake.stop().await;
+}
