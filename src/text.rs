@@ -7,9 +7,15 @@ pub const EXCERPT_CHARS: usize = 64;
 /// At most [`EXCERPT_CHARS`] characters of `input`, control characters (newlines
 /// included) escaped as `\n`, `\u{1b}` …, and `…` when it was cut.
 pub fn excerpt(input: &str) -> String {
+    excerpt_of(input, EXCERPT_CHARS)
+}
+
+/// As [`excerpt`], at most `max_chars` characters: for messages that quote a little
+/// input inside a longer explanation (a JSON parser's, naming the expected fields).
+pub fn excerpt_of(input: &str, max_chars: usize) -> String {
     let mut quoted = String::new();
     let mut chars = input.chars();
-    for c in chars.by_ref().take(EXCERPT_CHARS) {
+    for c in chars.by_ref().take(max_chars) {
         if c.is_control() {
             quoted.extend(c.escape_default());
         } else {

@@ -24,7 +24,7 @@ use crate::ids::Ids;
 use crate::lifecycle::Lifecycle;
 use crate::registry::Registry;
 use crate::store::Db;
-use crate::text::excerpt;
+use crate::text::{excerpt, excerpt_of};
 use crate::tokens::Tokens;
 use crate::wecom::client::ERRCODE_RATE_LIMITED;
 
@@ -53,9 +53,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 }))
                 .app_data(
                     // Conversion lists of any length are accepted: 4 MiB is ~100,000 ids.
-                    web::JsonConfig::default().limit(4 << 20).error_handler(|error, _| {
-                        AppError::bad_request("invalid_body", excerpt(&error.to_string())).into()
-                    }),
+                    web::JsonConfig::default()
+                        .limit(4 << 20)
+                        .error_handler(|error, _| AppError::bad_request("invalid_body", body_problem(&error)).into()),
                 )
                 .configure(admin::routes)
                 .configure(ids::routes)
@@ -64,6 +64,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .configure(api_keys::routes)
                 .default_service(web::to(api_not_found)),
         );
+}
+
+/// A JSON body's problem as serde words it (naming the field and what was
+/// expected), without actix's prefix, quoting little of the input.
+fn body_problem(error: &actix_web::error::JsonPayloadError) -> String {
+    const MAX_PROBLEM_CHARS: usize = 240;
+    match error {
+        actix_web::error::JsonPayloadError::Deserialize(problem) => excerpt_of(&problem.to_string(), MAX_PROBLEM_CHARS),
+        other => excerpt(&other.to_string()),
+    }
 }
 
 async fn api_not_found(_: HttpRequest) -> AppError {

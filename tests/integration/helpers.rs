@@ -80,6 +80,45 @@ impl TestDb {
         }
     }
 
+    /// The first column of the first row of `sql`, a number.
+    pub fn count(&self, sql: &str) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        use diesel::RunQueryDsl;
+        let sql = format!("SELECT CAST(({sql}) AS BIGINT) AS n");
+        let row: Count = match &self.url {
+            DatabaseUrl::Sqlite(path) => {
+                let mut conn = diesel::SqliteConnection::establish(&path.display().to_string()).expect("sqlite opens");
+                diesel::sql_query(sql).get_result(&mut conn).expect("query runs")
+            }
+            DatabaseUrl::Postgres(url) => {
+                let mut conn = PgConnection::establish(url).expect("postgres answers");
+                diesel::sql_query(sql).get_result(&mut conn).expect("query runs")
+            }
+        };
+        row.n
+    }
+
+    /// Everything the database holds at rest: the SQLite file and its WAL byte for
+    /// byte, or a `pg_dump` of the PostgreSQL database.
+    pub fn raw_contents(&self) -> Vec<u8> {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => {
+                let mut bytes = std::fs::read(path).expect("database file readable");
+                bytes.extend(std::fs::read(path.with_extension("db-wal")).unwrap_or_default());
+                bytes
+            }
+            DatabaseUrl::Postgres(url) => {
+                let output = Command::new("pg_dump").arg(url).output().expect("pg_dump runs");
+                assert!(output.status.success(), "pg_dump: {}", String::from_utf8_lossy(&output.stderr));
+                output.stdout
+            }
+        }
+    }
+
     pub fn is_postgres(&self) -> bool {
         matches!(self.url, DatabaseUrl::Postgres(_))
     }
@@ -263,6 +302,17 @@ impl TestApp {
     /// GET with the admin bearer token; returns status and JSON body.
     pub async fn api(&self, path: &str) -> (u16, Value) {
         let response = self.client.get(self.url(path)).bearer_auth(ADMIN_TOKEN).send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A request with the admin bearer token and an optional JSON body.
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let mut request = self.client.request(method, self.url(path)).bearer_auth(ADMIN_TOKEN);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("request");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
