@@ -127,7 +127,8 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
     let handle = server.handle();
     let server_task = tokio::spawn(server);
     tracing::info!(addr = %bound, database = db.backend_name(), "wecom-provider listening");
-    log_diagnostics(&registry, config);
+    let api_enabled = config.admin_token.is_some() || db.run(crate::store::api_keys::any_active).await?;
+    log_diagnostics(&registry, api_enabled);
     let mut background: Vec<JoinHandle<()>> = db.spawn_checkpointer().into_iter().collect();
     background.push(registry.spawn_refresher());
     background.push(retention.spawn_pruner(db.clone()));
@@ -252,7 +253,7 @@ pub async fn open_sealed(config: &Config) -> Result<Db, StartError> {
 
 /// One line per provider and suite with the URLs to paste into WeCom, and a
 /// warning for what a newcomer would otherwise wonder about.
-fn log_diagnostics(registry: &Registry, config: &Config) {
+fn log_diagnostics(registry: &Registry, api_enabled: bool) {
     let (providers, suites) = (registry.providers(), registry.suites());
     if providers.is_empty() || suites.is_empty() {
         tracing::warn!(
@@ -281,7 +282,9 @@ fn log_diagnostics(registry: &Registry, config: &Config) {
             "suite: paste these into its 回调配置"
         );
     }
-    if config.admin_token.is_none() {
-        tracing::warn!("/api/v1 is disabled: set ADMIN_TOKEN (at least 32 characters) to enable it");
+    if !api_enabled {
+        tracing::warn!(
+            "/api/v1 is disabled: set ADMIN_TOKEN (at least 32 characters) or create a key with `wecom-provider api-keys create`"
+        );
     }
 }
