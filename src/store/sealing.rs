@@ -529,6 +529,22 @@ mod tests {
         assert_eq!(sealer.open(&Sealed("plain".into())).err(), Some(SealError::Unsealed));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_text_round_trips_and_any_flipped_character_is_refused(text in ".{0,200}", at in 0usize..400) {
+            let (sealer, _) = sealer();
+            let sealed = sealer.seal(&text);
+            let opened = sealer.open(&sealed).expect("opens");
+            proptest::prop_assert_eq!(opened.expose_secret(), text.as_str());
+            let body_start = sealed.0.rfind(':').expect("has a body") + 1;
+            let mut chars: Vec<char> = sealed.0.chars().collect();
+            let index = body_start + at % (chars.len() - body_start);
+            chars[index] = if chars[index] == 'A' { 'B' } else { 'A' };
+            let altered = Sealed(chars.into_iter().collect());
+            proptest::prop_assert!(sealer.open(&altered).is_err());
+        }
+    }
+
     #[test]
     fn a_rotated_key_file_reaches_a_running_ring_and_old_values_still_open() {
         let dir = tempfile::tempdir().expect("temp dir");
