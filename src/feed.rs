@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::model::{CorpId, ProviderCorpId, SuiteId};
 pub use crate::store::events::EventFilter;
 use crate::store::events::{self, EventRow};
 use crate::store::{Db, StoreError};
@@ -20,9 +21,9 @@ const MAX_KIND_LEN: usize = 64;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FeedEvent {
     pub id: i64,
-    pub provider_corpid: String,
-    pub suite_id: Option<String>,
-    pub corpid: Option<String>,
+    pub provider_corpid: ProviderCorpId,
+    pub suite_id: Option<SuiteId>,
+    pub corpid: Option<CorpId>,
     pub kind: String,
     /// RFC 3339, UTC.
     pub received_at: String,

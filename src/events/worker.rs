@@ -159,7 +159,7 @@ impl Worker {
     async fn process(&self, event: events::PendingEvent) {
         let id = event.id;
         let outcome = match self.effects.apply(&event).await {
-            Ok(corpid) => self.db.run(move |conn| events::mark_done(conn, id, corpid.as_deref())).await,
+            Ok(corpid) => self.db.run(move |conn| events::mark_done(conn, id, corpid.as_ref())).await,
             Err(error) => {
                 let attempts = event.attempts + 1;
                 let retry_at = match &error {

@@ -18,6 +18,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::backoff::backoff_ms;
+use crate::model::{CorpId, ProviderCorpId, SuiteId};
 use crate::store::events::NewEvent;
 use crate::store::ids::{self as store, CorpRef, IdentityKey, Link, LinkState, Match, NewLink};
 use crate::store::{Db, StoreError, corps, now_ms, suites};
@@ -83,9 +84,16 @@ pub struct Conversion {
 /// An active corp of a suite, and its provider: where corp-scoped work runs.
 #[derive(Debug, Clone)]
 pub struct CorpScope {
-    pub provider_corpid: String,
-    pub suite_id: String,
-    pub corpid: String,
+    pub provider_corpid: ProviderCorpId,
+    pub suite_id: SuiteId,
+    pub corpid: CorpId,
+}
+
+impl CorpScope {
+    /// Where this corp's mappings of `kind` are stored.
+    fn mappings(&self, kind: IdKind) -> (&ProviderCorpId, IdKind, Option<&CorpId>) {
+        (&self.provider_corpid, kind, Some(&self.corpid))
+    }
 }
 
 /// Spaces upstream calls evenly, for bulk work under WeCom's frequency limits.
@@ -118,7 +126,7 @@ impl Ids {
     }
 
     /// The corp, checked to exist and be active.
-    pub async fn corp_scope(&self, suite_id: &str, corpid: &str) -> Result<CorpScope, IdError> {
+    pub async fn corp_scope(&self, suite_id: &SuiteId, corpid: &CorpId) -> Result<CorpScope, IdError> {
         let sid = suite_id.to_owned();
         let suite = self.db.run(move |conn| suites::find_suite(conn, &sid)).await?.ok_or(IdError::Unknown("suite"))?;
         let (sid, cid) = (suite_id.to_owned(), corpid.to_owned());
@@ -132,7 +140,7 @@ impl Ids {
     /// corpid → open_corpid (provider token), one upstream call per unknown corpid.
     pub async fn open_corpids(
         &self,
-        provider_corpid: &str,
+        provider_corpid: &ProviderCorpId,
         corpids: &[String],
         pace: Option<&Pacer>,
     ) -> Result<Conversion, IdError> {
@@ -140,7 +148,7 @@ impl Ids {
         self.db.run(move |conn| suites::find_provider(conn, &id)).await?.ok_or(IdError::Unknown("provider"))?;
         let key = TokenKey::Provider { provider_corpid: provider_corpid.to_owned() };
         let client = self.tokens.client();
-        self.convert((provider_corpid, IdKind::Corpid, ""), corpids, 1, pace, |batch| {
+        self.convert((provider_corpid, IdKind::Corpid, None), corpids, 1, pace, |batch| {
             let key = &key;
             async move {
                 let mut converted = Converted::default();
@@ -171,7 +179,7 @@ impl Ids {
     ) -> Result<Conversion, IdError> {
         let key = TokenKey::corp(&scope.suite_id, &scope.corpid);
         let client = self.tokens.client();
-        self.convert((&scope.provider_corpid, IdKind::Userid, &scope.corpid), userids, USERID_BATCH, pace, |batch| {
+        self.convert(scope.mappings(IdKind::Userid), userids, USERID_BATCH, pace, |batch| {
             let key = &key;
             async move {
                 let answer = self.tokens.call(key, |token| {
@@ -195,22 +203,16 @@ impl Ids {
         let key = TokenKey::corp(&scope.suite_id, &scope.corpid);
         let client = self.tokens.client();
         let kind = IdKind::ExternalUserid;
-        self.convert(
-            (&scope.provider_corpid, kind, &scope.corpid),
-            external_userids,
-            EXTERNAL_USERID_BATCH,
-            pace,
-            |batch| {
-                let key = &key;
-                async move {
-                    let answer = self.tokens.call(key, |token| {
-                        let batch = &batch;
-                        async move { client.get_new_external_userid(&token, batch, chat_id).await }
-                    });
-                    answer.await
-                }
-            },
-        )
+        self.convert(scope.mappings(kind), external_userids, EXTERNAL_USERID_BATCH, pace, |batch| {
+            let key = &key;
+            async move {
+                let answer = self.tokens.call(key, |token| {
+                    let batch = &batch;
+                    async move { client.get_new_external_userid(&token, batch, chat_id).await }
+                });
+                answer.await
+            }
+        })
         .await
     }
 
@@ -219,7 +221,7 @@ impl Ids {
     /// interrupted bulk run resumes where it stopped).
     async fn convert<F, Fut>(
         &self,
-        (provider_corpid, kind, corpid): (&str, IdKind, &str),
+        (provider_corpid, kind, corpid): (&ProviderCorpId, IdKind, Option<&CorpId>),
         sources: &[String],
         batch_size: usize,
         pace: Option<&Pacer>,
@@ -231,9 +233,11 @@ impl Ids {
     {
         let mut seen = HashSet::with_capacity(sources.len());
         let unique: Vec<String> = sources.iter().filter(|id| seen.insert(id.as_str())).cloned().collect();
-        let (provider, scope, lookup) = (provider_corpid.to_owned(), corpid.to_owned(), unique.clone());
-        let mut known =
-            self.db.run(move |conn| store::find_mappings(conn, &provider, kind.name(), &scope, &lookup)).await?;
+        let (provider, scope, lookup) = (provider_corpid.clone(), corpid.cloned(), unique.clone());
+        let mut known = self
+            .db
+            .run(move |conn| store::find_mappings(conn, &provider, kind.name(), scope.as_ref(), &lookup))
+            .await?;
         let missing: Vec<String> = unique.iter().filter(|id| !known.contains_key(*id)).cloned().collect();
         let mut conversion = Conversion::default();
         let mut invalid: HashMap<String, String> = HashMap::new();
@@ -243,8 +247,10 @@ impl Ids {
             }
             let converted = upstream(batch.to_vec()).await?;
             conversion.upstream_calls += 1;
-            let (provider, scope, pairs) = (provider_corpid.to_owned(), corpid.to_owned(), converted.pairs.clone());
-            self.db.run(move |conn| store::store_mappings(conn, &provider, kind.name(), &scope, &pairs)).await?;
+            let (provider, scope, pairs) = (provider_corpid.clone(), corpid.cloned(), converted.pairs.clone());
+            self.db
+                .run(move |conn| store::store_mappings(conn, &provider, kind.name(), scope.as_ref(), &pairs))
+                .await?;
             known.extend(converted.pairs);
             invalid.extend(converted.invalid);
         }
@@ -310,7 +316,7 @@ impl Ids {
 
     pub async fn identity(
         &self,
-        provider_corpid: &str,
+        provider_corpid: &ProviderCorpId,
         key: IdentityKey,
     ) -> Result<Option<(store::Identity, Vec<Link>)>, IdError> {
         let id = provider_corpid.to_owned();
@@ -324,9 +330,9 @@ impl Ids {
     /// queued to be matched against pending_ids.
     pub async fn contact_added(
         &self,
-        provider_corpid: &str,
-        suite_id: &str,
-        corpid: &str,
+        provider_corpid: &ProviderCorpId,
+        suite_id: &SuiteId,
+        corpid: &CorpId,
         external_userid: &str,
     ) -> Result<(), StoreError> {
         let (provider, sid, cid, eid) =
@@ -346,8 +352,8 @@ impl Ids {
     /// del_external_contact / del_follow_user: the link is marked removed.
     pub async fn contact_removed(
         &self,
-        provider_corpid: &str,
-        corpid: &str,
+        provider_corpid: &ProviderCorpId,
+        corpid: &CorpId,
         external_userid: &str,
     ) -> Result<(), StoreError> {
         let (provider, cid, eid) = (provider_corpid.to_owned(), corpid.to_owned(), external_userid.to_owned());
@@ -386,7 +392,7 @@ impl Ids {
         Ok(linked)
     }
 
-    async fn match_chunk(&self, suite_id: &str, corpid: &str, ids: &[String]) -> Result<usize, IdError> {
+    async fn match_chunk(&self, suite_id: &SuiteId, corpid: &CorpId, ids: &[String]) -> Result<usize, IdError> {
         let sid = suite_id.to_owned();
         let suite = self.db.run(move |conn| suites::find_suite(conn, &sid)).await?.ok_or(IdError::Unknown("suite"))?;
         let since = now_ms() - PENDING_ID_LIFETIME_MS;
@@ -410,8 +416,8 @@ impl Ids {
 
     async fn finish_chunk(
         &self,
-        suite_id: &str,
-        corpid: &str,
+        suite_id: &SuiteId,
+        corpid: &CorpId,
         matches: &[Match],
         ids: &[String],
     ) -> Result<usize, StoreError> {
@@ -447,7 +453,7 @@ impl Ids {
             .await?;
         if made > 0 {
             self.db.notify_appended();
-            tracing::info!(suite = suite_id, corpid, linked = made, "pending identities linked");
+            tracing::info!(suite = %suite_id, %corpid, linked = made, "pending identities linked");
         }
         Ok(made)
     }

@@ -11,6 +11,7 @@ use diesel::prelude::*;
 use super::events::{InsertEvents, NewEvent};
 use super::schema::auth_codes;
 use super::{Conn, StoreResult, WriteTransaction, now_ms};
+use crate::model::{CorpId, SuiteId};
 use crate::with_backend;
 
 pub(super) const STATUS_EXCHANGING: &str = "exchanging";
@@ -22,7 +23,7 @@ pub enum CodeClaim {
     /// This holder exchanges the code.
     Claimed,
     /// Exchanged already, for this corp.
-    Done { corpid: String },
+    Done { corpid: CorpId },
     /// Another holder is exchanging it right now.
     InProgress,
     /// Sent once and its answer lost: it must not be sent again.
@@ -34,7 +35,7 @@ pub enum CodeClaim {
 /// `lost_event` in the same transaction (once: it is deduped like any event).
 pub fn claim(
     conn: &mut Conn,
-    suite_id: &str,
+    suite_id: &SuiteId,
     code_hash: &str,
     holder: &str,
     claim_ms: i64,
@@ -73,7 +74,7 @@ pub fn claim(
             c.insert_events(std::slice::from_ref(lost_event))?;
             return Ok(CodeClaim::Lost);
         }
-        let (status, corpid): (String, Option<String>) = auth_codes::table
+        let (status, corpid): (String, Option<CorpId>) = auth_codes::table
             .find((suite_id, code_hash))
             .select((auth_codes::status, auth_codes::corpid))
             .first(c)?;
@@ -87,7 +88,7 @@ pub fn claim(
 }
 
 /// Extends `holder`'s claim while its exchange runs; false when it is no longer ours.
-pub fn renew(conn: &mut Conn, suite_id: &str, code_hash: &str, holder: &str, claim_ms: i64) -> StoreResult<bool> {
+pub fn renew(conn: &mut Conn, suite_id: &SuiteId, code_hash: &str, holder: &str, claim_ms: i64) -> StoreResult<bool> {
     let until = now_ms() + claim_ms;
     let renewed = with_backend!(conn, c => diesel::update(
         auth_codes::table
@@ -102,7 +103,7 @@ pub fn renew(conn: &mut Conn, suite_id: &str, code_hash: &str, holder: &str, cla
 
 /// Commits that the code is about to be sent; false (send nothing) when the claim
 /// is no longer `holder`'s.
-pub fn mark_sent(conn: &mut Conn, suite_id: &str, code_hash: &str, holder: &str) -> StoreResult<bool> {
+pub fn mark_sent(conn: &mut Conn, suite_id: &SuiteId, code_hash: &str, holder: &str) -> StoreResult<bool> {
     let now = now_ms();
     let marked = with_backend!(conn, c => diesel::update(
         auth_codes::table
@@ -118,7 +119,7 @@ pub fn mark_sent(conn: &mut Conn, suite_id: &str, code_hash: &str, holder: &str)
 
 /// Gives a claim up when the code provably never reached WeCom (or was refused
 /// outright), so the other path, or a retry, may send it.
-pub fn release(conn: &mut Conn, suite_id: &str, code_hash: &str, holder: &str) -> StoreResult<()> {
+pub fn release(conn: &mut Conn, suite_id: &SuiteId, code_hash: &str, holder: &str) -> StoreResult<()> {
     with_backend!(conn, c => {
         diesel::delete(
             auth_codes::table
@@ -146,7 +147,7 @@ pub fn release_unsent(conn: &mut Conn, holder: &str) -> StoreResult<usize> {
 
 /// The answer to a sent code never came (timeout, cut connection, an ambiguous
 /// error): the code is lost, and `lost_event` is appended with the mark.
-pub fn mark_lost(conn: &mut Conn, suite_id: &str, code_hash: &str, lost_event: &NewEvent) -> StoreResult<()> {
+pub fn mark_lost(conn: &mut Conn, suite_id: &SuiteId, code_hash: &str, lost_event: &NewEvent) -> StoreResult<()> {
     with_backend!(conn, c => c.write_transaction(|c| {
         diesel::update(auth_codes::table.find((suite_id, code_hash)).filter(auth_codes::status.eq(STATUS_EXCHANGING)))
             .set(auth_codes::status.eq(STATUS_LOST))

@@ -8,6 +8,7 @@ use super::events::{InsertEvents, NewEvent};
 use super::schema::{auth_codes, corps};
 use super::sealing::Sealed;
 use super::{Conn, StoreResult, WriteTransaction, now_ms};
+use crate::model::{CorpId, SuiteId};
 use crate::with_backend;
 
 pub const STATUS_ACTIVE: &str = "active";
@@ -17,8 +18,8 @@ pub const STATUS_CANCELLED: &str = "cancelled";
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = corps)]
 pub struct CorpView {
-    pub suite_id: String,
-    pub corpid: String,
+    pub suite_id: SuiteId,
+    pub corpid: CorpId,
     pub corp_name: String,
     pub agent_id: Option<i64>,
     pub status: String,
@@ -40,8 +41,8 @@ pub struct CorpCredentials {
 
 /// The outcome of exchanging an auth code, to store.
 pub struct Authorization<'a> {
-    pub suite_id: &'a str,
-    pub corpid: &'a str,
+    pub suite_id: &'a SuiteId,
+    pub corpid: &'a CorpId,
     pub corp_name: &'a str,
     pub agent_id: Option<i64>,
     pub permanent_code: &'a Sealed,
@@ -99,7 +100,7 @@ pub fn upsert_authorized(
 /// known; false if it is not.
 pub fn update_auth_info(
     conn: &mut Conn,
-    corp: (&str, &str),
+    corp: (&SuiteId, &CorpId),
     corp_name: &str,
     agent_id: Option<i64>,
     auth_info: &str,
@@ -122,7 +123,7 @@ pub fn update_auth_info(
 
 /// Marks the corp cancelled (cancel_auth), its permanent code dropped, and appends
 /// `events`; false (nothing appended) if the corp is unknown.
-pub fn cancel(conn: &mut Conn, suite_id: &str, corpid: &str, events: &[NewEvent]) -> StoreResult<bool> {
+pub fn cancel(conn: &mut Conn, suite_id: &SuiteId, corpid: &CorpId, events: &[NewEvent]) -> StoreResult<bool> {
     let now = now_ms();
     let updated = with_backend!(conn, c => c.write_transaction(|c| {
         let updated = diesel::update(corps::table.find((suite_id, corpid)))
@@ -150,8 +151,8 @@ fn append_when_found<C: InsertEvents>(c: &mut C, updated: usize, events: &[NewEv
 /// tokens; `events` are appended the first time only.
 pub fn mark_auth_error(
     conn: &mut Conn,
-    suite_id: &str,
-    corpid: &str,
+    suite_id: &SuiteId,
+    corpid: &CorpId,
     error: &str,
     events: &[NewEvent],
 ) -> StoreResult<()> {
@@ -165,7 +166,7 @@ pub fn mark_auth_error(
     Ok(())
 }
 
-pub fn credentials(conn: &mut Conn, suite_id: &str, corpid: &str) -> StoreResult<Option<CorpCredentials>> {
+pub fn credentials(conn: &mut Conn, suite_id: &SuiteId, corpid: &CorpId) -> StoreResult<Option<CorpCredentials>> {
     let row = with_backend!(conn, c => corps::table
         .find((suite_id, corpid))
         .select(CorpCredentials::as_select())
@@ -174,7 +175,7 @@ pub fn credentials(conn: &mut Conn, suite_id: &str, corpid: &str) -> StoreResult
     Ok(row)
 }
 
-pub fn find(conn: &mut Conn, suite_id: &str, corpid: &str) -> StoreResult<Option<CorpView>> {
+pub fn find(conn: &mut Conn, suite_id: &SuiteId, corpid: &CorpId) -> StoreResult<Option<CorpView>> {
     let row = with_backend!(conn, c => corps::table
         .find((suite_id, corpid))
         .select(CorpView::as_select())
@@ -183,7 +184,7 @@ pub fn find(conn: &mut Conn, suite_id: &str, corpid: &str) -> StoreResult<Option
     Ok(row)
 }
 
-pub fn list(conn: &mut Conn, suite_id: &str) -> StoreResult<Vec<CorpView>> {
+pub fn list(conn: &mut Conn, suite_id: &SuiteId) -> StoreResult<Vec<CorpView>> {
     let rows = with_backend!(conn, c => corps::table
         .filter(corps::suite_id.eq(suite_id))
         .order(corps::corpid)
@@ -193,7 +194,7 @@ pub fn list(conn: &mut Conn, suite_id: &str) -> StoreResult<Vec<CorpView>> {
 }
 
 /// Whether `corpid` currently authorizes `suite_id`: the receiveid rule of the data URL.
-pub fn is_active(conn: &mut Conn, suite_id: &str, corpid: &str) -> StoreResult<bool> {
+pub fn is_active(conn: &mut Conn, suite_id: &SuiteId, corpid: &CorpId) -> StoreResult<bool> {
     let found: Option<String> = with_backend!(conn, c => corps::table
         .find((suite_id, corpid))
         .filter(corps::status.eq(STATUS_ACTIVE))

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use super::schema::events;
 use super::sealing::Sealed;
 use super::{Conn, StoreResult, WriteTransaction, now_ms};
+use crate::model::{CorpId, ProviderCorpId, SuiteId};
 use crate::with_backend;
 
 pub const STATUS_PENDING: &str = "pending";
@@ -24,9 +25,9 @@ const EVENT_APPEND_LOCK_KEY: i64 = 0x7765_636f_6d02;
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = events, treat_none_as_default_value = false)]
 pub struct NewEvent {
-    pub provider_corpid: String,
-    pub suite_id: Option<String>,
-    pub corpid: Option<String>,
+    pub provider_corpid: ProviderCorpId,
+    pub suite_id: Option<SuiteId>,
+    pub corpid: Option<CorpId>,
     pub kind: String,
     pub dedupe_key: String,
     /// Events with the same key are applied in id order; `None` for order-free kinds.
@@ -43,9 +44,9 @@ pub struct NewEvent {
 #[diesel(table_name = events)]
 pub struct EventRow {
     pub id: i64,
-    pub provider_corpid: String,
-    pub suite_id: Option<String>,
-    pub corpid: Option<String>,
+    pub provider_corpid: ProviderCorpId,
+    pub suite_id: Option<SuiteId>,
+    pub corpid: Option<CorpId>,
     pub kind: String,
     pub ordering_key: Option<String>,
     pub fields: String,
@@ -62,9 +63,9 @@ pub struct EventRow {
 #[diesel(table_name = events)]
 pub struct PendingEvent {
     pub id: i64,
-    pub provider_corpid: String,
-    pub suite_id: Option<String>,
-    pub corpid: Option<String>,
+    pub provider_corpid: ProviderCorpId,
+    pub suite_id: Option<SuiteId>,
+    pub corpid: Option<CorpId>,
     pub kind: String,
     pub ordering_key: Option<String>,
     pub plaintext: Option<Sealed>,
@@ -109,20 +110,20 @@ impl NewEvent {
     /// occurrence unique: the auth code's hash, the event that caused it …), so a
     /// retried effect or a second install path appends nothing.
     pub fn derived(
-        provider_corpid: &str,
-        suite_id: &str,
-        corpid: Option<&str>,
+        provider_corpid: &ProviderCorpId,
+        suite_id: &SuiteId,
+        corpid: Option<&CorpId>,
         kind: &str,
         identity: &[&str],
         fields: serde_json::Value,
     ) -> Self {
         let now = now_ms();
-        let mut parts = vec![kind, provider_corpid, suite_id, corpid.unwrap_or("")];
+        let mut parts = vec![kind, provider_corpid.as_str(), suite_id.as_str(), corpid.map_or("", CorpId::as_str)];
         parts.extend_from_slice(identity);
         NewEvent {
-            provider_corpid: provider_corpid.to_owned(),
-            suite_id: Some(suite_id.to_owned()),
-            corpid: corpid.map(str::to_owned),
+            provider_corpid: provider_corpid.clone(),
+            suite_id: Some(suite_id.clone()),
+            corpid: corpid.cloned(),
             kind: kind.to_owned(),
             dedupe_key: hex::encode(hash_parts(&parts)),
             ordering_key: None,
@@ -175,8 +176,8 @@ pub fn append(conn: &mut Conn, batch: &[NewEvent]) -> StoreResult<Vec<bool>> {
 /// Which events a reader wants; empty means all.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFilter {
-    pub suite_id: Option<String>,
-    pub corpid: Option<String>,
+    pub suite_id: Option<SuiteId>,
+    pub corpid: Option<CorpId>,
     pub kinds: Vec<String>,
 }
 
@@ -271,7 +272,7 @@ pub fn release_claims(conn: &mut Conn, holder: &str) -> StoreResult<usize> {
 
 /// The effect of `id` is applied. `corpid` fills in the corp a create_auth named only
 /// through its exchange.
-pub fn mark_done(conn: &mut Conn, id: i64, corpid: Option<&str>) -> StoreResult<()> {
+pub fn mark_done(conn: &mut Conn, id: i64, corpid: Option<&CorpId>) -> StoreResult<()> {
     let now = now_ms();
     with_backend!(conn, c => {
         let event = events::table.find(id).filter(events::status.eq(STATUS_PENDING));

@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use super::events::{InsertEvents, NewEvent};
 use super::schema::{id_mappings, identities, identity_links, pending_matches};
 use super::{Conn, StoreResult, WriteTransaction, now_ms};
+use crate::model::{CorpId, ProviderCorpId, SuiteId};
 use crate::with_backend;
 
 pub const LINK_PENDING: &str = "pending";
@@ -16,14 +17,20 @@ pub const LINK_REMOVED: &str = "removed";
 /// SQL parameter lists stay well below every backend's limit.
 const LOOKUP_CHUNK: usize = 500;
 
+/// The `corpid` column of a mapping: empty for ids no corp scopes (corpids themselves).
+fn mapping_scope(corpid: Option<&CorpId>) -> &str {
+    corpid.map_or("", CorpId::as_str)
+}
+
 /// Known targets of `sources`, as a map from source to target.
 pub fn find_mappings(
     conn: &mut Conn,
-    provider_corpid: &str,
+    provider_corpid: &ProviderCorpId,
     kind: &str,
-    corpid: &str,
+    corpid: Option<&CorpId>,
     sources: &[String],
 ) -> StoreResult<HashMap<String, String>> {
+    let corpid = mapping_scope(corpid);
     let mut found = HashMap::with_capacity(sources.len());
     for chunk in sources.chunks(LOOKUP_CHUNK) {
         let rows: Vec<(String, String)> = with_backend!(conn, c => id_mappings::table
@@ -41,11 +48,12 @@ pub fn find_mappings(
 /// Stores conversions; a mapping already stored is kept (WeCom's never change).
 pub fn store_mappings(
     conn: &mut Conn,
-    provider_corpid: &str,
+    provider_corpid: &ProviderCorpId,
     kind: &str,
-    corpid: &str,
+    corpid: Option<&CorpId>,
     pairs: &[(String, String)],
 ) -> StoreResult<()> {
+    let corpid = mapping_scope(corpid);
     let now = now_ms();
     let rows: Vec<_> = pairs
         .iter()
@@ -73,7 +81,7 @@ pub fn store_mappings(
 #[diesel(table_name = identities)]
 pub struct Identity {
     pub id: i64,
-    pub provider_corpid: String,
+    pub provider_corpid: ProviderCorpId,
     pub unionid: String,
     pub openid: String,
     pub subject_type: i32,
@@ -83,8 +91,8 @@ pub struct Identity {
 #[diesel(table_name = identity_links)]
 pub struct Link {
     pub identity_id: i64,
-    pub corpid: String,
-    pub suite_id: String,
+    pub corpid: CorpId,
+    pub suite_id: SuiteId,
     pub external_userid: Option<String>,
     pub pending_id: Option<String>,
     pub pending_since: Option<i64>,
@@ -100,12 +108,12 @@ pub enum LinkState {
 }
 
 pub struct NewLink<'a> {
-    pub provider_corpid: &'a str,
+    pub provider_corpid: &'a ProviderCorpId,
     pub unionid: &'a str,
     pub openid: &'a str,
     pub subject_type: i32,
-    pub suite_id: &'a str,
-    pub corpid: &'a str,
+    pub suite_id: &'a SuiteId,
+    pub corpid: &'a CorpId,
 }
 
 /// Records the identity (newest openid wins) and its link in the corp.
@@ -176,7 +184,12 @@ pub fn record_link(conn: &mut Conn, link: &NewLink<'_>, state: &LinkState) -> St
 }
 
 /// The link of a unionid in a corp, if any.
-pub fn link_of(conn: &mut Conn, provider_corpid: &str, unionid: &str, corpid: &str) -> StoreResult<Option<Link>> {
+pub fn link_of(
+    conn: &mut Conn,
+    provider_corpid: &ProviderCorpId,
+    unionid: &str,
+    corpid: &CorpId,
+) -> StoreResult<Option<Link>> {
     let link = with_backend!(conn, c => identity_links::table
         .inner_join(identities::table)
         .filter(identities::provider_corpid.eq(provider_corpid))
@@ -192,14 +205,14 @@ pub fn link_of(conn: &mut Conn, provider_corpid: &str, unionid: &str, corpid: &s
 #[derive(Debug, Clone)]
 pub enum IdentityKey {
     Unionid(String),
-    ExternalUserid { corpid: String, external_userid: String },
+    ExternalUserid { corpid: CorpId, external_userid: String },
     PendingId(String),
 }
 
 /// An identity and all its links.
 pub fn find_identity(
     conn: &mut Conn,
-    provider_corpid: &str,
+    provider_corpid: &ProviderCorpId,
     key: &IdentityKey,
 ) -> StoreResult<Option<(Identity, Vec<Link>)>> {
     let found = with_backend!(conn, c => {
@@ -245,8 +258,8 @@ pub fn find_identity(
 /// external_userid. Returns how many links changed.
 pub fn set_status_by_external_userid(
     conn: &mut Conn,
-    provider_corpid: &str,
-    corpid: &str,
+    provider_corpid: &ProviderCorpId,
+    corpid: &CorpId,
     external_userid: &str,
     status: &str,
 ) -> StoreResult<usize> {
@@ -269,8 +282,8 @@ pub fn set_status_by_external_userid(
 /// Is an external_userid already linked (or removed) in this corp?
 pub fn is_known_external_userid(
     conn: &mut Conn,
-    provider_corpid: &str,
-    corpid: &str,
+    provider_corpid: &ProviderCorpId,
+    corpid: &CorpId,
     external_userid: &str,
 ) -> StoreResult<bool> {
     let found: Option<i64> = with_backend!(conn, c => identity_links::table
@@ -285,7 +298,7 @@ pub fn is_known_external_userid(
 }
 
 /// Queues a new customer's external_userid for matching against pending_ids.
-pub fn queue_match(conn: &mut Conn, suite_id: &str, corpid: &str, external_userid: &str) -> StoreResult<()> {
+pub fn queue_match(conn: &mut Conn, suite_id: &SuiteId, corpid: &CorpId, external_userid: &str) -> StoreResult<()> {
     let now = now_ms();
     with_backend!(conn, c => {
         diesel::insert_into(pending_matches::table)
@@ -305,8 +318,8 @@ pub fn queue_match(conn: &mut Conn, suite_id: &str, corpid: &str, external_useri
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = pending_matches)]
 pub struct QueuedMatch {
-    pub suite_id: String,
-    pub corpid: String,
+    pub suite_id: SuiteId,
+    pub corpid: CorpId,
     pub external_userid: String,
     pub attempts: i32,
 }
@@ -326,8 +339,8 @@ pub fn due_matches(conn: &mut Conn, limit: i64) -> StoreResult<Vec<QueuedMatch>>
 /// Puts matches back for a later attempt.
 pub fn defer_matches(
     conn: &mut Conn,
-    suite_id: &str,
-    corpid: &str,
+    suite_id: &SuiteId,
+    corpid: &CorpId,
     external_userids: &[String],
     not_before: i64,
 ) -> StoreResult<()> {
@@ -346,7 +359,12 @@ pub fn defer_matches(
 
 /// Does the corp have pending links younger than `since`? Without any, asking
 /// WeCom for pending_ids would spend quota for nothing.
-pub fn has_pending_links(conn: &mut Conn, provider_corpid: &str, corpid: &str, since: i64) -> StoreResult<bool> {
+pub fn has_pending_links(
+    conn: &mut Conn,
+    provider_corpid: &ProviderCorpId,
+    corpid: &CorpId,
+    since: i64,
+) -> StoreResult<bool> {
     let found: Option<i64> = with_backend!(conn, c => identity_links::table
         .inner_join(identities::table)
         .filter(identities::provider_corpid.eq(provider_corpid))
@@ -361,9 +379,9 @@ pub fn has_pending_links(conn: &mut Conn, provider_corpid: &str, corpid: &str, s
 
 /// A corp of a suite of a provider.
 pub struct CorpRef<'a> {
-    pub provider_corpid: &'a str,
-    pub suite_id: &'a str,
-    pub corpid: &'a str,
+    pub provider_corpid: &'a ProviderCorpId,
+    pub suite_id: &'a SuiteId,
+    pub corpid: &'a CorpId,
 }
 
 /// A pending_id WeCom matched to an external_userid.

@@ -17,6 +17,7 @@ use super::events::{EventFilter, EventRow};
 use super::schema::{events, webhook_deliveries, webhooks};
 use super::sealing::Sealed;
 use super::{Conn, StoreResult, WriteTransaction};
+use crate::model::SuiteId;
 use crate::with_backend;
 
 /// Where a delivery that has a row stands.
@@ -72,7 +73,7 @@ pub struct WebhookRow {
     pub url: String,
     /// JSON array of kinds; empty for every kind.
     pub kinds: String,
-    pub suite_id: Option<String>,
+    pub suite_id: Option<SuiteId>,
     pub enabled: bool,
     pub secret: Sealed,
     pub cursor: i64,
@@ -84,7 +85,7 @@ pub struct NewWebhook {
     pub id: String,
     pub url: String,
     pub kinds: String,
-    pub suite_id: Option<String>,
+    pub suite_id: Option<SuiteId>,
     pub enabled: bool,
     pub secret: Sealed,
     pub now: i64,
@@ -96,7 +97,7 @@ pub struct NewWebhook {
 pub struct WebhookChanges {
     pub url: Option<String>,
     pub kinds: Option<String>,
-    pub suite_id: Option<Option<String>>,
+    pub suite_id: Option<Option<SuiteId>>,
     pub enabled: Option<bool>,
     pub updated_at: i64,
 }

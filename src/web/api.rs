@@ -12,6 +12,7 @@ use subtle::ConstantTimeEq;
 use super::{AppState, State};
 use crate::error::AppError;
 use crate::feed::{self, EventFilter, rfc3339};
+use crate::model::{CorpId, ProviderCorpId, SuiteId};
 use crate::store::corps;
 use crate::tokens::{Token, TokenKey};
 
@@ -67,7 +68,7 @@ fn authorize(state: &AppState, request: &HttpRequest) -> Result<Admin, AppError>
     if matches { Ok(Admin { actor: "bootstrap".to_owned() }) } else { Err(AppError::Unauthorized) }
 }
 
-async fn suite(_: Admin, state: State, suite_id: web::Path<String>) -> Result<HttpResponse, AppError> {
+async fn suite(_: Admin, state: State, suite_id: web::Path<SuiteId>) -> Result<HttpResponse, AppError> {
     Ok(HttpResponse::Ok().json(state.registry.suite_view(&suite_id).await?))
 }
 
@@ -102,8 +103,8 @@ impl FeedQuery {
                     }
                     parsed.wait = Duration::from_secs(seconds.unsigned_abs());
                 }
-                "suite_id" => parsed.filter.suite_id = Some(value.into_owned()),
-                "corpid" => parsed.filter.corpid = Some(value.into_owned()),
+                "suite_id" => parsed.filter.suite_id = Some(SuiteId::from(value.into_owned())),
+                "corpid" => parsed.filter.corpid = Some(CorpId::from(value.into_owned())),
                 "kind" => {
                     feed::check_kind(&value).map_err(|e| invalid(e.to_string()))?;
                     parsed.filter.kinds.push(value.into_owned());
@@ -149,7 +150,7 @@ struct TokenQuery {
 async fn suite_token(
     _: Admin,
     state: State,
-    suite_id: web::Path<String>,
+    suite_id: web::Path<SuiteId>,
     query: web::Query<TokenQuery>,
 ) -> Result<HttpResponse, AppError> {
     let key = TokenKey::suite(&suite_id);
@@ -159,7 +160,7 @@ async fn suite_token(
 async fn provider_token(
     _: Admin,
     state: State,
-    provider_corpid: web::Path<String>,
+    provider_corpid: web::Path<ProviderCorpId>,
     query: web::Query<TokenQuery>,
 ) -> Result<HttpResponse, AppError> {
     let key = TokenKey::Provider { provider_corpid: provider_corpid.into_inner() };
@@ -169,7 +170,7 @@ async fn provider_token(
 async fn corp_token(
     _: Admin,
     state: State,
-    path: web::Path<(String, String)>,
+    path: web::Path<(SuiteId, CorpId)>,
     query: web::Query<TokenQuery>,
 ) -> Result<HttpResponse, AppError> {
     let (suite_id, corpid) = path.into_inner();
@@ -188,7 +189,7 @@ fn corp_summary(corp: &corps::CorpView) -> Value {
     })
 }
 
-async fn corp_list(_: Admin, state: State, suite_id: web::Path<String>) -> Result<HttpResponse, AppError> {
+async fn corp_list(_: Admin, state: State, suite_id: web::Path<SuiteId>) -> Result<HttpResponse, AppError> {
     let id = suite_id.into_inner();
     if state.registry.suite(&id).is_none() {
         return Err(AppError::NotFound("suite"));
@@ -198,7 +199,7 @@ async fn corp_list(_: Admin, state: State, suite_id: web::Path<String>) -> Resul
     Ok(HttpResponse::Ok().json(json!({ "corps": corps })))
 }
 
-async fn corp(_: Admin, state: State, path: web::Path<(String, String)>) -> Result<HttpResponse, AppError> {
+async fn corp(_: Admin, state: State, path: web::Path<(SuiteId, CorpId)>) -> Result<HttpResponse, AppError> {
     let (suite_id, corpid) = path.into_inner();
     let corp =
         state.db.run(move |conn| corps::find(conn, &suite_id, &corpid)).await?.ok_or(AppError::NotFound("corp"))?;

@@ -7,6 +7,7 @@ use serde_json::json;
 use super::State;
 use super::api::Admin;
 use crate::error::AppError;
+use crate::model::SuiteId;
 use crate::webhooks::{self, Changes, NewSubscription, Replay};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -26,7 +27,7 @@ struct CreateBody {
     #[serde(default)]
     kinds: Vec<String>,
     #[serde(default)]
-    suite_id: Option<String>,
+    suite_id: Option<SuiteId>,
     #[serde(default = "enabled_by_default")]
     enabled: bool,
 }
@@ -46,7 +47,7 @@ struct PatchBody {
     url: Option<String>,
     kinds: Option<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
-    suite_id: Option<Option<String>>,
+    suite_id: Option<Option<SuiteId>>,
     enabled: Option<bool>,
 }
 

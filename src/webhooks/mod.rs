@@ -17,6 +17,7 @@ use serde::Serialize;
 use url::Url;
 
 use crate::feed::{self, EventFilter, rfc3339};
+use crate::model::SuiteId;
 use crate::store::webhooks::{self as rows, DeliveryRow, NewWebhook, ReplaySelection, WebhookChanges, WebhookRow};
 use crate::store::{Db, StoreError, now_ms};
 
@@ -48,7 +49,7 @@ pub struct Subscription {
     pub url: String,
     /// Empty: every kind.
     pub kinds: Vec<String>,
-    pub suite_id: Option<String>,
+    pub suite_id: Option<SuiteId>,
     pub enabled: bool,
     /// The last event id handled: delivered, or recorded as a failed delivery.
     pub last_event_id: i64,
@@ -83,7 +84,7 @@ pub struct Created {
 pub struct NewSubscription {
     pub url: String,
     pub kinds: Vec<String>,
-    pub suite_id: Option<String>,
+    pub suite_id: Option<SuiteId>,
     pub enabled: bool,
 }
 
@@ -93,7 +94,7 @@ pub struct NewSubscription {
 pub struct Changes {
     pub url: Option<String>,
     pub kinds: Option<Vec<String>>,
-    pub suite_id: Option<Option<String>>,
+    pub suite_id: Option<Option<SuiteId>>,
     pub enabled: Option<bool>,
 }
 
@@ -161,9 +162,11 @@ fn check_kinds(mut kinds: Vec<String>) -> Result<Vec<String>, WebhookError> {
     Ok(kinds)
 }
 
-fn check_suite_id(suite_id: Option<String>) -> Result<Option<String>, WebhookError> {
+fn check_suite_id(suite_id: Option<SuiteId>) -> Result<Option<SuiteId>, WebhookError> {
     if let Some(suite) = &suite_id
-        && (suite.is_empty() || suite.len() > MAX_SUITE_ID_LEN || suite.chars().any(char::is_control))
+        && (suite.as_str().is_empty()
+            || suite.as_str().len() > MAX_SUITE_ID_LEN
+            || suite.as_str().chars().any(char::is_control))
     {
         return Err(invalid(format!("suite_id must be 1 to {MAX_SUITE_ID_LEN} printable characters")));
     }
