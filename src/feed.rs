@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::{CorpId, ProviderCorpId, SuiteId};
+use crate::model::{CorpId, EventId, ProviderCorpId, SuiteId};
 pub use crate::store::events::EventFilter;
 use crate::store::events::{self, EventRow};
 use crate::store::{Db, StoreError};
@@ -20,7 +20,7 @@ const MAX_KIND_LEN: usize = 64;
 /// One event of the feed.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FeedEvent {
-    pub id: i64,
+    pub id: EventId,
     pub provider_corpid: ProviderCorpId,
     pub suite_id: Option<SuiteId>,
     pub corpid: Option<CorpId>,
@@ -60,7 +60,7 @@ impl From<EventRow> for FeedEvent {
 pub struct FeedPage {
     pub events: Vec<FeedEvent>,
     /// Pass as `after` to read on; the last event's id, or `after` when empty.
-    pub next_after: i64,
+    pub next_after: EventId,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -87,7 +87,7 @@ impl EventFilter {
 /// matching event is committed, or with an empty page when `wait` ends.
 pub async fn page(
     db: &Db,
-    after: i64,
+    after: EventId,
     limit: i64,
     filter: &EventFilter,
     wait: Duration,

@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::model::{CorpId, ProviderCorpId, SuiteId};
+use crate::model::{CorpId, EventId, ProviderCorpId, SuiteId};
 use crate::store::auth_codes::{self, CodeClaim};
 use crate::store::events::NewEvent;
 use crate::store::{Db, StoreError, corps, suites};
@@ -286,7 +286,7 @@ impl Lifecycle {
         &self,
         suite_id: &SuiteId,
         corpid: &CorpId,
-        cause: i64,
+        cause: EventId,
     ) -> Result<(), LifecycleError> {
         let (sid, cid) = (suite_id.to_owned(), corpid.to_owned());
         let credentials =
@@ -332,7 +332,7 @@ impl Lifecycle {
 
     /// cancel_auth: the corp is cancelled and its token dropped, with a
     /// `corp_cancelled` event (once per triggering event `cause`).
-    pub async fn cancel(&self, suite_id: &SuiteId, corpid: &CorpId, cause: i64) -> Result<(), LifecycleError> {
+    pub async fn cancel(&self, suite_id: &SuiteId, corpid: &CorpId, cause: EventId) -> Result<(), LifecycleError> {
         let provider = provider_of(&self.db, suite_id).await?;
         let event = NewEvent::derived(
             &provider,

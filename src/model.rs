@@ -80,6 +80,9 @@ text_id! {
 pub struct EventId(i64);
 
 impl EventId {
+    /// Before every event (ids start at 1): where a reader starts.
+    pub const BEFORE_ALL: EventId = EventId(0);
+
     pub fn new(id: i64) -> Self {
         EventId(id)
     }

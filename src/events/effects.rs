@@ -167,7 +167,7 @@ impl Effects {
         let ticket = self.db.sealer().seal(&ticket);
         let stored = self.db.run(move |conn| suites::store_ticket(conn, &suite_id, &ticket, arrived_at)).await?;
         if !stored {
-            tracing::debug!(event = event.id, "an equally new or newer suite_ticket is already stored");
+            tracing::debug!(event = %event.id, "an equally new or newer suite_ticket is already stored");
         }
         Ok(())
     }

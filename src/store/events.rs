@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use super::schema::events;
 use super::sealing::Sealed;
 use super::{Conn, StoreResult, WriteTransaction, now_ms};
-use crate::model::{CorpId, ProviderCorpId, SuiteId};
+use crate::model::{CorpId, EventId, ProviderCorpId, SuiteId};
 use crate::with_backend;
 
 pub const STATUS_PENDING: &str = "pending";
@@ -43,7 +43,7 @@ pub struct NewEvent {
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = events)]
 pub struct EventRow {
-    pub id: i64,
+    pub id: EventId,
     pub provider_corpid: ProviderCorpId,
     pub suite_id: Option<SuiteId>,
     pub corpid: Option<CorpId>,
@@ -62,7 +62,7 @@ pub struct EventRow {
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = events)]
 pub struct PendingEvent {
-    pub id: i64,
+    pub id: EventId,
     pub provider_corpid: ProviderCorpId,
     pub suite_id: Option<SuiteId>,
     pub corpid: Option<CorpId>,
@@ -182,7 +182,7 @@ pub struct EventFilter {
 }
 
 /// One page of the feed, in id order after `after`, filtered.
-pub fn page(conn: &mut Conn, after: i64, limit: i64, filter: &EventFilter) -> StoreResult<Vec<EventRow>> {
+pub fn page(conn: &mut Conn, after: EventId, limit: i64, filter: &EventFilter) -> StoreResult<Vec<EventRow>> {
     let rows = with_backend!(conn, c => {
         let mut query = events::table.filter(events::id.gt(after)).into_boxed();
         if let Some(suite_id) = &filter.suite_id {
@@ -249,7 +249,7 @@ pub fn claim_due(conn: &mut Conn, holder: &str, limit: i64, ttl_ms: i64) -> Stor
 }
 
 /// Extends `holder`'s claims on `ids` while their effects run.
-pub fn renew_claims(conn: &mut Conn, holder: &str, ids: &[i64], ttl_ms: i64) -> StoreResult<usize> {
+pub fn renew_claims(conn: &mut Conn, holder: &str, ids: &[EventId], ttl_ms: i64) -> StoreResult<usize> {
     if ids.is_empty() {
         return Ok(0);
     }
@@ -272,7 +272,7 @@ pub fn release_claims(conn: &mut Conn, holder: &str) -> StoreResult<usize> {
 
 /// The effect of `id` is applied. `corpid` fills in the corp a create_auth named only
 /// through its exchange.
-pub fn mark_done(conn: &mut Conn, id: i64, corpid: Option<&CorpId>) -> StoreResult<()> {
+pub fn mark_done(conn: &mut Conn, id: EventId, corpid: Option<&CorpId>) -> StoreResult<()> {
     let now = now_ms();
     with_backend!(conn, c => {
         let event = events::table.find(id).filter(events::status.eq(STATUS_PENDING));
@@ -295,7 +295,7 @@ pub fn mark_done(conn: &mut Conn, id: i64, corpid: Option<&CorpId>) -> StoreResu
 }
 
 /// Records a failed attempt: retried at `retry_at`, or given up (`None`).
-pub fn mark_failed_attempt(conn: &mut Conn, id: i64, error: &str, retry_at: Option<i64>) -> StoreResult<()> {
+pub fn mark_failed_attempt(conn: &mut Conn, id: EventId, error: &str, retry_at: Option<i64>) -> StoreResult<()> {
     let now = now_ms();
     let (status, processed_at) = match retry_at {
         Some(_) => (STATUS_PENDING, None),

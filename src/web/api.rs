@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 use super::{AppState, State};
 use crate::error::AppError;
 use crate::feed::{self, EventFilter, rfc3339};
-use crate::model::{CorpId, ProviderCorpId, SuiteId};
+use crate::model::{CorpId, EventId, ProviderCorpId, SuiteId};
 use crate::store::corps;
 use crate::tokens::{Token, TokenKey};
 
@@ -124,7 +124,7 @@ impl FeedQuery {
 
 async fn event_feed(_: Admin, state: State, request: HttpRequest) -> Result<HttpResponse, AppError> {
     let query = FeedQuery::parse(request.query_string())?;
-    let page = feed::page(&state.db, query.after, query.limit, &query.filter, query.wait).await?;
+    let page = feed::page(&state.db, EventId::new(query.after), query.limit, &query.filter, query.wait).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 

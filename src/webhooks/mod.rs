@@ -17,7 +17,7 @@ use serde::Serialize;
 use url::Url;
 
 use crate::feed::{self, EventFilter, rfc3339};
-use crate::model::SuiteId;
+use crate::model::{EventId, SuiteId};
 use crate::store::webhooks::{self as rows, DeliveryRow, NewWebhook, ReplaySelection, WebhookChanges, WebhookRow};
 use crate::store::{Db, StoreError, now_ms};
 
@@ -52,7 +52,7 @@ pub struct Subscription {
     pub suite_id: Option<SuiteId>,
     pub enabled: bool,
     /// The last event id handled: delivered, or recorded as a failed delivery.
-    pub last_event_id: i64,
+    pub last_event_id: EventId,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -101,7 +101,7 @@ pub struct Changes {
 /// A delivery that did not succeed at once, or that a replay queued.
 #[derive(Debug, Clone, Serialize)]
 pub struct Delivery {
-    pub event_id: i64,
+    pub event_id: EventId,
     /// `queued`, `failed` or `dead`.
     pub status: &'static str,
     pub attempts: i32,
@@ -132,10 +132,10 @@ impl From<DeliveryRow> for Delivery {
 pub enum Replay {
     /// Events with `after < id <= until`.
     Range {
-        after: i64,
-        until: i64,
+        after: EventId,
+        until: EventId,
     },
-    Events(Vec<i64>),
+    Events(Vec<EventId>),
 }
 
 /// An http or https URL with a host.
@@ -238,7 +238,7 @@ pub async fn remove(db: &Db, id: &str) -> Result<(), WebhookError> {
 }
 
 /// Deliveries with a row, in event order after `after`.
-pub async fn deliveries(db: &Db, id: &str, after: i64, limit: i64) -> Result<Vec<Delivery>, WebhookError> {
+pub async fn deliveries(db: &Db, id: &str, after: EventId, limit: i64) -> Result<Vec<Delivery>, WebhookError> {
     let row = find(db, id).await?;
     let found = db.run(move |conn| rows::deliveries(conn, &row.id, after, limit)).await?;
     Ok(found.into_iter().map(Delivery::from).collect())
@@ -247,7 +247,7 @@ pub async fn deliveries(db: &Db, id: &str, after: i64, limit: i64) -> Result<Vec
 /// Queues the selected events as due deliveries; returns how many were queued.
 pub async fn replay(db: &Db, id: &str, replay: Replay) -> Result<usize, WebhookError> {
     match &replay {
-        Replay::Range { after, until } if *after < 0 || after > until => {
+        Replay::Range { after, until } if *after < EventId::BEFORE_ALL || after > until => {
             return Err(invalid("after must be 0 or more and not above until"));
         }
         Replay::Events(ids) if ids.is_empty() || ids.len() > MAX_REPLAY => {
