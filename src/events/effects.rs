@@ -136,9 +136,9 @@ impl Effects {
             ) => {
                 let provider = &event.provider_corpid;
                 if is_added(&change_type) {
-                    self.ids.contact_added(provider, suite_id, &auth_corp_id, external_userid.as_str()).await?;
+                    self.ids.contact_added(provider, suite_id, &auth_corp_id, &external_userid).await?;
                 } else if is_removed(&change_type) {
-                    self.ids.contact_removed(provider, &auth_corp_id, external_userid.as_str()).await?;
+                    self.ids.contact_removed(provider, &auth_corp_id, &external_userid).await?;
                 }
                 Ok(None)
             }

@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::backoff::backoff_ms;
-use crate::model::{CorpId, ProviderCorpId, SuiteId};
+use crate::model::{CorpId, ExternalUserId, ProviderCorpId, SuiteId};
 use crate::store::events::NewEvent;
 use crate::store::ids::{self as store, CorpRef, IdentityKey, Link, LinkState, Match, NewLink};
 use crate::store::{Db, StoreError, corps, now_ms, suites};
@@ -290,8 +290,8 @@ impl Ids {
             .await;
         let answer = answer?;
         let state = match (answer.external_userid, answer.pending_id) {
-            (Some(external_userid), _) if !external_userid.is_empty() => LinkState::Linked { external_userid },
-            (_, Some(pending_id)) if !pending_id.is_empty() => LinkState::Pending { pending_id },
+            (Some(external_userid), _) if !external_userid.as_str().is_empty() => LinkState::Linked { external_userid },
+            (_, Some(pending_id)) if !pending_id.as_str().is_empty() => LinkState::Pending { pending_id },
             _ => {
                 let error = WecomError::Decode("neither external_userid nor pending_id in the answer".into());
                 return Err(IdError::Token(TokenError::Upstream(error)));
@@ -333,7 +333,7 @@ impl Ids {
         provider_corpid: &ProviderCorpId,
         suite_id: &SuiteId,
         corpid: &CorpId,
-        external_userid: &str,
+        external_userid: &ExternalUserId,
     ) -> Result<(), StoreError> {
         let (provider, sid, cid, eid) =
             (provider_corpid.to_owned(), suite_id.to_owned(), corpid.to_owned(), external_userid.to_owned());
@@ -354,7 +354,7 @@ impl Ids {
         &self,
         provider_corpid: &ProviderCorpId,
         corpid: &CorpId,
-        external_userid: &str,
+        external_userid: &ExternalUserId,
     ) -> Result<(), StoreError> {
         let (provider, cid, eid) = (provider_corpid.to_owned(), corpid.to_owned(), external_userid.to_owned());
         self.db
@@ -372,7 +372,7 @@ impl Ids {
         for corp in due.chunk_by(|a, b| a.suite_id == b.suite_id && a.corpid == b.corpid) {
             let (suite_id, corpid) = (corp[0].suite_id.clone(), corp[0].corpid.clone());
             for chunk in corp.chunks(PENDING_ID_BATCH) {
-                let ids: Vec<String> = chunk.iter().map(|queued| queued.external_userid.clone()).collect();
+                let ids: Vec<ExternalUserId> = chunk.iter().map(|queued| queued.external_userid.clone()).collect();
                 let attempts = chunk.iter().map(|queued| queued.attempts).max().unwrap_or(0);
                 match self.match_chunk(&suite_id, &corpid, &ids).await {
                     Ok(made) => linked += made,
@@ -392,7 +392,7 @@ impl Ids {
         Ok(linked)
     }
 
-    async fn match_chunk(&self, suite_id: &SuiteId, corpid: &CorpId, ids: &[String]) -> Result<usize, IdError> {
+    async fn match_chunk(&self, suite_id: &SuiteId, corpid: &CorpId, ids: &[ExternalUserId]) -> Result<usize, IdError> {
         let sid = suite_id.to_owned();
         let suite = self.db.run(move |conn| suites::find_suite(conn, &sid)).await?.ok_or(IdError::Unknown("suite"))?;
         let since = now_ms() - PENDING_ID_LIFETIME_MS;
@@ -419,7 +419,7 @@ impl Ids {
         suite_id: &SuiteId,
         corpid: &CorpId,
         matches: &[Match],
-        ids: &[String],
+        ids: &[ExternalUserId],
     ) -> Result<usize, StoreError> {
         let sid = suite_id.to_owned();
         let Some(suite) = self.db.run(move |conn| suites::find_suite(conn, &sid)).await? else {

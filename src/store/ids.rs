@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use super::events::{InsertEvents, NewEvent};
 use super::schema::{id_mappings, identities, identity_links, pending_matches};
 use super::{Conn, StoreResult, WriteTransaction, now_ms};
-use crate::model::{CorpId, ProviderCorpId, SuiteId};
+use crate::model::{CorpId, ExternalUserId, PendingId, ProviderCorpId, SuiteId};
 use crate::with_backend;
 
 pub const LINK_PENDING: &str = "pending";
@@ -93,8 +93,8 @@ pub struct Link {
     pub identity_id: i64,
     pub corpid: CorpId,
     pub suite_id: SuiteId,
-    pub external_userid: Option<String>,
-    pub pending_id: Option<String>,
+    pub external_userid: Option<ExternalUserId>,
+    pub pending_id: Option<PendingId>,
     pub pending_since: Option<i64>,
     pub status: String,
     pub updated_at: i64,
@@ -103,8 +103,8 @@ pub struct Link {
 /// What WeCom answered for a unionid in one corp.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkState {
-    Linked { external_userid: String },
-    Pending { pending_id: String },
+    Linked { external_userid: ExternalUserId },
+    Pending { pending_id: PendingId },
 }
 
 pub struct NewLink<'a> {
@@ -143,8 +143,8 @@ pub fn record_link(conn: &mut Conn, link: &NewLink<'_>, state: &LinkState) -> St
             .select(identities::id)
             .first(c)?;
         let (external_userid, pending_id, pending_since, status) = match state {
-            LinkState::Linked { external_userid } => (Some(external_userid.as_str()), None, None, LINK_LINKED),
-            LinkState::Pending { pending_id } => (None, Some(pending_id.as_str()), Some(now), LINK_PENDING),
+            LinkState::Linked { external_userid } => (Some(external_userid), None, None, LINK_LINKED),
+            LinkState::Pending { pending_id } => (None, Some(pending_id), Some(now), LINK_PENDING),
         };
         // A pending_id keeps its first issue time: its 90 days run from then.
         let existing: Option<Link> = identity_links::table
@@ -153,7 +153,7 @@ pub fn record_link(conn: &mut Conn, link: &NewLink<'_>, state: &LinkState) -> St
             .first(c)
             .optional()?;
         let pending_since = match (&existing, pending_id) {
-            (Some(old), Some(new_id)) if old.pending_id.as_deref() == Some(new_id) => old.pending_since.or(pending_since),
+            (Some(old), Some(new_id)) if old.pending_id.as_ref() == Some(new_id) => old.pending_since.or(pending_since),
             _ => pending_since,
         };
         diesel::insert_into(identity_links::table)
@@ -205,8 +205,8 @@ pub fn link_of(
 #[derive(Debug, Clone)]
 pub enum IdentityKey {
     Unionid(String),
-    ExternalUserid { corpid: CorpId, external_userid: String },
-    PendingId(String),
+    ExternalUserid { corpid: CorpId, external_userid: ExternalUserId },
+    PendingId(PendingId),
 }
 
 /// An identity and all its links.
@@ -260,7 +260,7 @@ pub fn set_status_by_external_userid(
     conn: &mut Conn,
     provider_corpid: &ProviderCorpId,
     corpid: &CorpId,
-    external_userid: &str,
+    external_userid: &ExternalUserId,
     status: &str,
 ) -> StoreResult<usize> {
     let now = now_ms();
@@ -284,7 +284,7 @@ pub fn is_known_external_userid(
     conn: &mut Conn,
     provider_corpid: &ProviderCorpId,
     corpid: &CorpId,
-    external_userid: &str,
+    external_userid: &ExternalUserId,
 ) -> StoreResult<bool> {
     let found: Option<i64> = with_backend!(conn, c => identity_links::table
         .inner_join(identities::table)
@@ -298,7 +298,12 @@ pub fn is_known_external_userid(
 }
 
 /// Queues a new customer's external_userid for matching against pending_ids.
-pub fn queue_match(conn: &mut Conn, suite_id: &SuiteId, corpid: &CorpId, external_userid: &str) -> StoreResult<()> {
+pub fn queue_match(
+    conn: &mut Conn,
+    suite_id: &SuiteId,
+    corpid: &CorpId,
+    external_userid: &ExternalUserId,
+) -> StoreResult<()> {
     let now = now_ms();
     with_backend!(conn, c => {
         diesel::insert_into(pending_matches::table)
@@ -320,7 +325,7 @@ pub fn queue_match(conn: &mut Conn, suite_id: &SuiteId, corpid: &CorpId, externa
 pub struct QueuedMatch {
     pub suite_id: SuiteId,
     pub corpid: CorpId,
-    pub external_userid: String,
+    pub external_userid: ExternalUserId,
     pub attempts: i32,
 }
 
@@ -341,7 +346,7 @@ pub fn defer_matches(
     conn: &mut Conn,
     suite_id: &SuiteId,
     corpid: &CorpId,
-    external_userids: &[String],
+    external_userids: &[ExternalUserId],
     not_before: i64,
 ) -> StoreResult<()> {
     with_backend!(conn, c => {
@@ -386,8 +391,8 @@ pub struct CorpRef<'a> {
 
 /// A pending_id WeCom matched to an external_userid.
 pub struct Match {
-    pub external_userid: String,
-    pub pending_id: String,
+    pub external_userid: ExternalUserId,
+    pub pending_id: PendingId,
 }
 
 /// In one transaction: turns the pending links of the corp whose pending_id matched
@@ -397,7 +402,7 @@ pub fn link_matches(
     conn: &mut Conn,
     corp: &CorpRef<'_>,
     matches: &[Match],
-    dequeue: &[String],
+    dequeue: &[ExternalUserId],
     since: i64,
     event_for: &dyn Fn(&str, &Match) -> NewEvent,
 ) -> StoreResult<usize> {

@@ -9,7 +9,7 @@ use super::api::Admin;
 use crate::error::AppError;
 use crate::feed::rfc3339;
 use crate::ids::{Conversion, IdKind};
-use crate::model::{CorpId, ProviderCorpId, SuiteId};
+use crate::model::{CorpId, ExternalUserId, PendingId, ProviderCorpId, SuiteId};
 use crate::store::ids::{IdentityKey, LinkState};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -48,8 +48,8 @@ struct UnionidLookup {
 struct IdentityQuery {
     unionid: Option<String>,
     corpid: Option<CorpId>,
-    external_userid: Option<String>,
-    pending_id: Option<String>,
+    external_userid: Option<ExternalUserId>,
+    pending_id: Option<PendingId>,
 }
 
 fn check_ids(ids: &[String], field: &str) -> Result<(), AppError> {
