@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::{CorpId, EventId, ProviderCorpId, SuiteId};
+use crate::model::{CorpId, EventId, EventStatus, ProviderCorpId, SuiteId};
 pub use crate::store::events::EventFilter;
 use crate::store::events::{self, EventRow};
 use crate::store::{Db, StoreError};
@@ -30,7 +30,7 @@ pub struct FeedEvent {
     /// The message's fields (secrets such as tickets and auth codes redacted), or a
     /// derived event's own fields.
     pub fields: Value,
-    pub status: String,
+    pub status: EventStatus,
     pub attempts: i32,
     pub processed_at: Option<String>,
     pub next_attempt_at: Option<String>,

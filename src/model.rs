@@ -191,6 +191,41 @@ text_enum! {
     }
 }
 
+text_enum! {
+    /// Where an event is in the log: waiting for its effect, applied, or given up.
+    EventStatus {
+        Pending => "pending",
+        Done => "done",
+        Failed => "failed",
+    }
+}
+
+text_enum! {
+    /// Whether a corp's authorization of a suite stands.
+    CorpStatus {
+        Active => "active",
+        Cancelled => "cancelled",
+    }
+}
+
+text_enum! {
+    /// An auth code's single use: being exchanged, exchanged, or sent without an answer.
+    CodeStatus {
+        Exchanging => "exchanging",
+        Done => "done",
+        Lost => "lost",
+    }
+}
+
+text_enum! {
+    /// An identity's link in a corp: waiting for its customer, linked, or left.
+    LinkStatus {
+        Pending => "pending",
+        Linked => "linked",
+        Removed => "removed",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,8 +14,8 @@ pub mod intake;
 pub mod retention;
 pub mod worker;
 
-use crate::model::{ProviderCorpId, SuiteId};
-use crate::store::events::{NewEvent, STATUS_DONE, STATUS_PENDING, hash_parts};
+use crate::model::{EventStatus, ProviderCorpId, SuiteId};
+use crate::store::events::{NewEvent, hash_parts};
 use crate::store::sealing::Sealer;
 use crate::wecom::callback::{self, Message, XmlError};
 
@@ -99,7 +99,7 @@ pub fn prepare(
         plaintext: pending.then(|| sealer.seal(&plaintext)),
         fields: serde_json::Value::Object(fields).to_string(),
         received_at,
-        status: if pending { STATUS_PENDING } else { STATUS_DONE },
+        status: if pending { EventStatus::Pending } else { EventStatus::Done },
         processed_at: (!pending).then_some(received_at),
     })
 }

@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::backoff::backoff_ms;
-use crate::model::{CorpId, ExternalUserId, ProviderCorpId, SuiteId};
+use crate::model::{CorpId, CorpStatus, ExternalUserId, LinkStatus, ProviderCorpId, SuiteId};
 use crate::store::events::NewEvent;
 use crate::store::ids::{self as store, CorpRef, IdentityKey, Link, LinkState, Match, NewLink};
 use crate::store::{Db, StoreError, corps, now_ms, suites};
@@ -131,7 +131,7 @@ impl Ids {
         let suite = self.db.run(move |conn| suites::find_suite(conn, &sid)).await?.ok_or(IdError::Unknown("suite"))?;
         let (sid, cid) = (suite_id.to_owned(), corpid.to_owned());
         let corp = self.db.run(move |conn| corps::find(conn, &sid, &cid)).await?.ok_or(IdError::Unknown("corp"))?;
-        if corp.status != corps::STATUS_ACTIVE {
+        if corp.status != CorpStatus::Active {
             return Err(IdError::CorpNotActive);
         }
         Ok(CorpScope { provider_corpid: suite.provider_corpid, suite_id: suite.suite_id, corpid: corp.corpid })
@@ -340,7 +340,7 @@ impl Ids {
         self.db
             .run(move |conn| {
                 if store::is_known_external_userid(conn, &provider, &cid, &eid)? {
-                    store::set_status_by_external_userid(conn, &provider, &cid, &eid, store::LINK_LINKED)?;
+                    store::set_status_by_external_userid(conn, &provider, &cid, &eid, LinkStatus::Linked)?;
                     Ok(())
                 } else {
                     store::queue_match(conn, &sid, &cid, &eid)
@@ -358,7 +358,7 @@ impl Ids {
     ) -> Result<(), StoreError> {
         let (provider, cid, eid) = (provider_corpid.to_owned(), corpid.to_owned(), external_userid.to_owned());
         self.db
-            .run(move |conn| store::set_status_by_external_userid(conn, &provider, &cid, &eid, store::LINK_REMOVED))
+            .run(move |conn| store::set_status_by_external_userid(conn, &provider, &cid, &eid, LinkStatus::Removed))
             .await?;
         Ok(())
     }

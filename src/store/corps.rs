@@ -3,16 +3,12 @@
 
 use diesel::prelude::*;
 
-use super::auth_codes::{STATUS_DONE as CODE_DONE, STATUS_EXCHANGING as CODE_EXCHANGING};
 use super::events::{InsertEvents, NewEvent};
 use super::schema::{auth_codes, corps};
 use super::sealing::Sealed;
 use super::{Conn, StoreResult, WriteTransaction, now_ms};
-use crate::model::{CorpId, SuiteId};
+use crate::model::{CodeStatus, CorpId, CorpStatus, SuiteId};
 use crate::with_backend;
-
-pub const STATUS_ACTIVE: &str = "active";
-pub const STATUS_CANCELLED: &str = "cancelled";
 
 /// A corp as the API shows it (no permanent code).
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -22,7 +18,7 @@ pub struct CorpView {
     pub corpid: CorpId,
     pub corp_name: String,
     pub agent_id: Option<i64>,
-    pub status: String,
+    pub status: CorpStatus,
     pub auth_info: String,
     pub auth_error: Option<String>,
     pub authorized_at: i64,
@@ -33,7 +29,7 @@ pub struct CorpView {
 #[derive(Clone, Queryable, Selectable)]
 #[diesel(table_name = corps)]
 pub struct CorpCredentials {
-    pub status: String,
+    pub status: CorpStatus,
     pub permanent_code: Option<Sealed>,
     pub auth_error: Option<String>,
     pub agent_id: Option<i64>,
@@ -67,7 +63,7 @@ pub fn upsert_authorized(
                 corps::corp_name.eq(auth.corp_name),
                 corps::agent_id.eq(auth.agent_id),
                 corps::permanent_code.eq(auth.permanent_code),
-                corps::status.eq(STATUS_ACTIVE),
+                corps::status.eq(CorpStatus::Active),
                 corps::auth_info.eq(auth.auth_info),
                 corps::authorized_at.eq(now),
                 corps::updated_at.eq(now),
@@ -78,7 +74,7 @@ pub fn upsert_authorized(
                 corps::corp_name.eq(auth.corp_name),
                 corps::agent_id.eq(auth.agent_id),
                 corps::permanent_code.eq(auth.permanent_code),
-                corps::status.eq(STATUS_ACTIVE),
+                corps::status.eq(CorpStatus::Active),
                 corps::auth_info.eq(auth.auth_info),
                 corps::auth_error.eq(None::<String>),
                 corps::authorized_at.eq(now),
@@ -86,9 +82,9 @@ pub fn upsert_authorized(
             ))
             .execute(c)?;
         diesel::update(
-            auth_codes::table.find((auth.suite_id, code_hash)).filter(auth_codes::status.eq(CODE_EXCHANGING)),
+            auth_codes::table.find((auth.suite_id, code_hash)).filter(auth_codes::status.eq(CodeStatus::Exchanging)),
         )
-        .set((auth_codes::status.eq(CODE_DONE), auth_codes::corpid.eq(auth.corpid)))
+        .set((auth_codes::status.eq(CodeStatus::Done), auth_codes::corpid.eq(auth.corpid)))
         .execute(c)?;
         c.insert_events(events)?;
         Ok::<_, diesel::result::Error>(())
@@ -128,7 +124,7 @@ pub fn cancel(conn: &mut Conn, suite_id: &SuiteId, corpid: &CorpId, events: &[Ne
     let updated = with_backend!(conn, c => c.write_transaction(|c| {
         let updated = diesel::update(corps::table.find((suite_id, corpid)))
             .set((
-                corps::status.eq(STATUS_CANCELLED),
+                corps::status.eq(CorpStatus::Cancelled),
                 corps::permanent_code.eq(None::<Sealed>),
                 corps::updated_at.eq(now),
             ))
@@ -197,7 +193,7 @@ pub fn list(conn: &mut Conn, suite_id: &SuiteId) -> StoreResult<Vec<CorpView>> {
 pub fn is_active(conn: &mut Conn, suite_id: &SuiteId, corpid: &CorpId) -> StoreResult<bool> {
     let found: Option<String> = with_backend!(conn, c => corps::table
         .find((suite_id, corpid))
-        .filter(corps::status.eq(STATUS_ACTIVE))
+        .filter(corps::status.eq(CorpStatus::Active))
         .select(corps::corpid)
         .first(c)
         .optional()?);

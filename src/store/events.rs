@@ -8,12 +8,8 @@ use sha2::{Digest, Sha256};
 use super::schema::events;
 use super::sealing::Sealed;
 use super::{Conn, StoreResult, WriteTransaction, now_ms};
-use crate::model::{CorpId, EventId, ProviderCorpId, SuiteId};
+use crate::model::{CorpId, EventId, EventStatus, ProviderCorpId, SuiteId};
 use crate::with_backend;
-
-pub const STATUS_PENDING: &str = "pending";
-pub const STATUS_DONE: &str = "done";
-pub const STATUS_FAILED: &str = "failed";
 
 /// Serialises event-inserting transactions on PostgreSQL: ids are drawn and committed
 /// in the same order, so a reader paging by id never passes an id that commits later.
@@ -36,7 +32,7 @@ pub struct NewEvent {
     /// JSON object, already redacted.
     pub fields: String,
     pub received_at: i64,
-    pub status: &'static str,
+    pub status: EventStatus,
     pub processed_at: Option<i64>,
 }
 
@@ -51,7 +47,7 @@ pub struct EventRow {
     pub ordering_key: Option<String>,
     pub fields: String,
     pub received_at: i64,
-    pub status: String,
+    pub status: EventStatus,
     pub processed_at: Option<i64>,
     pub attempts: i32,
     pub next_attempt_at: Option<i64>,
@@ -130,7 +126,7 @@ impl NewEvent {
             plaintext: None,
             fields: fields.to_string(),
             received_at: now,
-            status: STATUS_DONE,
+            status: EventStatus::Done,
             processed_at: Some(now),
         }
     }
@@ -275,9 +271,9 @@ pub fn release_claims(conn: &mut Conn, holder: &str) -> StoreResult<usize> {
 pub fn mark_done(conn: &mut Conn, id: EventId, corpid: Option<&CorpId>) -> StoreResult<()> {
     let now = now_ms();
     with_backend!(conn, c => {
-        let event = events::table.find(id).filter(events::status.eq(STATUS_PENDING));
+        let event = events::table.find(id).filter(events::status.eq(EventStatus::Pending));
         let done = (
-            events::status.eq(STATUS_DONE),
+            events::status.eq(EventStatus::Done),
             events::processed_at.eq(now),
             // The plaintext holds tickets and auth codes; a done event needs none.
             events::plaintext.eq(None::<Sealed>),
@@ -298,11 +294,11 @@ pub fn mark_done(conn: &mut Conn, id: EventId, corpid: Option<&CorpId>) -> Store
 pub fn mark_failed_attempt(conn: &mut Conn, id: EventId, error: &str, retry_at: Option<i64>) -> StoreResult<()> {
     let now = now_ms();
     let (status, processed_at) = match retry_at {
-        Some(_) => (STATUS_PENDING, None),
-        None => (STATUS_FAILED, Some(now)),
+        Some(_) => (EventStatus::Pending, None),
+        None => (EventStatus::Failed, Some(now)),
     };
     with_backend!(conn, c => {
-        diesel::update(events::table.find(id).filter(events::status.eq(STATUS_PENDING)))
+        diesel::update(events::table.find(id).filter(events::status.eq(EventStatus::Pending)))
             .set((
                 events::status.eq(status),
                 events::processed_at.eq(processed_at),
@@ -322,7 +318,7 @@ pub fn mark_failed_attempt(conn: &mut Conn, id: EventId, error: &str, retry_at: 
 pub fn prune_done(conn: &mut Conn, cutoff: i64, batch: i64) -> StoreResult<usize> {
     let deleted = with_backend!(conn, c => {
         let old: Vec<i64> = events::table
-            .filter(events::status.eq(STATUS_DONE))
+            .filter(events::status.eq(EventStatus::Done))
             .filter(events::received_at.lt(cutoff))
             .order(events::id)
             .limit(batch)

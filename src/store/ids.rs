@@ -7,12 +7,8 @@ use diesel::prelude::*;
 use super::events::{InsertEvents, NewEvent};
 use super::schema::{id_mappings, identities, identity_links, pending_matches};
 use super::{Conn, StoreResult, WriteTransaction, now_ms};
-use crate::model::{CorpId, ExternalUserId, PendingId, ProviderCorpId, SuiteId};
+use crate::model::{CorpId, ExternalUserId, LinkStatus, PendingId, ProviderCorpId, SuiteId};
 use crate::with_backend;
-
-pub const LINK_PENDING: &str = "pending";
-pub const LINK_LINKED: &str = "linked";
-pub const LINK_REMOVED: &str = "removed";
 
 /// SQL parameter lists stay well below every backend's limit.
 const LOOKUP_CHUNK: usize = 500;
@@ -96,7 +92,7 @@ pub struct Link {
     pub external_userid: Option<ExternalUserId>,
     pub pending_id: Option<PendingId>,
     pub pending_since: Option<i64>,
-    pub status: String,
+    pub status: LinkStatus,
     pub updated_at: i64,
 }
 
@@ -143,8 +139,8 @@ pub fn record_link(conn: &mut Conn, link: &NewLink<'_>, state: &LinkState) -> St
             .select(identities::id)
             .first(c)?;
         let (external_userid, pending_id, pending_since, status) = match state {
-            LinkState::Linked { external_userid } => (Some(external_userid), None, None, LINK_LINKED),
-            LinkState::Pending { pending_id } => (None, Some(pending_id), Some(now), LINK_PENDING),
+            LinkState::Linked { external_userid } => (Some(external_userid), None, None, LinkStatus::Linked),
+            LinkState::Pending { pending_id } => (None, Some(pending_id), Some(now), LinkStatus::Pending),
         };
         // A pending_id keeps its first issue time: its 90 days run from then.
         let existing: Option<Link> = identity_links::table
@@ -261,7 +257,7 @@ pub fn set_status_by_external_userid(
     provider_corpid: &ProviderCorpId,
     corpid: &CorpId,
     external_userid: &ExternalUserId,
-    status: &str,
+    status: LinkStatus,
 ) -> StoreResult<usize> {
     let now = now_ms();
     let changed = with_backend!(conn, c => {
@@ -374,7 +370,7 @@ pub fn has_pending_links(
         .inner_join(identities::table)
         .filter(identities::provider_corpid.eq(provider_corpid))
         .filter(identity_links::corpid.eq(corpid))
-        .filter(identity_links::status.eq(LINK_PENDING))
+        .filter(identity_links::status.eq(LinkStatus::Pending))
         .filter(identity_links::pending_since.ge(since))
         .select(identity_links::identity_id)
         .first(c)
@@ -416,7 +412,7 @@ pub fn link_matches(
                 .filter(identities::provider_corpid.eq(provider_corpid))
                 .filter(identity_links::corpid.eq(corpid))
                 .filter(identity_links::pending_id.eq(&found.pending_id))
-                .filter(identity_links::status.eq(LINK_PENDING))
+                .filter(identity_links::status.eq(LinkStatus::Pending))
                 .filter(identity_links::pending_since.ge(since))
                 .select((identities::id, identities::unionid))
                 .load(c)?;
@@ -424,7 +420,7 @@ pub fn link_matches(
                 diesel::update(identity_links::table.find((identity_id, corpid)))
                     .set((
                         identity_links::external_userid.eq(&found.external_userid),
-                        identity_links::status.eq(LINK_LINKED),
+                        identity_links::status.eq(LinkStatus::Linked),
                         identity_links::updated_at.eq(now),
                     ))
                     .execute(c)?;

@@ -8,7 +8,7 @@ use super::audit::{self, NewAuditEntry};
 use super::schema::{corps, providers, suites, tokens};
 use super::sealing::Sealed;
 use super::{Conn, StoreResult, WriteTransaction, now_ms};
-use crate::model::{ProviderCorpId, SuiteId, SuiteKind};
+use crate::model::{CorpStatus, ProviderCorpId, SuiteId, SuiteKind};
 use crate::with_backend;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -251,7 +251,7 @@ pub fn delete_suite(conn: &mut Conn, suite_id: &SuiteId, force: bool, entry: &Ne
     with_backend!(conn, c => c.write_transaction(|c| {
         let active: i64 = corps::table
             .filter(corps::suite_id.eq(suite_id))
-            .filter(corps::status.eq(super::corps::STATUS_ACTIVE))
+            .filter(corps::status.eq(CorpStatus::Active))
             .count()
             .get_result(c)?;
         if active > 0 && !force {
@@ -274,7 +274,7 @@ pub fn delete_suite(conn: &mut Conn, suite_id: &SuiteId, force: bool, entry: &Ne
 /// Corps with an active authorization, per suite.
 pub fn active_corp_counts(conn: &mut Conn) -> StoreResult<Vec<(SuiteId, i64)>> {
     Ok(with_backend!(conn, c => corps::table
-        .filter(corps::status.eq(super::corps::STATUS_ACTIVE))
+        .filter(corps::status.eq(CorpStatus::Active))
         .group_by(corps::suite_id)
         .select((corps::suite_id, diesel::dsl::count_star()))
         .load(c)?))

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::model::{CorpId, ProviderCorpId, SuiteId, SuiteKind};
+use crate::model::{CorpId, CorpStatus, ProviderCorpId, SuiteId, SuiteKind};
 use crate::registry::Registry;
 use crate::store::events::NewEvent;
 use crate::store::sealing::{SealError, Sealed};
@@ -357,7 +357,7 @@ impl Tokens {
         let (sid, cid) = (suite_id.to_owned(), corpid.to_owned());
         let corp =
             self.db.run(move |conn| corps::credentials(conn, &sid, &cid)).await?.ok_or(TokenError::Unknown("corp"))?;
-        if corp.status != corps::STATUS_ACTIVE {
+        if corp.status != CorpStatus::Active {
             return Err(TokenError::CorpNotActive);
         }
         if let Some(error) = corp.auth_error {
