@@ -241,6 +241,18 @@ mod tests {
     }
 
     #[test]
+    fn statuses_keep_the_names_the_columns_and_the_json_hold() {
+        fn names<T: Copy + fmt::Display>(all: &[T]) -> Vec<String> {
+            all.iter().map(|status| status.to_string()).collect()
+        }
+        assert_eq!(names(EventStatus::ALL), ["pending", "done", "failed"]);
+        assert_eq!(names(CorpStatus::ALL), ["active", "cancelled"]);
+        assert_eq!(names(CodeStatus::ALL), ["exchanging", "done", "lost"]);
+        assert_eq!(names(LinkStatus::ALL), ["pending", "linked", "removed"]);
+        assert_eq!(serde_json::to_string(&EventStatus::Done).expect("serialises"), "\"done\"");
+    }
+
+    #[test]
     fn identifiers_serialize_as_what_they_hold() {
         let suite = SuiteId::from("ww4asffe99e54c0f4c");
         assert_eq!(serde_json::to_string(&suite).expect("serialises"), "\"ww4asffe99e54c0f4c\"");
