@@ -15,6 +15,7 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use serde_json::{Value, json};
 use wecom_provider::app::{self, StartOptions};
 use wecom_provider::config::Config;
+use wecom_provider::model::{CorpId, ProviderCorpId, SuiteId};
 use wecom_provider::store::events::{self, NewEvent};
 
 const ADMIN_TOKEN: &str = "bench-admin-token-0123456789-abcdef";
@@ -91,14 +92,16 @@ async fn run(events_total: usize, with_hanging: bool) -> RunResult {
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let started = Instant::now();
+    let (provider, suite, corp) =
+        (ProviderCorpId::from("wwbenchprovider"), SuiteId::from("wwbenchsuite"), CorpId::from("wwbenchcorp"));
     for start in (0..events_total).step_by(APPEND_BATCH) {
         let batch: Vec<NewEvent> = (start..(start + APPEND_BATCH).min(events_total))
             .map(|i| {
                 let n = i.to_string();
                 NewEvent::derived(
-                    "wwbenchprovider",
-                    "wwbenchsuite",
-                    Some("wwbenchcorp"),
+                    &provider,
+                    &suite,
+                    Some(&corp),
                     "change_contact",
                     &[&n],
                     json!({"ChangeType": "update_user", "UserID": format!("user-{i}"), "Department": [1, 2, 3]}),

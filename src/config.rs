@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::crypto::{CallbackKeys, KeyError};
-use crate::model::SuiteKind;
+use crate::model::{ProviderCorpId, SuiteId, SuiteKind};
 
 /// Every variable the service reads. `.env.example` lists exactly these (a test checks it).
 pub const VARIABLES: &[&str] = &[
@@ -97,7 +97,7 @@ pub enum MasterKeySource {
 
 #[derive(Debug, Clone)]
 pub struct ProviderSeed {
-    pub corpid: String,
+    pub corpid: ProviderCorpId,
     pub secret: SecretString,
     /// The provider's own system-event callback credentials, when configured.
     pub callback: Option<CallbackSeed>,
@@ -105,7 +105,7 @@ pub struct ProviderSeed {
 
 #[derive(Debug, Clone)]
 pub struct SuiteSeed {
-    pub suite_id: String,
+    pub suite_id: SuiteId,
     pub kind: SuiteKind,
     pub secret: SecretString,
     pub callback: CallbackSeed,
@@ -215,7 +215,7 @@ impl Config {
                     ("WECOM_PROVIDER_ENCODING_AES_KEY", provider_aes_key),
                     &mut errors,
                 );
-                Some(ProviderSeed { corpid, secret: secret.into(), callback })
+                Some(ProviderSeed { corpid: corpid.into(), secret: secret.into(), callback })
             }
             (None, None) => {
                 for (variable, value) in
@@ -263,6 +263,7 @@ impl Config {
                     errors.push(required_with("WECOM_SUITE_ENCODING_AES_KEY", "WECOM_SUITE_ID"));
                     None
                 });
+                let suite_id = SuiteId::from(suite_id);
                 match (secret, token, aes_key) {
                     (Some(secret), Some(token), Some(aes_key)) => callback_seed(
                         ("WECOM_SUITE_TOKEN", Some(token)),
@@ -545,9 +546,9 @@ mod tests {
     fn a_full_seed_is_accepted_with_the_official_key_and_its_trailing_bits() {
         let config = config(&full()).expect("valid");
         let suite = config.suite.expect("suite seeded");
-        assert_eq!(suite.suite_id, "wwsuite");
+        assert_eq!(suite.suite_id.as_str(), "wwsuite");
         assert!(suite.callback.keys().is_ok());
-        assert_eq!(config.provider.expect("provider").corpid, "wwprovider");
+        assert_eq!(config.provider.expect("provider").corpid.as_str(), "wwprovider");
     }
 
     #[test]

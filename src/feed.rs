@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::model::{CorpId, EventId, EventStatus, ProviderCorpId, SuiteId};
 pub use crate::store::events::EventFilter;
 use crate::store::events::{self, EventRow};
 use crate::store::{Db, StoreError};
@@ -19,17 +20,17 @@ const MAX_KIND_LEN: usize = 64;
 /// One event of the feed.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FeedEvent {
-    pub id: i64,
-    pub provider_corpid: String,
-    pub suite_id: Option<String>,
-    pub corpid: Option<String>,
+    pub id: EventId,
+    pub provider_corpid: ProviderCorpId,
+    pub suite_id: Option<SuiteId>,
+    pub corpid: Option<CorpId>,
     pub kind: String,
     /// RFC 3339, UTC.
     pub received_at: String,
     /// The message's fields (secrets such as tickets and auth codes redacted), or a
     /// derived event's own fields.
     pub fields: Value,
-    pub status: String,
+    pub status: EventStatus,
     pub attempts: i32,
     pub processed_at: Option<String>,
     pub next_attempt_at: Option<String>,
@@ -59,7 +60,7 @@ impl From<EventRow> for FeedEvent {
 pub struct FeedPage {
     pub events: Vec<FeedEvent>,
     /// Pass as `after` to read on; the last event's id, or `after` when empty.
-    pub next_after: i64,
+    pub next_after: EventId,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -78,7 +79,7 @@ pub fn check_kind(kind: &str) -> Result<(), InvalidKind> {
 /// matching event is committed, or with an empty page when `wait` ends.
 pub async fn page(
     db: &Db,
-    after: i64,
+    after: EventId,
     limit: i64,
     filter: &EventFilter,
     wait: Duration,

@@ -12,6 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::model::{CorpId, EventId, ProviderCorpId, SuiteId};
 use crate::store::auth_codes::{self, CodeClaim};
 use crate::store::events::NewEvent;
 use crate::store::{Db, StoreError, corps, suites};
@@ -64,7 +65,7 @@ impl InstallPath {
 /// A corp whose authorization is stored.
 #[derive(Debug, Clone)]
 pub struct Authorized {
-    pub corpid: String,
+    pub corpid: CorpId,
     pub corp_name: String,
     /// The code had been exchanged already (by the other path).
     pub already_exchanged: bool,
@@ -78,10 +79,11 @@ pub struct Lifecycle {
 }
 
 /// The suite's provider, for derived events.
-async fn provider_of(db: &Db, suite_id: &str) -> Result<String, StoreError> {
-    let id = suite_id.to_owned();
+/// An unknown suite's events name no provider (an empty corpid).
+async fn provider_of(db: &Db, suite_id: &SuiteId) -> Result<ProviderCorpId, StoreError> {
+    let id = suite_id.clone();
     let suite = db.run(move |conn| suites::find_suite(conn, &id)).await?;
-    Ok(suite.map(|suite| suite.provider_corpid).unwrap_or_default())
+    Ok(suite.map_or_else(|| ProviderCorpId::from(""), |suite| suite.provider_corpid))
 }
 
 impl Lifecycle {
@@ -94,7 +96,7 @@ impl Lifecycle {
     /// stores the corp with its `corp_authorized` event.
     pub async fn exchange_auth_code(
         &self,
-        suite_id: &str,
+        suite_id: &SuiteId,
         auth_code: &SecretString,
         path: InstallPath,
         kind: &'static str,
@@ -158,7 +160,7 @@ impl Lifecycle {
         match spent {
             Ok(grant) => Ok(self.store_grant(suite_id, &provider, &code_hash, grant, path, kind).await?),
             Err(LifecycleError::Token(TokenError::Upstream(WecomError::AnswerLost(reason)))) => {
-                tracing::error!(suite = suite_id, %reason, "auth code spent without an answer; the admin must reinstall");
+                tracing::error!(suite = %suite_id, %reason, "auth code spent without an answer; the admin must reinstall");
                 self.db.run(move |conn| auth_codes::mark_lost(conn, &sid, &hash, &lost_event)).await?;
                 self.db.notify_appended();
                 Err(LifecycleError::AuthCodeLost)
@@ -201,8 +203,8 @@ impl Lifecycle {
 
     async fn store_grant(
         &self,
-        suite_id: &str,
-        provider: &str,
+        suite_id: &SuiteId,
+        provider: &ProviderCorpId,
         code_hash: &str,
         grant: PermanentCodeGrant,
         path: InstallPath,
@@ -265,11 +267,11 @@ impl Lifecycle {
                         .await?;
                 }
                 Err(error) => {
-                    tracing::warn!(suite = suite_id, corpid = %grant.corpid, %error, "could not fetch the app's admins")
+                    tracing::warn!(suite = %suite_id, corpid = %grant.corpid, %error, "could not fetch the app's admins")
                 }
             }
         }
-        tracing::info!(suite = suite_id, corpid = %grant.corpid, install_path = path.as_str(), "corp authorized");
+        tracing::info!(suite = %suite_id, corpid = %grant.corpid, install_path = path.as_str(), "corp authorized");
         Ok(Authorized { corpid: grant.corpid, corp_name: grant.corp_name, already_exchanged: false })
     }
 
@@ -280,7 +282,12 @@ impl Lifecycle {
 
     /// change_auth: fetches and stores the current auth info, with a
     /// `corp_auth_changed` event (once per triggering event `cause`).
-    pub async fn refresh_auth_info(&self, suite_id: &str, corpid: &str, cause: i64) -> Result<(), LifecycleError> {
+    pub async fn refresh_auth_info(
+        &self,
+        suite_id: &SuiteId,
+        corpid: &CorpId,
+        cause: EventId,
+    ) -> Result<(), LifecycleError> {
         let (sid, cid) = (suite_id.to_owned(), corpid.to_owned());
         let credentials =
             self.db.run(move |conn| corps::credentials(conn, &sid, &cid)).await?.ok_or(LifecycleError::UnknownCorp)?;
@@ -325,7 +332,7 @@ impl Lifecycle {
 
     /// cancel_auth: the corp is cancelled and its token dropped, with a
     /// `corp_cancelled` event (once per triggering event `cause`).
-    pub async fn cancel(&self, suite_id: &str, corpid: &str, cause: i64) -> Result<(), LifecycleError> {
+    pub async fn cancel(&self, suite_id: &SuiteId, corpid: &CorpId, cause: EventId) -> Result<(), LifecycleError> {
         let provider = provider_of(&self.db, suite_id).await?;
         let event = NewEvent::derived(
             &provider,
@@ -340,7 +347,7 @@ impl Lifecycle {
         self.db.notify_appended();
         self.tokens.forget(&TokenKey::corp(suite_id, corpid), None).await?;
         if !known {
-            tracing::info!(suite = suite_id, corpid, "cancel_auth for a corp never stored");
+            tracing::info!(suite = %suite_id, %corpid, "cancel_auth for a corp never stored");
         }
         Ok(())
     }
@@ -357,7 +364,7 @@ fn edition(auth_info: &Value) -> Value {
 
 /// An auth code this process holds the claim on.
 struct ClaimedCode<'a> {
-    suite_id: &'a str,
+    suite_id: &'a SuiteId,
     code_hash: &'a str,
     holder: &'a str,
 }

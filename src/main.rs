@@ -12,7 +12,7 @@ use wecom_provider::config::Config;
 use wecom_provider::ids::IdKind;
 use wecom_provider::ids::bulk::{self, ConvertJob};
 use wecom_provider::keys;
-use wecom_provider::model::SuiteKind;
+use wecom_provider::model::{CorpId, ProviderCorpId, SuiteId, SuiteKind};
 use wecom_provider::registry::apply::{Outcome, apply_file, secret_value};
 use wecom_provider::registry::{ProviderInput, ProviderPatch, Registry, SuiteInput, SuitePatch};
 use wecom_provider::store::audit::ACTOR_CLI;
@@ -74,7 +74,7 @@ enum Command {
 enum ProvidersCommand {
     Add {
         #[arg(long)]
-        corpid: String,
+        corpid: ProviderCorpId,
         #[arg(long)]
         name: Option<String>,
         #[arg(long)]
@@ -86,7 +86,7 @@ enum ProvidersCommand {
     },
     List,
     Update {
-        corpid: String,
+        corpid: ProviderCorpId,
         #[arg(long)]
         name: Option<String>,
         #[arg(long)]
@@ -98,7 +98,7 @@ enum ProvidersCommand {
     },
     /// Delete a provider that has no suites.
     Remove {
-        corpid: String,
+        corpid: ProviderCorpId,
     },
 }
 
@@ -125,9 +125,9 @@ enum ApiKeysCommand {
 enum SuitesCommand {
     Add {
         #[arg(long)]
-        suite_id: String,
+        suite_id: SuiteId,
         #[arg(long)]
-        provider: String,
+        provider: ProviderCorpId,
         #[arg(long, value_parser = parse_kind)]
         kind: SuiteKind,
         #[arg(long)]
@@ -144,7 +144,7 @@ enum SuitesCommand {
     },
     List,
     Update {
-        suite_id: String,
+        suite_id: SuiteId,
         #[arg(long, value_parser = parse_kind)]
         kind: Option<SuiteKind>,
         #[arg(long)]
@@ -158,14 +158,14 @@ enum SuitesCommand {
     },
     /// Callbacks answer 404 and token routes 409 until enabled again.
     Disable {
-        suite_id: String,
+        suite_id: SuiteId,
     },
     Enable {
-        suite_id: String,
+        suite_id: SuiteId,
     },
     /// Delete a suite; one with active corps only with --force (its corps and tokens go too).
     Remove {
-        suite_id: String,
+        suite_id: SuiteId,
         #[arg(long)]
         force: bool,
     },
@@ -202,7 +202,7 @@ enum WebhooksCommand {
         kinds: Vec<String>,
         /// Only events of this suite.
         #[arg(long)]
-        suite: Option<String>,
+        suite: Option<SuiteId>,
         /// Create it paused.
         #[arg(long)]
         disabled: bool,
@@ -238,13 +238,13 @@ struct ConvertArgs {
     kind: KindArg,
     /// Provider corpid (for --kind corpid).
     #[arg(long)]
-    provider: Option<String>,
+    provider: Option<ProviderCorpId>,
     /// Suite of the corp (for userid and external_userid).
     #[arg(long)]
-    suite: Option<String>,
+    suite: Option<SuiteId>,
     /// The corp, by the corpid the suite knows it by.
     #[arg(long)]
-    corp: Option<String>,
+    corp: Option<CorpId>,
     /// CSV file with a header row.
     #[arg(long)]
     input: PathBuf,
@@ -362,7 +362,7 @@ async fn manage_providers(config: &Config, command: ProvidersCommand) -> Result<
                 encoding_aes_key: optional_secret(encoding_aes_key)?,
             };
             let changed = registry.update_provider(ACTOR_CLI, &corpid, patch).await.map_err(|e| e.to_string())?;
-            print_changed("provider", &corpid, &changed);
+            print_changed("provider", corpid.as_str(), &changed);
         }
         ProvidersCommand::Remove { corpid } => {
             registry.remove_provider(ACTOR_CLI, &corpid).await.map_err(|e| e.to_string())?;
@@ -374,11 +374,11 @@ async fn manage_providers(config: &Config, command: ProvidersCommand) -> Result<
 
 async fn manage_suites(config: &Config, command: SuitesCommand) -> Result<(), String> {
     let registry = registry(config).await?;
-    let update = |patch: SuitePatch, suite_id: String| {
+    let update = |patch: SuitePatch, suite_id: SuiteId| {
         let registry = registry.clone();
         async move {
             let changed = registry.update_suite(ACTOR_CLI, &suite_id, patch).await.map_err(|e| e.to_string())?;
-            print_changed("suite", &suite_id, &changed);
+            print_changed("suite", suite_id.as_str(), &changed);
             Ok::<(), String>(())
         }
     };
@@ -505,7 +505,7 @@ async fn manage_webhooks(config: &Config, command: WebhooksCommand) -> Result<()
                     hook.id,
                     if hook.enabled { "enabled" } else { "disabled" },
                     hook.url,
-                    hook.suite_id.as_deref().unwrap_or("*"),
+                    hook.suite_id.as_ref().map_or("*", SuiteId::as_str),
                     hook.last_event_id
                 );
             }

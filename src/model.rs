@@ -1,5 +1,8 @@
-//! Kinds and statuses shared by the store, the services and the handlers: enums
-//! that diesel stores and serde writes as their snake_case names. A leaf module.
+//! Identifiers, kinds and statuses shared by the store, the services and the
+//! handlers. Identifiers are newtypes that diesel and serde see through (stored and
+//! written as the text or number inside), so one kind of id cannot be passed where
+//! another is expected; kinds and statuses are enums that diesel stores and serde
+//! writes as their snake_case names. A leaf module.
 
 use std::fmt;
 use std::str::FromStr;
@@ -8,6 +11,92 @@ use diesel::backend::Backend;
 use diesel::deserialize::{self, FromSql};
 use diesel::serialize::{self, ToSql};
 use diesel::sql_types::Text;
+use diesel_derive_newtype::DieselNewType;
+use serde::{Deserialize, Serialize};
+
+/// A text identifier: transparent to diesel and serde, built from raw text only
+/// where it is parsed (handlers, callback parsing, the command line).
+macro_rules! text_id {
+    ($($(#[$meta:meta])* $name:ident;)+) => {$(
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, DieselNewType, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(text: String) -> Self {
+                $name(text)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(text: &str) -> Self {
+                $name(text.to_owned())
+            }
+        }
+    )+};
+}
+
+text_id! {
+    /// A suite's id (`SuiteId`, `ww…`): a third-party app, a template or the login app.
+    SuiteId;
+    /// An authorizing corp's corpid, as the suite sees it.
+    CorpId;
+    /// The service provider's own corpid, which owns suites.
+    ProviderCorpId;
+    /// A member's userid within a corp (open or plain, as WeCom gave it).
+    UserId;
+    /// An external contact's external_userid.
+    ExternalUserId;
+    /// The id of an identity link still waiting for its customer.
+    PendingId;
+}
+
+/// An event's id in the log: grows in commit order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, DieselNewType, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventId(i64);
+
+impl EventId {
+    /// Before every event (ids start at 1): where a reader starts.
+    pub const BEFORE_ALL: EventId = EventId(0);
+
+    pub fn new(id: i64) -> Self {
+        EventId(id)
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// An enum stored as text: its names, parsing, `Display`, serde and diesel.
 macro_rules! text_enum {
@@ -102,6 +191,41 @@ text_enum! {
     }
 }
 
+text_enum! {
+    /// Where an event is in the log: waiting for its effect, applied, or given up.
+    EventStatus {
+        Pending => "pending",
+        Done => "done",
+        Failed => "failed",
+    }
+}
+
+text_enum! {
+    /// Whether a corp's authorization of a suite stands.
+    CorpStatus {
+        Active => "active",
+        Cancelled => "cancelled",
+    }
+}
+
+text_enum! {
+    /// An auth code's single use: being exchanged, exchanged, or sent without an answer.
+    CodeStatus {
+        Exchanging => "exchanging",
+        Done => "done",
+        Lost => "lost",
+    }
+}
+
+text_enum! {
+    /// An identity's link in a corp: waiting for its customer, linked, or left.
+    LinkStatus {
+        Pending => "pending",
+        Linked => "linked",
+        Removed => "removed",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +238,27 @@ mod tests {
         }
         let error = "dk".parse::<SuiteKind>().expect_err("unknown");
         assert_eq!(error.to_string(), "must be one of: third_party, customized_template, login");
+    }
+
+    #[test]
+    fn statuses_keep_the_names_the_columns_and_the_json_hold() {
+        fn names<T: Copy + fmt::Display>(all: &[T]) -> Vec<String> {
+            all.iter().map(|status| status.to_string()).collect()
+        }
+        assert_eq!(names(EventStatus::ALL), ["pending", "done", "failed"]);
+        assert_eq!(names(CorpStatus::ALL), ["active", "cancelled"]);
+        assert_eq!(names(CodeStatus::ALL), ["exchanging", "done", "lost"]);
+        assert_eq!(names(LinkStatus::ALL), ["pending", "linked", "removed"]);
+        assert_eq!(serde_json::to_string(&EventStatus::Done).expect("serialises"), "\"done\"");
+    }
+
+    #[test]
+    fn identifiers_serialize_as_what_they_hold() {
+        let suite = SuiteId::from("ww4asffe99e54c0f4c");
+        assert_eq!(serde_json::to_string(&suite).expect("serialises"), "\"ww4asffe99e54c0f4c\"");
+        assert_eq!(serde_json::from_str::<SuiteId>("\"ww4asffe99e54c0f4c\"").expect("parses"), suite);
+        assert_eq!(serde_json::to_string(&EventId::new(42)).expect("serialises"), "42");
+        assert_eq!(serde_json::from_str::<EventId>("42").expect("parses"), EventId::new(42));
+        assert_eq!(suite.to_string(), "ww4asffe99e54c0f4c");
     }
 }

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 pub use authenticator::{Authenticator, Refusal};
 
 use crate::feed::rfc3339;
+use crate::model::SuiteId;
 use crate::store::api_keys::{self as rows, ApiKeyRow, Insert, NewApiKey};
 use crate::store::audit::{ACTOR_CLI, ACTOR_ENVIRONMENT, NewAuditEntry};
 use crate::store::events::EventFilter;
@@ -130,10 +131,10 @@ impl Suites {
     /// Narrows a feed filter to these suites; a filter naming another suite is refused.
     pub fn restrict(&self, filter: &mut EventFilter) -> Result<(), Denied> {
         if let Some(suite_id) = &filter.suite_id {
-            self.check(suite_id)?;
+            self.check(suite_id.as_str())?;
         }
         if let Self::Only { suite_ids, .. } = self {
-            filter.suites = Some(suite_ids.iter().cloned().collect());
+            filter.suites = Some(suite_ids.iter().map(|id| SuiteId::from(id.as_str())).collect());
         }
         Ok(())
     }
@@ -407,7 +408,7 @@ mod tests {
         assert_eq!(only.check_optional(None), Err(Denied::EverySuite));
         let mut filter = EventFilter::default();
         only.restrict(&mut filter).expect("no suite named");
-        assert_eq!(filter.suites, Some(vec!["wwA".to_owned()]));
+        assert_eq!(filter.suites, Some(vec![SuiteId::from("wwA")]));
         let mut other = EventFilter { suite_id: Some("wwB".into()), ..EventFilter::default() };
         assert!(only.restrict(&mut other).is_err());
         let mut all = EventFilter::default();

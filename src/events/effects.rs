@@ -7,6 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::ids::Ids;
 use crate::lifecycle::{self, InstallPath, Lifecycle, LifecycleError};
+use crate::model::{CorpId, SuiteId};
 use crate::store::events::PendingEvent;
 use crate::store::{Db, StoreError, suites};
 use crate::tokens::TokenError;
@@ -98,7 +99,7 @@ impl Effects {
 
     /// Applies `event`; answers the corp it turned out to concern, when only the
     /// effect could tell (a create_auth names its corp through the exchange).
-    pub async fn apply(&self, event: &PendingEvent) -> Result<Option<String>, EffectError> {
+    pub async fn apply(&self, event: &PendingEvent) -> Result<Option<CorpId>, EffectError> {
         let Some(sealed) = &event.plaintext else {
             // Derived events (written by effects themselves) carry no callback to apply.
             return Ok(None);
@@ -110,7 +111,7 @@ impl Effects {
         let message = callback::message_from_fields(&fields).map_err(|e| EffectError::Permanent(e.to_string()))?;
         // Suite events belong to the suite whose URL and keys verified them, whatever
         // the plaintext's SuiteId claims.
-        let suite_id = event.suite_id.as_deref();
+        let suite_id = event.suite_id.as_ref();
         match (message, suite_id) {
             (Message::SuiteTicket { ticket, .. }, Some(suite_id)) => {
                 self.store_ticket(event, suite_id, ticket).await.map(|()| None)
@@ -149,10 +150,10 @@ impl Effects {
     /// with the mark) tells the provider to have the admin install again.
     async fn exchange(
         &self,
-        suite_id: &str,
+        suite_id: &SuiteId,
         auth_code: String,
         kind: &'static str,
-    ) -> Result<Option<String>, EffectError> {
+    ) -> Result<Option<CorpId>, EffectError> {
         let code = SecretString::from(auth_code);
         match self.lifecycle.exchange_auth_code(suite_id, &code, InstallPath::Callback, kind).await {
             Ok(authorized) => Ok(Some(authorized.corpid)),
@@ -161,12 +162,12 @@ impl Effects {
         }
     }
 
-    async fn store_ticket(&self, event: &PendingEvent, suite_id: &str, ticket: String) -> Result<(), EffectError> {
-        let (suite_id, arrived_at) = (suite_id.to_owned(), event.received_at);
+    async fn store_ticket(&self, event: &PendingEvent, suite_id: &SuiteId, ticket: String) -> Result<(), EffectError> {
+        let (suite_id, arrived_at) = (suite_id.clone(), event.received_at);
         let ticket = self.db.sealer().seal(&ticket);
         let stored = self.db.run(move |conn| suites::store_ticket(conn, &suite_id, &ticket, arrived_at)).await?;
         if !stored {
-            tracing::debug!(event = event.id, "an equally new or newer suite_ticket is already stored");
+            tracing::debug!(event = %event.id, "an equally new or newer suite_ticket is already stored");
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ use super::intake::{Intake, IntakeError, Stored};
 use super::retention::Retention;
 use super::{PrepareError, Source, prepare};
 use crate::crypto::{CallbackKeys, CryptoError};
+use crate::model::{CorpId, ProviderCorpId, SuiteId};
 use crate::registry::Registry;
 use crate::store::{Db, StoreError, corps, now_ms};
 use crate::wecom::callback::{XmlError, parse_envelope};
@@ -118,12 +119,13 @@ impl Gateway {
 
     fn target(&self, endpoint: Endpoint, id: &str) -> Result<Target, CallbackError> {
         if endpoint == Endpoint::Provider {
-            let provider = self.registry.provider(id).ok_or(CallbackError::UnknownProvider)?;
+            let provider = self.registry.provider(&ProviderCorpId::from(id)).ok_or(CallbackError::UnknownProvider)?;
             let keys = provider.callback.clone().ok_or(CallbackError::UnknownProvider)?;
             return Ok(Target { keys, source: Source::Provider { provider_corpid: provider.provider_corpid.clone() } });
         }
         // A disabled suite is answered as an unknown one: WeCom stops calling a 404.
-        let suite = self.registry.suite(id).filter(|suite| suite.enabled).ok_or(CallbackError::UnknownSuite)?;
+        let suite =
+            self.registry.suite(&SuiteId::from(id)).filter(|suite| suite.enabled).ok_or(CallbackError::UnknownSuite)?;
         Ok(Target {
             keys: suite.callback.clone(),
             source: Source::Suite { provider_corpid: suite.provider_corpid.clone(), suite_id: suite.suite_id.clone() },
@@ -156,9 +158,9 @@ impl Gateway {
         // though it signs pushes to the same URL with the suite_id: accept both.
         let allowed = match &target.source {
             Source::Suite { provider_corpid, suite_id } => {
-                opened.receive_id == *provider_corpid || opened.receive_id == *suite_id
+                opened.receive_id == provider_corpid.as_str() || opened.receive_id == suite_id.as_str()
             }
-            Source::Provider { provider_corpid } => opened.receive_id == *provider_corpid,
+            Source::Provider { provider_corpid } => opened.receive_id == provider_corpid.as_str(),
         };
         if !allowed {
             return Err(CallbackError::ReceiveIdMismatch);
@@ -184,11 +186,11 @@ impl Gateway {
         let receive_id = opened.receive_id;
         let allowed = match (&target.source, endpoint) {
             (Source::Suite { suite_id, .. }, Endpoint::Data) => {
-                let (suite_id, corpid) = (suite_id.clone(), receive_id.clone());
+                let (suite_id, corpid) = (suite_id.clone(), CorpId::from(receive_id.as_str()));
                 self.db.run(move |conn| corps::is_active(conn, &suite_id, &corpid)).await?
             }
-            (Source::Suite { suite_id, .. }, _) => receive_id == *suite_id,
-            (Source::Provider { provider_corpid }, _) => receive_id == *provider_corpid,
+            (Source::Suite { suite_id, .. }, _) => receive_id == suite_id.as_str(),
+            (Source::Provider { provider_corpid }, _) => receive_id == provider_corpid.as_str(),
         };
         if !allowed {
             return Err(CallbackError::ReceiveIdMismatch);

@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::store::events::{NewEvent, STATUS_PENDING, append};
+use crate::model::EventStatus;
+use crate::store::events::{NewEvent, append};
 use crate::store::{Conn, Db, StoreError};
 
 /// The most events one transaction takes; more wait for the next commit.
@@ -80,7 +81,7 @@ fn write_batches(db: &Db, mut receiver: mpsc::Receiver<Submission>, stored: &Not
             Ok(fresh) => {
                 // Only new events with an effect are the worker's business.
                 let wake_worker =
-                    fresh.iter().zip(&events).any(|(is_new, event)| *is_new && event.status == STATUS_PENDING);
+                    fresh.iter().zip(&events).any(|(is_new, event)| *is_new && event.status == EventStatus::Pending);
                 let any_new = fresh.iter().any(|is_new| *is_new);
                 for (reply, is_new) in replies.into_iter().zip(fresh) {
                     let _ = reply.send(Ok(if is_new { Stored::New } else { Stored::Duplicate }));

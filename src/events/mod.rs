@@ -14,19 +14,20 @@ pub mod intake;
 pub mod retention;
 pub mod worker;
 
-use crate::store::events::{NewEvent, STATUS_DONE, STATUS_PENDING, hash_parts};
+use crate::model::{EventStatus, ProviderCorpId, SuiteId};
+use crate::store::events::{NewEvent, hash_parts};
 use crate::store::sealing::Sealer;
 use crate::wecom::callback::{self, Message, XmlError};
 
 /// Which callback URL an event came in on; it scopes dedupe and ordering.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    Suite { provider_corpid: String, suite_id: String },
-    Provider { provider_corpid: String },
+    Suite { provider_corpid: ProviderCorpId, suite_id: SuiteId },
+    Provider { provider_corpid: ProviderCorpId },
 }
 
 impl Source {
-    fn provider_corpid(&self) -> &str {
+    fn provider_corpid(&self) -> &ProviderCorpId {
         match self {
             Self::Suite { provider_corpid, .. } | Self::Provider { provider_corpid } => provider_corpid,
         }
@@ -63,7 +64,7 @@ pub fn prepare(
     let mut fields = callback::parse_fields(&plaintext)?;
     let message = callback::message_from_fields(&fields)?;
     if let Source::Suite { suite_id, .. } = source
-        && fields.get("SuiteId").and_then(|value| value.as_str()).is_some_and(|named| named != suite_id)
+        && fields.get("SuiteId").and_then(|value| value.as_str()).is_some_and(|named| named != suite_id.as_str())
     {
         return Err(PrepareError::SuiteMismatch);
     }
@@ -88,9 +89,9 @@ pub fn prepare(
     // Only suite events have effects (the provider URL's are for the feed).
     let pending = suite_id.is_some() && effects::needs_effect(&message);
     Ok(NewEvent {
-        provider_corpid: source.provider_corpid().to_owned(),
+        provider_corpid: source.provider_corpid().clone(),
         suite_id,
-        corpid: message.corpid().map(str::to_owned),
+        corpid: message.corpid().cloned(),
         kind: message.kind().to_owned(),
         dedupe_key,
         ordering_key,
@@ -98,7 +99,7 @@ pub fn prepare(
         plaintext: pending.then(|| sealer.seal(&plaintext)),
         fields: serde_json::Value::Object(fields).to_string(),
         received_at,
-        status: if pending { STATUS_PENDING } else { STATUS_DONE },
+        status: if pending { EventStatus::Pending } else { EventStatus::Done },
         processed_at: (!pending).then_some(received_at),
     })
 }

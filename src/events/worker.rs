@@ -18,6 +18,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::effects::{EffectError, Effects};
 use crate::backoff::backoff_ms;
+use crate::model::EventId;
 use crate::store::{Db, events, now_ms};
 
 /// A dead holder's claims lapse after this; a live one renews every third of it.
@@ -36,7 +37,7 @@ pub struct Worker {
     holder: String,
     concurrency: usize,
     /// Ids of the events whose effects run in this process, for renewing claims.
-    in_flight: Mutex<HashSet<i64>>,
+    in_flight: Mutex<HashSet<EventId>>,
 }
 
 /// A running worker; `shutdown` stops it.
@@ -145,7 +146,7 @@ impl Worker {
     }
 
     async fn renew_claims(&self) {
-        let ids: Vec<i64> = lock(&self.in_flight).iter().copied().collect();
+        let ids: Vec<EventId> = lock(&self.in_flight).iter().copied().collect();
         if ids.is_empty() {
             return;
         }
@@ -159,20 +160,20 @@ impl Worker {
     async fn process(&self, event: events::PendingEvent) {
         let id = event.id;
         let outcome = match self.effects.apply(&event).await {
-            Ok(corpid) => self.db.run(move |conn| events::mark_done(conn, id, corpid.as_deref())).await,
+            Ok(corpid) => self.db.run(move |conn| events::mark_done(conn, id, corpid.as_ref())).await,
             Err(error) => {
                 let attempts = event.attempts + 1;
                 let retry_at = match &error {
                     EffectError::Retryable(_) if attempts < MAX_ATTEMPTS => Some(now_ms() + backoff_ms(event.attempts)),
                     _ => None,
                 };
-                tracing::warn!(event = id, kind = %event.kind, attempts, %error, retrying = retry_at.is_some(), "effect failed");
+                tracing::warn!(event = %id, kind = %event.kind, attempts, %error, retrying = retry_at.is_some(), "effect failed");
                 let message = error.to_string();
                 self.db.run(move |conn| events::mark_failed_attempt(conn, id, &message, retry_at)).await
             }
         };
         if let Err(error) = outcome {
-            tracing::warn!(event = id, %error, "recording an effect's outcome failed; its claim lapses and it runs again");
+            tracing::warn!(event = %id, %error, "recording an effect's outcome failed; its claim lapses and it runs again");
         }
         lock(&self.in_flight).remove(&id);
         // Finishing may have made the next event of this corp due.

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{Conversion, CorpScope, IdError, IdKind, Ids, Pacer};
+use crate::model::{CorpId, ProviderCorpId, SuiteId};
 
 /// IDs handed to the conversion at a time: progress is reported between blocks.
 const BLOCK: usize = 1_000;
@@ -23,9 +24,9 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct ConvertJob {
     pub kind: IdKind,
-    pub provider_corpid: Option<String>,
-    pub suite_id: Option<String>,
-    pub corpid: Option<String>,
+    pub provider_corpid: Option<ProviderCorpId>,
+    pub suite_id: Option<SuiteId>,
+    pub corpid: Option<CorpId>,
     pub input: PathBuf,
     pub column: String,
     pub output: PathBuf,
@@ -140,7 +141,7 @@ fn writer(path: &PathBuf) -> Result<csv::Writer<std::fs::File>, BulkError> {
 
 /// Whose IDs: a provider's corpids, or the userids/external_userids of one corp.
 enum Target {
-    Provider(String),
+    Provider(ProviderCorpId),
     Corp(CorpScope, IdKind),
 }
 

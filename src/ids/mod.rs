@@ -18,6 +18,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::backoff::backoff_ms;
+use crate::model::{CorpId, CorpStatus, ExternalUserId, LinkStatus, ProviderCorpId, SuiteId};
 use crate::store::events::NewEvent;
 use crate::store::ids::{self as store, CorpRef, IdentityKey, Link, LinkState, Match, NewLink};
 use crate::store::{Db, StoreError, corps, now_ms, suites};
@@ -83,9 +84,16 @@ pub struct Conversion {
 /// An active corp of a suite, and its provider: where corp-scoped work runs.
 #[derive(Debug, Clone)]
 pub struct CorpScope {
-    pub provider_corpid: String,
-    pub suite_id: String,
-    pub corpid: String,
+    pub provider_corpid: ProviderCorpId,
+    pub suite_id: SuiteId,
+    pub corpid: CorpId,
+}
+
+impl CorpScope {
+    /// Where this corp's mappings of `kind` are stored.
+    fn mappings(&self, kind: IdKind) -> (&ProviderCorpId, IdKind, Option<&CorpId>) {
+        (&self.provider_corpid, kind, Some(&self.corpid))
+    }
 }
 
 /// Spaces upstream calls evenly, for bulk work under WeCom's frequency limits.
@@ -118,12 +126,12 @@ impl Ids {
     }
 
     /// The corp, checked to exist and be active.
-    pub async fn corp_scope(&self, suite_id: &str, corpid: &str) -> Result<CorpScope, IdError> {
+    pub async fn corp_scope(&self, suite_id: &SuiteId, corpid: &CorpId) -> Result<CorpScope, IdError> {
         let sid = suite_id.to_owned();
         let suite = self.db.run(move |conn| suites::find_suite(conn, &sid)).await?.ok_or(IdError::Unknown("suite"))?;
         let (sid, cid) = (suite_id.to_owned(), corpid.to_owned());
         let corp = self.db.run(move |conn| corps::find(conn, &sid, &cid)).await?.ok_or(IdError::Unknown("corp"))?;
-        if corp.status != corps::STATUS_ACTIVE {
+        if corp.status != CorpStatus::Active {
             return Err(IdError::CorpNotActive);
         }
         Ok(CorpScope { provider_corpid: suite.provider_corpid, suite_id: suite.suite_id, corpid: corp.corpid })
@@ -132,7 +140,7 @@ impl Ids {
     /// corpid → open_corpid (provider token), one upstream call per unknown corpid.
     pub async fn open_corpids(
         &self,
-        provider_corpid: &str,
+        provider_corpid: &ProviderCorpId,
         corpids: &[String],
         pace: Option<&Pacer>,
     ) -> Result<Conversion, IdError> {
@@ -140,7 +148,7 @@ impl Ids {
         self.db.run(move |conn| suites::find_provider(conn, &id)).await?.ok_or(IdError::Unknown("provider"))?;
         let key = TokenKey::Provider { provider_corpid: provider_corpid.to_owned() };
         let client = self.tokens.client();
-        self.convert((provider_corpid, IdKind::Corpid, ""), corpids, 1, pace, |batch| {
+        self.convert((provider_corpid, IdKind::Corpid, None), corpids, 1, pace, |batch| {
             let key = &key;
             async move {
                 let mut converted = Converted::default();
@@ -171,7 +179,7 @@ impl Ids {
     ) -> Result<Conversion, IdError> {
         let key = TokenKey::corp(&scope.suite_id, &scope.corpid);
         let client = self.tokens.client();
-        self.convert((&scope.provider_corpid, IdKind::Userid, &scope.corpid), userids, USERID_BATCH, pace, |batch| {
+        self.convert(scope.mappings(IdKind::Userid), userids, USERID_BATCH, pace, |batch| {
             let key = &key;
             async move {
                 let answer = self.tokens.call(key, |token| {
@@ -195,22 +203,16 @@ impl Ids {
         let key = TokenKey::corp(&scope.suite_id, &scope.corpid);
         let client = self.tokens.client();
         let kind = IdKind::ExternalUserid;
-        self.convert(
-            (&scope.provider_corpid, kind, &scope.corpid),
-            external_userids,
-            EXTERNAL_USERID_BATCH,
-            pace,
-            |batch| {
-                let key = &key;
-                async move {
-                    let answer = self.tokens.call(key, |token| {
-                        let batch = &batch;
-                        async move { client.get_new_external_userid(&token, batch, chat_id).await }
-                    });
-                    answer.await
-                }
-            },
-        )
+        self.convert(scope.mappings(kind), external_userids, EXTERNAL_USERID_BATCH, pace, |batch| {
+            let key = &key;
+            async move {
+                let answer = self.tokens.call(key, |token| {
+                    let batch = &batch;
+                    async move { client.get_new_external_userid(&token, batch, chat_id).await }
+                });
+                answer.await
+            }
+        })
         .await
     }
 
@@ -219,7 +221,7 @@ impl Ids {
     /// interrupted bulk run resumes where it stopped).
     async fn convert<F, Fut>(
         &self,
-        (provider_corpid, kind, corpid): (&str, IdKind, &str),
+        (provider_corpid, kind, corpid): (&ProviderCorpId, IdKind, Option<&CorpId>),
         sources: &[String],
         batch_size: usize,
         pace: Option<&Pacer>,
@@ -231,9 +233,11 @@ impl Ids {
     {
         let mut seen = HashSet::with_capacity(sources.len());
         let unique: Vec<String> = sources.iter().filter(|id| seen.insert(id.as_str())).cloned().collect();
-        let (provider, scope, lookup) = (provider_corpid.to_owned(), corpid.to_owned(), unique.clone());
-        let mut known =
-            self.db.run(move |conn| store::find_mappings(conn, &provider, kind.name(), &scope, &lookup)).await?;
+        let (provider, scope, lookup) = (provider_corpid.clone(), corpid.cloned(), unique.clone());
+        let mut known = self
+            .db
+            .run(move |conn| store::find_mappings(conn, &provider, kind.name(), scope.as_ref(), &lookup))
+            .await?;
         let missing: Vec<String> = unique.iter().filter(|id| !known.contains_key(*id)).cloned().collect();
         let mut conversion = Conversion::default();
         let mut invalid: HashMap<String, String> = HashMap::new();
@@ -243,8 +247,10 @@ impl Ids {
             }
             let converted = upstream(batch.to_vec()).await?;
             conversion.upstream_calls += 1;
-            let (provider, scope, pairs) = (provider_corpid.to_owned(), corpid.to_owned(), converted.pairs.clone());
-            self.db.run(move |conn| store::store_mappings(conn, &provider, kind.name(), &scope, &pairs)).await?;
+            let (provider, scope, pairs) = (provider_corpid.clone(), corpid.cloned(), converted.pairs.clone());
+            self.db
+                .run(move |conn| store::store_mappings(conn, &provider, kind.name(), scope.as_ref(), &pairs))
+                .await?;
             known.extend(converted.pairs);
             invalid.extend(converted.invalid);
         }
@@ -284,8 +290,8 @@ impl Ids {
             .await;
         let answer = answer?;
         let state = match (answer.external_userid, answer.pending_id) {
-            (Some(external_userid), _) if !external_userid.is_empty() => LinkState::Linked { external_userid },
-            (_, Some(pending_id)) if !pending_id.is_empty() => LinkState::Pending { pending_id },
+            (Some(external_userid), _) if !external_userid.as_str().is_empty() => LinkState::Linked { external_userid },
+            (_, Some(pending_id)) if !pending_id.as_str().is_empty() => LinkState::Pending { pending_id },
             _ => {
                 let error = WecomError::Decode("neither external_userid nor pending_id in the answer".into());
                 return Err(IdError::Token(TokenError::Upstream(error)));
@@ -310,7 +316,7 @@ impl Ids {
 
     pub async fn identity(
         &self,
-        provider_corpid: &str,
+        provider_corpid: &ProviderCorpId,
         key: IdentityKey,
     ) -> Result<Option<(store::Identity, Vec<Link>)>, IdError> {
         let id = provider_corpid.to_owned();
@@ -324,17 +330,17 @@ impl Ids {
     /// queued to be matched against pending_ids.
     pub async fn contact_added(
         &self,
-        provider_corpid: &str,
-        suite_id: &str,
-        corpid: &str,
-        external_userid: &str,
+        provider_corpid: &ProviderCorpId,
+        suite_id: &SuiteId,
+        corpid: &CorpId,
+        external_userid: &ExternalUserId,
     ) -> Result<(), StoreError> {
         let (provider, sid, cid, eid) =
             (provider_corpid.to_owned(), suite_id.to_owned(), corpid.to_owned(), external_userid.to_owned());
         self.db
             .run(move |conn| {
                 if store::is_known_external_userid(conn, &provider, &cid, &eid)? {
-                    store::set_status_by_external_userid(conn, &provider, &cid, &eid, store::LINK_LINKED)?;
+                    store::set_status_by_external_userid(conn, &provider, &cid, &eid, LinkStatus::Linked)?;
                     Ok(())
                 } else {
                     store::queue_match(conn, &sid, &cid, &eid)
@@ -346,13 +352,13 @@ impl Ids {
     /// del_external_contact / del_follow_user: the link is marked removed.
     pub async fn contact_removed(
         &self,
-        provider_corpid: &str,
-        corpid: &str,
-        external_userid: &str,
+        provider_corpid: &ProviderCorpId,
+        corpid: &CorpId,
+        external_userid: &ExternalUserId,
     ) -> Result<(), StoreError> {
         let (provider, cid, eid) = (provider_corpid.to_owned(), corpid.to_owned(), external_userid.to_owned());
         self.db
-            .run(move |conn| store::set_status_by_external_userid(conn, &provider, &cid, &eid, store::LINK_REMOVED))
+            .run(move |conn| store::set_status_by_external_userid(conn, &provider, &cid, &eid, LinkStatus::Removed))
             .await?;
         Ok(())
     }
@@ -366,7 +372,7 @@ impl Ids {
         for corp in due.chunk_by(|a, b| a.suite_id == b.suite_id && a.corpid == b.corpid) {
             let (suite_id, corpid) = (corp[0].suite_id.clone(), corp[0].corpid.clone());
             for chunk in corp.chunks(PENDING_ID_BATCH) {
-                let ids: Vec<String> = chunk.iter().map(|queued| queued.external_userid.clone()).collect();
+                let ids: Vec<ExternalUserId> = chunk.iter().map(|queued| queued.external_userid.clone()).collect();
                 let attempts = chunk.iter().map(|queued| queued.attempts).max().unwrap_or(0);
                 match self.match_chunk(&suite_id, &corpid, &ids).await {
                     Ok(made) => linked += made,
@@ -386,7 +392,7 @@ impl Ids {
         Ok(linked)
     }
 
-    async fn match_chunk(&self, suite_id: &str, corpid: &str, ids: &[String]) -> Result<usize, IdError> {
+    async fn match_chunk(&self, suite_id: &SuiteId, corpid: &CorpId, ids: &[ExternalUserId]) -> Result<usize, IdError> {
         let sid = suite_id.to_owned();
         let suite = self.db.run(move |conn| suites::find_suite(conn, &sid)).await?.ok_or(IdError::Unknown("suite"))?;
         let since = now_ms() - PENDING_ID_LIFETIME_MS;
@@ -410,10 +416,10 @@ impl Ids {
 
     async fn finish_chunk(
         &self,
-        suite_id: &str,
-        corpid: &str,
+        suite_id: &SuiteId,
+        corpid: &CorpId,
         matches: &[Match],
-        ids: &[String],
+        ids: &[ExternalUserId],
     ) -> Result<usize, StoreError> {
         let sid = suite_id.to_owned();
         let Some(suite) = self.db.run(move |conn| suites::find_suite(conn, &sid)).await? else {
@@ -447,7 +453,7 @@ impl Ids {
             .await?;
         if made > 0 {
             self.db.notify_appended();
-            tracing::info!(suite = suite_id, corpid, linked = made, "pending identities linked");
+            tracing::info!(suite = %suite_id, %corpid, linked = made, "pending identities linked");
         }
         Ok(made)
     }

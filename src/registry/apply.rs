@@ -22,7 +22,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::{ProviderInput, ProviderPatch, Registry, RegistryError, SuiteInput, SuitePatch};
-use crate::model::SuiteKind;
+use crate::model::{ProviderCorpId, SuiteId, SuiteKind};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,7 +36,7 @@ struct Declaration {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DeclaredProvider {
-    provider_corpid: String,
+    provider_corpid: ProviderCorpId,
     name: Option<String>,
     secret: String,
     callback_token: Option<String>,
@@ -46,8 +46,8 @@ struct DeclaredProvider {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DeclaredSuite {
-    suite_id: String,
-    provider_corpid: String,
+    suite_id: SuiteId,
+    provider_corpid: ProviderCorpId,
     kind: SuiteKind,
     name: Option<String>,
     #[serde(default = "enabled_by_default")]
@@ -116,7 +116,7 @@ pub async fn apply_file(registry: &Registry, path: &Path, actor: &str) -> Result
             registry.create_provider(actor, input).await?;
             Outcome::Created
         };
-        changes.push(Change { what: "provider", id, outcome });
+        changes.push(Change { what: "provider", id: id.into_string(), outcome });
     }
     for input in resolved.suites {
         let id = input.suite_id.clone();
@@ -124,7 +124,7 @@ pub async fn apply_file(registry: &Registry, path: &Path, actor: &str) -> Result
             Some(stored) if stored.provider_corpid != input.provider_corpid => {
                 return Err(ApplyError::Value {
                     what: "suite",
-                    id,
+                    id: id.into_string(),
                     field: "provider_corpid",
                     problem: format!("the suite belongs to {}; a suite cannot move", stored.provider_corpid),
                 });
@@ -145,7 +145,7 @@ pub async fn apply_file(registry: &Registry, path: &Path, actor: &str) -> Result
                 Outcome::Created
             }
         };
-        changes.push(Change { what: "suite", id, outcome });
+        changes.push(Change { what: "suite", id: id.into_string(), outcome });
     }
     Ok(changes)
 }
@@ -161,7 +161,7 @@ fn resolve(declaration: Declaration) -> Result<Resolved, ApplyError> {
         let value = |field, source: &str| {
             secret_value(source).map_err(|problem| ApplyError::Value {
                 what: "provider",
-                id: p.provider_corpid.clone(),
+                id: p.provider_corpid.to_string(),
                 field,
                 problem,
             })
@@ -179,7 +179,7 @@ fn resolve(declaration: Declaration) -> Result<Resolved, ApplyError> {
         let value = |field, source: &str| {
             secret_value(source).map_err(|problem| ApplyError::Value {
                 what: "suite",
-                id: s.suite_id.clone(),
+                id: s.suite_id.to_string(),
                 field,
                 problem,
             })
@@ -205,11 +205,11 @@ fn check(registry: &Registry, resolved: &Resolved) -> Result<(), ApplyError> {
     let mut seen = std::collections::HashSet::new();
     for p in &resolved.providers {
         let id = &p.provider_corpid;
-        let fail = |field, problem: String| ApplyError::Value { what: "provider", id: id.clone(), field, problem };
-        if !seen.insert(("provider", id.clone())) {
+        let fail = |field, problem: String| ApplyError::Value { what: "provider", id: id.to_string(), field, problem };
+        if !seen.insert(("provider", id.to_string())) {
             return Err(fail("provider_corpid", "is declared twice".into()));
         }
-        super::check_identifier("provider_corpid", id).map_err(|e| fail("provider_corpid", e.to_string()))?;
+        super::check_identifier("provider_corpid", id.as_str()).map_err(|e| fail("provider_corpid", e.to_string()))?;
         match (&p.callback_token, &p.encoding_aes_key) {
             (Some(token), Some(aes_key)) => {
                 crate::crypto::CallbackKeys::new(token.expose_secret(), aes_key.expose_secret())
@@ -220,12 +220,16 @@ fn check(registry: &Registry, resolved: &Resolved) -> Result<(), ApplyError> {
         }
     }
     for suite in &resolved.suites {
-        let fail =
-            |field, problem: String| ApplyError::Value { what: "suite", id: suite.suite_id.clone(), field, problem };
-        if !seen.insert(("suite", suite.suite_id.clone())) {
+        let fail = |field, problem: String| ApplyError::Value {
+            what: "suite",
+            id: suite.suite_id.to_string(),
+            field,
+            problem,
+        };
+        if !seen.insert(("suite", suite.suite_id.to_string())) {
             return Err(fail("suite_id", "is declared twice".into()));
         }
-        super::check_identifier("suite_id", &suite.suite_id).map_err(|e| fail("suite_id", e.to_string()))?;
+        super::check_identifier("suite_id", suite.suite_id.as_str()).map_err(|e| fail("suite_id", e.to_string()))?;
         crate::crypto::CallbackKeys::new(suite.callback_token.expose_secret(), suite.encoding_aes_key.expose_secret())
             .map_err(|e| fail("callback_token/encoding_aes_key", super::key_problem(&e)))?;
         let declared = resolved.providers.iter().any(|p| p.provider_corpid == suite.provider_corpid);

@@ -18,7 +18,7 @@ use url::Url;
 
 use crate::crypto::{CallbackKeys, KeyError};
 use crate::feed::rfc3339;
-use crate::model::SuiteKind;
+use crate::model::{ProviderCorpId, SuiteId, SuiteKind};
 use crate::store::audit::NewAuditEntry;
 use crate::store::sealing::SealError;
 use crate::store::suites::{
@@ -56,8 +56,8 @@ fn invalid(field: &'static str, problem: impl Into<String>) -> RegistryError {
 
 /// A suite as the gateway and the token center use it.
 pub struct Suite {
-    pub suite_id: String,
-    pub provider_corpid: String,
+    pub suite_id: SuiteId,
+    pub provider_corpid: ProviderCorpId,
     pub kind: SuiteKind,
     pub name: String,
     pub enabled: bool,
@@ -67,7 +67,7 @@ pub struct Suite {
 }
 
 pub struct Provider {
-    pub provider_corpid: String,
+    pub provider_corpid: ProviderCorpId,
     pub name: String,
     pub secret: SecretString,
     /// The provider's system-event URL keys, when it has them.
@@ -77,8 +77,8 @@ pub struct Provider {
 
 #[derive(Default)]
 struct Snapshot {
-    suites: HashMap<String, Arc<Suite>>,
-    providers: HashMap<String, Arc<Provider>>,
+    suites: HashMap<SuiteId, Arc<Suite>>,
+    providers: HashMap<ProviderCorpId, Arc<Provider>>,
 }
 
 pub struct Registry {
@@ -89,7 +89,7 @@ pub struct Registry {
 
 /// A new provider; the secret is required.
 pub struct ProviderInput {
-    pub provider_corpid: String,
+    pub provider_corpid: ProviderCorpId,
     pub name: Option<String>,
     pub secret: SecretString,
     pub callback_token: Option<SecretString>,
@@ -105,8 +105,8 @@ pub struct ProviderPatch {
 }
 
 pub struct SuiteInput {
-    pub suite_id: String,
-    pub provider_corpid: String,
+    pub suite_id: SuiteId,
+    pub provider_corpid: ProviderCorpId,
     pub kind: SuiteKind,
     pub name: Option<String>,
     pub enabled: bool,
@@ -128,7 +128,7 @@ pub struct SuitePatch {
 /// A provider as `/api/v1/admin/providers` and the command line show it: no secret.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProviderView {
-    pub provider_corpid: String,
+    pub provider_corpid: ProviderCorpId,
     pub name: String,
     pub has_callback: bool,
     /// Paste into the provider admin's 通用开发参数 system-event URL.
@@ -148,8 +148,8 @@ pub struct CallbackUrls {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SuiteView {
-    pub suite_id: String,
-    pub provider_corpid: String,
+    pub suite_id: SuiteId,
+    pub provider_corpid: ProviderCorpId,
     pub kind: SuiteKind,
     pub name: String,
     pub enabled: bool,
@@ -170,11 +170,11 @@ impl Registry {
         Ok(registry)
     }
 
-    pub fn suite(&self, suite_id: &str) -> Option<Arc<Suite>> {
+    pub fn suite(&self, suite_id: &SuiteId) -> Option<Arc<Suite>> {
         read(&self.snapshot).suites.get(suite_id).cloned()
     }
 
-    pub fn provider(&self, provider_corpid: &str) -> Option<Arc<Provider>> {
+    pub fn provider(&self, provider_corpid: &ProviderCorpId) -> Option<Arc<Provider>> {
         read(&self.snapshot).providers.get(provider_corpid).cloned()
     }
 
@@ -280,14 +280,14 @@ impl Registry {
         })
     }
 
-    pub fn callback_urls(&self, suite_id: &str) -> CallbackUrls {
+    pub fn callback_urls(&self, suite_id: &SuiteId) -> CallbackUrls {
         CallbackUrls {
             command: self.url(&format!("callback/{suite_id}/command")),
             data: self.url(&format!("callback/{suite_id}/data")),
         }
     }
 
-    pub fn provider_callback_url(&self, provider_corpid: &str) -> String {
+    pub fn provider_callback_url(&self, provider_corpid: &ProviderCorpId) -> String {
         self.url(&format!("callback/provider/{provider_corpid}"))
     }
 
@@ -300,7 +300,7 @@ impl Registry {
         Ok(rows.iter().map(|row| self.provider_view_of(row)).collect())
     }
 
-    pub async fn provider_view(&self, provider_corpid: &str) -> Result<ProviderView, RegistryError> {
+    pub async fn provider_view(&self, provider_corpid: &ProviderCorpId) -> Result<ProviderView, RegistryError> {
         let row = self.find_provider_row(provider_corpid).await?;
         Ok(self.provider_view_of(&row))
     }
@@ -320,11 +320,11 @@ impl Registry {
     pub async fn suite_views(&self) -> Result<Vec<SuiteView>, RegistryError> {
         let (rows, counts) =
             self.db.run(|conn| Ok((suites::list_suites(conn)?, suites::active_corp_counts(conn)?))).await?;
-        let counts: HashMap<String, i64> = counts.into_iter().collect();
+        let counts: HashMap<SuiteId, i64> = counts.into_iter().collect();
         Ok(rows.iter().map(|row| self.suite_view_of(row, counts.get(&row.suite_id).copied().unwrap_or(0))).collect())
     }
 
-    pub async fn suite_view(&self, suite_id: &str) -> Result<SuiteView, RegistryError> {
+    pub async fn suite_view(&self, suite_id: &SuiteId) -> Result<SuiteView, RegistryError> {
         let id = suite_id.to_owned();
         let (row, counts) =
             self.db.run(move |conn| Ok((suites::find_suite(conn, &id)?, suites::active_corp_counts(conn)?))).await?;
@@ -350,18 +350,18 @@ impl Registry {
         }
     }
 
-    async fn find_provider_row(&self, provider_corpid: &str) -> Result<ProviderRow, RegistryError> {
+    async fn find_provider_row(&self, provider_corpid: &ProviderCorpId) -> Result<ProviderRow, RegistryError> {
         let id = provider_corpid.to_owned();
         self.db.run(move |conn| suites::find_provider(conn, &id)).await?.ok_or(RegistryError::NotFound("provider"))
     }
 
-    async fn find_suite_row(&self, suite_id: &str) -> Result<SuiteRow, RegistryError> {
+    async fn find_suite_row(&self, suite_id: &SuiteId) -> Result<SuiteRow, RegistryError> {
         let id = suite_id.to_owned();
         self.db.run(move |conn| suites::find_suite(conn, &id)).await?.ok_or(RegistryError::NotFound("suite"))
     }
 
     pub async fn create_provider(&self, actor: &str, input: ProviderInput) -> Result<ProviderView, RegistryError> {
-        check_identifier("provider_corpid", &input.provider_corpid)?;
+        check_identifier("provider_corpid", input.provider_corpid.as_str())?;
         let name = checked_name(input.name)?.unwrap_or_default();
         check_secret("secret", &input.secret)?;
         let callback = match (&input.callback_token, &input.encoding_aes_key) {
@@ -378,10 +378,10 @@ impl Registry {
             callback_token: callback.map(|(token, _)| sealer.seal(token)),
             encoding_aes_key: callback.map(|(_, aes_key)| sealer.seal(aes_key)),
         };
-        let entry = NewAuditEntry::new(actor, "provider.create", &input.provider_corpid, json!({}));
+        let entry = NewAuditEntry::new(actor, "provider.create", input.provider_corpid.as_str(), json!({}));
         let inserted = self.db.run(move |conn| suites::insert_provider(conn, &row, &entry)).await?;
         if !inserted {
-            return Err(RegistryError::AlreadyExists("provider", input.provider_corpid));
+            return Err(RegistryError::AlreadyExists("provider", input.provider_corpid.into_string()));
         }
         self.reload().await?;
         self.provider_view(&input.provider_corpid).await
@@ -392,7 +392,7 @@ impl Registry {
     pub async fn update_provider(
         &self,
         actor: &str,
-        provider_corpid: &str,
+        provider_corpid: &ProviderCorpId,
         patch: ProviderPatch,
     ) -> Result<Vec<&'static str>, RegistryError> {
         let row = self.find_provider_row(provider_corpid).await?;
@@ -436,7 +436,8 @@ impl Registry {
         if changed.is_empty() {
             return Ok(changed);
         }
-        let entry = NewAuditEntry::new(actor, "provider.update", provider_corpid, json!({ "fields": changed }));
+        let entry =
+            NewAuditEntry::new(actor, "provider.update", provider_corpid.as_str(), json!({ "fields": changed }));
         let id = provider_corpid.to_owned();
         if !self.db.run(move |conn| suites::update_provider(conn, &id, &changes, &entry)).await? {
             return Err(RegistryError::NotFound("provider"));
@@ -445,20 +446,22 @@ impl Registry {
         Ok(changed)
     }
 
-    pub async fn remove_provider(&self, actor: &str, provider_corpid: &str) -> Result<(), RegistryError> {
-        let entry = NewAuditEntry::new(actor, "provider.remove", provider_corpid, json!({}));
+    pub async fn remove_provider(&self, actor: &str, provider_corpid: &ProviderCorpId) -> Result<(), RegistryError> {
+        let entry = NewAuditEntry::new(actor, "provider.remove", provider_corpid.as_str(), json!({}));
         let id = provider_corpid.to_owned();
         match self.db.run(move |conn| suites::delete_provider(conn, &id, &entry)).await? {
             Removal::Removed => {}
             Removal::NotFound => return Err(RegistryError::NotFound("provider")),
-            Removal::InUse(suites) => return Err(RegistryError::ProviderHasSuites(provider_corpid.to_owned(), suites)),
+            Removal::InUse(suites) => {
+                return Err(RegistryError::ProviderHasSuites(provider_corpid.to_string(), suites));
+            }
         }
         self.reload().await?;
         Ok(())
     }
 
     pub async fn create_suite(&self, actor: &str, input: SuiteInput) -> Result<SuiteView, RegistryError> {
-        check_identifier("suite_id", &input.suite_id)?;
+        check_identifier("suite_id", input.suite_id.as_str())?;
         let name = checked_name(input.name)?.unwrap_or_default();
         check_secret("secret", &input.secret)?;
         let (token, aes_key) = checked_keys(&input.callback_token, &input.encoding_aes_key)?;
@@ -476,10 +479,10 @@ impl Registry {
             callback_token: sealer.seal(token),
             encoding_aes_key: sealer.seal(aes_key),
         };
-        let entry = NewAuditEntry::new(actor, "suite.create", &input.suite_id, json!({ "kind": input.kind }));
+        let entry = NewAuditEntry::new(actor, "suite.create", input.suite_id.as_str(), json!({ "kind": input.kind }));
         let inserted = self.db.run(move |conn| suites::insert_suite(conn, &row, &entry)).await?;
         if !inserted {
-            return Err(RegistryError::AlreadyExists("suite", input.suite_id));
+            return Err(RegistryError::AlreadyExists("suite", input.suite_id.to_string()));
         }
         self.reload().await?;
         self.suite_view(&input.suite_id).await
@@ -489,7 +492,7 @@ impl Registry {
     pub async fn update_suite(
         &self,
         actor: &str,
-        suite_id: &str,
+        suite_id: &SuiteId,
         patch: SuitePatch,
     ) -> Result<Vec<&'static str>, RegistryError> {
         let row = self.find_suite_row(suite_id).await?;
@@ -537,7 +540,7 @@ impl Registry {
             Some(true) if changed.len() == 1 => "suite.enable",
             _ => "suite.update",
         };
-        let entry = NewAuditEntry::new(actor, action, suite_id, json!({ "fields": changed }));
+        let entry = NewAuditEntry::new(actor, action, suite_id.as_str(), json!({ "fields": changed }));
         let id = suite_id.to_owned();
         if !self.db.run(move |conn| suites::update_suite(conn, &id, &changes, &entry)).await? {
             return Err(RegistryError::NotFound("suite"));
@@ -548,13 +551,13 @@ impl Registry {
 
     /// Deletes a suite; one with active corps only with `force`, which deletes its
     /// corps and tokens too (its events stay in the feed).
-    pub async fn remove_suite(&self, actor: &str, suite_id: &str, force: bool) -> Result<(), RegistryError> {
-        let entry = NewAuditEntry::new(actor, "suite.remove", suite_id, json!({ "force": force }));
+    pub async fn remove_suite(&self, actor: &str, suite_id: &SuiteId, force: bool) -> Result<(), RegistryError> {
+        let entry = NewAuditEntry::new(actor, "suite.remove", suite_id.as_str(), json!({ "force": force }));
         let id = suite_id.to_owned();
         match self.db.run(move |conn| suites::delete_suite(conn, &id, force, &entry)).await? {
             Removal::Removed => {}
             Removal::NotFound => return Err(RegistryError::NotFound("suite")),
-            Removal::InUse(corps) => return Err(RegistryError::SuiteHasCorps(suite_id.to_owned(), corps)),
+            Removal::InUse(corps) => return Err(RegistryError::SuiteHasCorps(suite_id.to_string(), corps)),
         }
         self.reload().await?;
         Ok(())

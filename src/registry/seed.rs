@@ -29,7 +29,7 @@ pub async fn seed_from_environment(registry: &Registry, config: &Config) -> Resu
             }
             Some(stored) => {
                 if stored.secret.expose_secret() != seed.secret.expose_secret() {
-                    differs("WECOM_PROVIDER_SECRET", "provider", &seed.corpid);
+                    differs("WECOM_PROVIDER_SECRET", "provider", seed.corpid.as_str());
                 }
                 if let Some(callback) = &seed.callback {
                     match &stored.callback {
@@ -42,7 +42,11 @@ pub async fn seed_from_environment(registry: &Registry, config: &Config) -> Resu
                             registry.update_provider(ACTOR_ENVIRONMENT, &seed.corpid, patch).await?;
                         }
                         Some(keys) if !keys.matches(&callback.token, &callback.encoding_aes_key) => {
-                            differs("WECOM_PROVIDER_TOKEN/WECOM_PROVIDER_ENCODING_AES_KEY", "provider", &seed.corpid);
+                            differs(
+                                "WECOM_PROVIDER_TOKEN/WECOM_PROVIDER_ENCODING_AES_KEY",
+                                "provider",
+                                seed.corpid.as_str(),
+                            );
                         }
                         Some(_) => {}
                     }
@@ -70,13 +74,13 @@ pub async fn seed_from_environment(registry: &Registry, config: &Config) -> Resu
             }
             Some(stored) => {
                 if stored.secret.expose_secret() != seed.secret.expose_secret() {
-                    differs("WECOM_SUITE_SECRET", "suite", &seed.suite_id);
+                    differs("WECOM_SUITE_SECRET", "suite", seed.suite_id.as_str());
                 }
                 if !stored.callback.matches(&seed.callback.token, &seed.callback.encoding_aes_key) {
-                    differs("WECOM_SUITE_TOKEN/WECOM_SUITE_ENCODING_AES_KEY", "suite", &seed.suite_id);
+                    differs("WECOM_SUITE_TOKEN/WECOM_SUITE_ENCODING_AES_KEY", "suite", seed.suite_id.as_str());
                 }
                 if stored.kind != seed.kind {
-                    differs("WECOM_SUITE_KIND", "suite", &seed.suite_id);
+                    differs("WECOM_SUITE_KIND", "suite", seed.suite_id.as_str());
                 }
             }
         }

@@ -11,18 +11,15 @@ use diesel::prelude::*;
 use super::events::{InsertEvents, NewEvent};
 use super::schema::auth_codes;
 use super::{Conn, StoreResult, WriteTransaction, now_ms};
+use crate::model::{CodeStatus, CorpId, SuiteId};
 use crate::with_backend;
-
-pub(super) const STATUS_EXCHANGING: &str = "exchanging";
-pub(super) const STATUS_DONE: &str = "done";
-const STATUS_LOST: &str = "lost";
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum CodeClaim {
     /// This holder exchanges the code.
     Claimed,
     /// Exchanged already, for this corp.
-    Done { corpid: String },
+    Done { corpid: CorpId },
     /// Another holder is exchanging it right now.
     InProgress,
     /// Sent once and its answer lost: it must not be sent again.
@@ -34,7 +31,7 @@ pub enum CodeClaim {
 /// `lost_event` in the same transaction (once: it is deduped like any event).
 pub fn claim(
     conn: &mut Conn,
-    suite_id: &str,
+    suite_id: &SuiteId,
     code_hash: &str,
     holder: &str,
     claim_ms: i64,
@@ -46,7 +43,7 @@ pub fn claim(
             .values((
                 auth_codes::suite_id.eq(suite_id),
                 auth_codes::code_hash.eq(code_hash),
-                auth_codes::status.eq(STATUS_EXCHANGING),
+                auth_codes::status.eq(CodeStatus::Exchanging),
                 auth_codes::holder.eq(holder),
                 auth_codes::claimed_until.eq(now + claim_ms),
                 auth_codes::created_at.eq(now),
@@ -58,7 +55,7 @@ pub fn claim(
         }
         let lapsed = auth_codes::table
             .find((suite_id, code_hash))
-            .filter(auth_codes::status.eq(STATUS_EXCHANGING))
+            .filter(auth_codes::status.eq(CodeStatus::Exchanging))
             .filter(auth_codes::claimed_until.lt(now));
         let taken_over = diesel::update(lapsed.filter(auth_codes::sent_at.is_null()))
             .set((auth_codes::claimed_until.eq(now + claim_ms), auth_codes::holder.eq(holder)))
@@ -67,19 +64,19 @@ pub fn claim(
             return Ok(CodeClaim::Claimed);
         }
         let lost = diesel::update(lapsed.filter(auth_codes::sent_at.is_not_null()))
-            .set(auth_codes::status.eq(STATUS_LOST))
+            .set(auth_codes::status.eq(CodeStatus::Lost))
             .execute(c)?;
         if lost == 1 {
             c.insert_events(std::slice::from_ref(lost_event))?;
             return Ok(CodeClaim::Lost);
         }
-        let (status, corpid): (String, Option<String>) = auth_codes::table
+        let (status, corpid): (CodeStatus, Option<CorpId>) = auth_codes::table
             .find((suite_id, code_hash))
             .select((auth_codes::status, auth_codes::corpid))
             .first(c)?;
-        Ok(match (status.as_str(), corpid) {
-            (STATUS_DONE, Some(corpid)) => CodeClaim::Done { corpid },
-            (STATUS_LOST, _) => CodeClaim::Lost,
+        Ok(match (status, corpid) {
+            (CodeStatus::Done, Some(corpid)) => CodeClaim::Done { corpid },
+            (CodeStatus::Lost, _) => CodeClaim::Lost,
             _ => CodeClaim::InProgress,
         })
     })?);
@@ -87,12 +84,12 @@ pub fn claim(
 }
 
 /// Extends `holder`'s claim while its exchange runs; false when it is no longer ours.
-pub fn renew(conn: &mut Conn, suite_id: &str, code_hash: &str, holder: &str, claim_ms: i64) -> StoreResult<bool> {
+pub fn renew(conn: &mut Conn, suite_id: &SuiteId, code_hash: &str, holder: &str, claim_ms: i64) -> StoreResult<bool> {
     let until = now_ms() + claim_ms;
     let renewed = with_backend!(conn, c => diesel::update(
         auth_codes::table
             .find((suite_id, code_hash))
-            .filter(auth_codes::status.eq(STATUS_EXCHANGING))
+            .filter(auth_codes::status.eq(CodeStatus::Exchanging))
             .filter(auth_codes::holder.eq(holder)),
     )
     .set(auth_codes::claimed_until.eq(until))
@@ -102,12 +99,12 @@ pub fn renew(conn: &mut Conn, suite_id: &str, code_hash: &str, holder: &str, cla
 
 /// Commits that the code is about to be sent; false (send nothing) when the claim
 /// is no longer `holder`'s.
-pub fn mark_sent(conn: &mut Conn, suite_id: &str, code_hash: &str, holder: &str) -> StoreResult<bool> {
+pub fn mark_sent(conn: &mut Conn, suite_id: &SuiteId, code_hash: &str, holder: &str) -> StoreResult<bool> {
     let now = now_ms();
     let marked = with_backend!(conn, c => diesel::update(
         auth_codes::table
             .find((suite_id, code_hash))
-            .filter(auth_codes::status.eq(STATUS_EXCHANGING))
+            .filter(auth_codes::status.eq(CodeStatus::Exchanging))
             .filter(auth_codes::holder.eq(holder))
             .filter(auth_codes::sent_at.is_null()),
     )
@@ -118,12 +115,12 @@ pub fn mark_sent(conn: &mut Conn, suite_id: &str, code_hash: &str, holder: &str)
 
 /// Gives a claim up when the code provably never reached WeCom (or was refused
 /// outright), so the other path, or a retry, may send it.
-pub fn release(conn: &mut Conn, suite_id: &str, code_hash: &str, holder: &str) -> StoreResult<()> {
+pub fn release(conn: &mut Conn, suite_id: &SuiteId, code_hash: &str, holder: &str) -> StoreResult<()> {
     with_backend!(conn, c => {
         diesel::delete(
             auth_codes::table
                 .find((suite_id, code_hash))
-                .filter(auth_codes::status.eq(STATUS_EXCHANGING))
+                .filter(auth_codes::status.eq(CodeStatus::Exchanging))
                 .filter(auth_codes::holder.eq(holder)),
         )
         .execute(c)?;
@@ -137,7 +134,7 @@ pub fn release_unsent(conn: &mut Conn, holder: &str) -> StoreResult<usize> {
     let released = with_backend!(conn, c => diesel::delete(
         auth_codes::table
             .filter(auth_codes::holder.eq(holder))
-            .filter(auth_codes::status.eq(STATUS_EXCHANGING))
+            .filter(auth_codes::status.eq(CodeStatus::Exchanging))
             .filter(auth_codes::sent_at.is_null()),
     )
     .execute(c)?);
@@ -146,10 +143,10 @@ pub fn release_unsent(conn: &mut Conn, holder: &str) -> StoreResult<usize> {
 
 /// The answer to a sent code never came (timeout, cut connection, an ambiguous
 /// error): the code is lost, and `lost_event` is appended with the mark.
-pub fn mark_lost(conn: &mut Conn, suite_id: &str, code_hash: &str, lost_event: &NewEvent) -> StoreResult<()> {
+pub fn mark_lost(conn: &mut Conn, suite_id: &SuiteId, code_hash: &str, lost_event: &NewEvent) -> StoreResult<()> {
     with_backend!(conn, c => c.write_transaction(|c| {
-        diesel::update(auth_codes::table.find((suite_id, code_hash)).filter(auth_codes::status.eq(STATUS_EXCHANGING)))
-            .set(auth_codes::status.eq(STATUS_LOST))
+        diesel::update(auth_codes::table.find((suite_id, code_hash)).filter(auth_codes::status.eq(CodeStatus::Exchanging)))
+            .set(auth_codes::status.eq(CodeStatus::Lost))
             .execute(c)?;
         c.insert_events(std::slice::from_ref(lost_event))?;
         Ok::<_, diesel::result::Error>(())

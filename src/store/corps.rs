@@ -3,25 +3,22 @@
 
 use diesel::prelude::*;
 
-use super::auth_codes::{STATUS_DONE as CODE_DONE, STATUS_EXCHANGING as CODE_EXCHANGING};
 use super::events::{InsertEvents, NewEvent};
 use super::schema::{auth_codes, corps};
 use super::sealing::Sealed;
 use super::{Conn, StoreResult, WriteTransaction, now_ms};
+use crate::model::{CodeStatus, CorpId, CorpStatus, SuiteId};
 use crate::with_backend;
-
-pub const STATUS_ACTIVE: &str = "active";
-pub const STATUS_CANCELLED: &str = "cancelled";
 
 /// A corp as the API shows it (no permanent code).
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = corps)]
 pub struct CorpView {
-    pub suite_id: String,
-    pub corpid: String,
+    pub suite_id: SuiteId,
+    pub corpid: CorpId,
     pub corp_name: String,
     pub agent_id: Option<i64>,
-    pub status: String,
+    pub status: CorpStatus,
     pub auth_info: String,
     pub auth_error: Option<String>,
     pub authorized_at: i64,
@@ -32,7 +29,7 @@ pub struct CorpView {
 #[derive(Clone, Queryable, Selectable)]
 #[diesel(table_name = corps)]
 pub struct CorpCredentials {
-    pub status: String,
+    pub status: CorpStatus,
     pub permanent_code: Option<Sealed>,
     pub auth_error: Option<String>,
     pub agent_id: Option<i64>,
@@ -40,8 +37,8 @@ pub struct CorpCredentials {
 
 /// The outcome of exchanging an auth code, to store.
 pub struct Authorization<'a> {
-    pub suite_id: &'a str,
-    pub corpid: &'a str,
+    pub suite_id: &'a SuiteId,
+    pub corpid: &'a CorpId,
     pub corp_name: &'a str,
     pub agent_id: Option<i64>,
     pub permanent_code: &'a Sealed,
@@ -66,7 +63,7 @@ pub fn upsert_authorized(
                 corps::corp_name.eq(auth.corp_name),
                 corps::agent_id.eq(auth.agent_id),
                 corps::permanent_code.eq(auth.permanent_code),
-                corps::status.eq(STATUS_ACTIVE),
+                corps::status.eq(CorpStatus::Active),
                 corps::auth_info.eq(auth.auth_info),
                 corps::authorized_at.eq(now),
                 corps::updated_at.eq(now),
@@ -77,7 +74,7 @@ pub fn upsert_authorized(
                 corps::corp_name.eq(auth.corp_name),
                 corps::agent_id.eq(auth.agent_id),
                 corps::permanent_code.eq(auth.permanent_code),
-                corps::status.eq(STATUS_ACTIVE),
+                corps::status.eq(CorpStatus::Active),
                 corps::auth_info.eq(auth.auth_info),
                 corps::auth_error.eq(None::<String>),
                 corps::authorized_at.eq(now),
@@ -85,9 +82,9 @@ pub fn upsert_authorized(
             ))
             .execute(c)?;
         diesel::update(
-            auth_codes::table.find((auth.suite_id, code_hash)).filter(auth_codes::status.eq(CODE_EXCHANGING)),
+            auth_codes::table.find((auth.suite_id, code_hash)).filter(auth_codes::status.eq(CodeStatus::Exchanging)),
         )
-        .set((auth_codes::status.eq(CODE_DONE), auth_codes::corpid.eq(auth.corpid)))
+        .set((auth_codes::status.eq(CodeStatus::Done), auth_codes::corpid.eq(auth.corpid)))
         .execute(c)?;
         c.insert_events(events)?;
         Ok::<_, diesel::result::Error>(())
@@ -99,7 +96,7 @@ pub fn upsert_authorized(
 /// known; false if it is not.
 pub fn update_auth_info(
     conn: &mut Conn,
-    corp: (&str, &str),
+    corp: (&SuiteId, &CorpId),
     corp_name: &str,
     agent_id: Option<i64>,
     auth_info: &str,
@@ -122,12 +119,12 @@ pub fn update_auth_info(
 
 /// Marks the corp cancelled (cancel_auth), its permanent code dropped, and appends
 /// `events`; false (nothing appended) if the corp is unknown.
-pub fn cancel(conn: &mut Conn, suite_id: &str, corpid: &str, events: &[NewEvent]) -> StoreResult<bool> {
+pub fn cancel(conn: &mut Conn, suite_id: &SuiteId, corpid: &CorpId, events: &[NewEvent]) -> StoreResult<bool> {
     let now = now_ms();
     let updated = with_backend!(conn, c => c.write_transaction(|c| {
         let updated = diesel::update(corps::table.find((suite_id, corpid)))
             .set((
-                corps::status.eq(STATUS_CANCELLED),
+                corps::status.eq(CorpStatus::Cancelled),
                 corps::permanent_code.eq(None::<Sealed>),
                 corps::updated_at.eq(now),
             ))
@@ -150,8 +147,8 @@ fn append_when_found<C: InsertEvents>(c: &mut C, updated: usize, events: &[NewEv
 /// tokens; `events` are appended the first time only.
 pub fn mark_auth_error(
     conn: &mut Conn,
-    suite_id: &str,
-    corpid: &str,
+    suite_id: &SuiteId,
+    corpid: &CorpId,
     error: &str,
     events: &[NewEvent],
 ) -> StoreResult<()> {
@@ -165,7 +162,7 @@ pub fn mark_auth_error(
     Ok(())
 }
 
-pub fn credentials(conn: &mut Conn, suite_id: &str, corpid: &str) -> StoreResult<Option<CorpCredentials>> {
+pub fn credentials(conn: &mut Conn, suite_id: &SuiteId, corpid: &CorpId) -> StoreResult<Option<CorpCredentials>> {
     let row = with_backend!(conn, c => corps::table
         .find((suite_id, corpid))
         .select(CorpCredentials::as_select())
@@ -174,7 +171,7 @@ pub fn credentials(conn: &mut Conn, suite_id: &str, corpid: &str) -> StoreResult
     Ok(row)
 }
 
-pub fn find(conn: &mut Conn, suite_id: &str, corpid: &str) -> StoreResult<Option<CorpView>> {
+pub fn find(conn: &mut Conn, suite_id: &SuiteId, corpid: &CorpId) -> StoreResult<Option<CorpView>> {
     let row = with_backend!(conn, c => corps::table
         .find((suite_id, corpid))
         .select(CorpView::as_select())
@@ -183,7 +180,7 @@ pub fn find(conn: &mut Conn, suite_id: &str, corpid: &str) -> StoreResult<Option
     Ok(row)
 }
 
-pub fn list(conn: &mut Conn, suite_id: &str) -> StoreResult<Vec<CorpView>> {
+pub fn list(conn: &mut Conn, suite_id: &SuiteId) -> StoreResult<Vec<CorpView>> {
     let rows = with_backend!(conn, c => corps::table
         .filter(corps::suite_id.eq(suite_id))
         .order(corps::corpid)
@@ -193,10 +190,10 @@ pub fn list(conn: &mut Conn, suite_id: &str) -> StoreResult<Vec<CorpView>> {
 }
 
 /// Whether `corpid` currently authorizes `suite_id`: the receiveid rule of the data URL.
-pub fn is_active(conn: &mut Conn, suite_id: &str, corpid: &str) -> StoreResult<bool> {
+pub fn is_active(conn: &mut Conn, suite_id: &SuiteId, corpid: &CorpId) -> StoreResult<bool> {
     let found: Option<String> = with_backend!(conn, c => corps::table
         .find((suite_id, corpid))
-        .filter(corps::status.eq(STATUS_ACTIVE))
+        .filter(corps::status.eq(CorpStatus::Active))
         .select(corps::corpid)
         .first(c)
         .optional()?);

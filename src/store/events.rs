@@ -8,11 +8,8 @@ use sha2::{Digest, Sha256};
 use super::schema::events;
 use super::sealing::Sealed;
 use super::{Conn, StoreResult, WriteTransaction, now_ms};
+use crate::model::{CorpId, EventId, EventStatus, ProviderCorpId, SuiteId};
 use crate::with_backend;
-
-pub const STATUS_PENDING: &str = "pending";
-pub const STATUS_DONE: &str = "done";
-pub const STATUS_FAILED: &str = "failed";
 
 /// Serialises event-inserting transactions on PostgreSQL: ids are drawn and committed
 /// in the same order, so a reader paging by id never passes an id that commits later.
@@ -24,9 +21,9 @@ const EVENT_APPEND_LOCK_KEY: i64 = 0x7765_636f_6d02;
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = events, treat_none_as_default_value = false)]
 pub struct NewEvent {
-    pub provider_corpid: String,
-    pub suite_id: Option<String>,
-    pub corpid: Option<String>,
+    pub provider_corpid: ProviderCorpId,
+    pub suite_id: Option<SuiteId>,
+    pub corpid: Option<CorpId>,
     pub kind: String,
     pub dedupe_key: String,
     /// Events with the same key are applied in id order; `None` for order-free kinds.
@@ -35,22 +32,22 @@ pub struct NewEvent {
     /// JSON object, already redacted.
     pub fields: String,
     pub received_at: i64,
-    pub status: &'static str,
+    pub status: EventStatus,
     pub processed_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = events)]
 pub struct EventRow {
-    pub id: i64,
-    pub provider_corpid: String,
-    pub suite_id: Option<String>,
-    pub corpid: Option<String>,
+    pub id: EventId,
+    pub provider_corpid: ProviderCorpId,
+    pub suite_id: Option<SuiteId>,
+    pub corpid: Option<CorpId>,
     pub kind: String,
     pub ordering_key: Option<String>,
     pub fields: String,
     pub received_at: i64,
-    pub status: String,
+    pub status: EventStatus,
     pub processed_at: Option<i64>,
     pub attempts: i32,
     pub next_attempt_at: Option<i64>,
@@ -61,10 +58,10 @@ pub struct EventRow {
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = events)]
 pub struct PendingEvent {
-    pub id: i64,
-    pub provider_corpid: String,
-    pub suite_id: Option<String>,
-    pub corpid: Option<String>,
+    pub id: EventId,
+    pub provider_corpid: ProviderCorpId,
+    pub suite_id: Option<SuiteId>,
+    pub corpid: Option<CorpId>,
     pub kind: String,
     pub ordering_key: Option<String>,
     pub plaintext: Option<Sealed>,
@@ -109,27 +106,27 @@ impl NewEvent {
     /// occurrence unique: the auth code's hash, the event that caused it …), so a
     /// retried effect or a second install path appends nothing.
     pub fn derived(
-        provider_corpid: &str,
-        suite_id: &str,
-        corpid: Option<&str>,
+        provider_corpid: &ProviderCorpId,
+        suite_id: &SuiteId,
+        corpid: Option<&CorpId>,
         kind: &str,
         identity: &[&str],
         fields: serde_json::Value,
     ) -> Self {
         let now = now_ms();
-        let mut parts = vec![kind, provider_corpid, suite_id, corpid.unwrap_or("")];
+        let mut parts = vec![kind, provider_corpid.as_str(), suite_id.as_str(), corpid.map_or("", CorpId::as_str)];
         parts.extend_from_slice(identity);
         NewEvent {
-            provider_corpid: provider_corpid.to_owned(),
-            suite_id: Some(suite_id.to_owned()),
-            corpid: corpid.map(str::to_owned),
+            provider_corpid: provider_corpid.clone(),
+            suite_id: Some(suite_id.clone()),
+            corpid: corpid.cloned(),
             kind: kind.to_owned(),
             dedupe_key: hex::encode(hash_parts(&parts)),
             ordering_key: None,
             plaintext: None,
             fields: fields.to_string(),
             received_at: now,
-            status: STATUS_DONE,
+            status: EventStatus::Done,
             processed_at: Some(now),
         }
     }
@@ -175,11 +172,11 @@ pub fn append(conn: &mut Conn, batch: &[NewEvent]) -> StoreResult<Vec<bool>> {
 /// Which events a reader wants; empty means all.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFilter {
-    pub suite_id: Option<String>,
+    pub suite_id: Option<SuiteId>,
     /// Only events of one of these suites (an API key restricted to suites): events
     /// without a suite are left out too. `None`: any suite.
-    pub suites: Option<Vec<String>>,
-    pub corpid: Option<String>,
+    pub suites: Option<Vec<SuiteId>>,
+    pub corpid: Option<CorpId>,
     pub kinds: Vec<String>,
 }
 
@@ -207,7 +204,7 @@ macro_rules! filter_events {
 pub(super) use filter_events;
 
 /// One page of the feed, in id order after `after`, filtered.
-pub fn page(conn: &mut Conn, after: i64, limit: i64, filter: &EventFilter) -> StoreResult<Vec<EventRow>> {
+pub fn page(conn: &mut Conn, after: EventId, limit: i64, filter: &EventFilter) -> StoreResult<Vec<EventRow>> {
     let rows = with_backend!(conn, c => {
         let query = filter_events!(events::table.filter(events::id.gt(after)).into_boxed(), filter);
         query.order(events::id).limit(limit).select(EventRow::as_select()).load(c)?
@@ -265,7 +262,7 @@ pub fn claim_due(conn: &mut Conn, holder: &str, limit: i64, ttl_ms: i64) -> Stor
 }
 
 /// Extends `holder`'s claims on `ids` while their effects run.
-pub fn renew_claims(conn: &mut Conn, holder: &str, ids: &[i64], ttl_ms: i64) -> StoreResult<usize> {
+pub fn renew_claims(conn: &mut Conn, holder: &str, ids: &[EventId], ttl_ms: i64) -> StoreResult<usize> {
     if ids.is_empty() {
         return Ok(0);
     }
@@ -288,12 +285,12 @@ pub fn release_claims(conn: &mut Conn, holder: &str) -> StoreResult<usize> {
 
 /// The effect of `id` is applied. `corpid` fills in the corp a create_auth named only
 /// through its exchange.
-pub fn mark_done(conn: &mut Conn, id: i64, corpid: Option<&str>) -> StoreResult<()> {
+pub fn mark_done(conn: &mut Conn, id: EventId, corpid: Option<&CorpId>) -> StoreResult<()> {
     let now = now_ms();
     with_backend!(conn, c => {
-        let event = events::table.find(id).filter(events::status.eq(STATUS_PENDING));
+        let event = events::table.find(id).filter(events::status.eq(EventStatus::Pending));
         let done = (
-            events::status.eq(STATUS_DONE),
+            events::status.eq(EventStatus::Done),
             events::processed_at.eq(now),
             // The plaintext holds tickets and auth codes; a done event needs none.
             events::plaintext.eq(None::<Sealed>),
@@ -311,14 +308,14 @@ pub fn mark_done(conn: &mut Conn, id: i64, corpid: Option<&str>) -> StoreResult<
 }
 
 /// Records a failed attempt: retried at `retry_at`, or given up (`None`).
-pub fn mark_failed_attempt(conn: &mut Conn, id: i64, error: &str, retry_at: Option<i64>) -> StoreResult<()> {
+pub fn mark_failed_attempt(conn: &mut Conn, id: EventId, error: &str, retry_at: Option<i64>) -> StoreResult<()> {
     let now = now_ms();
     let (status, processed_at) = match retry_at {
-        Some(_) => (STATUS_PENDING, None),
-        None => (STATUS_FAILED, Some(now)),
+        Some(_) => (EventStatus::Pending, None),
+        None => (EventStatus::Failed, Some(now)),
     };
     with_backend!(conn, c => {
-        diesel::update(events::table.find(id).filter(events::status.eq(STATUS_PENDING)))
+        diesel::update(events::table.find(id).filter(events::status.eq(EventStatus::Pending)))
             .set((
                 events::status.eq(status),
                 events::processed_at.eq(processed_at),
@@ -338,7 +335,7 @@ pub fn mark_failed_attempt(conn: &mut Conn, id: i64, error: &str, retry_at: Opti
 pub fn prune_done(conn: &mut Conn, cutoff: i64, batch: i64) -> StoreResult<usize> {
     let deleted = with_backend!(conn, c => {
         let old: Vec<i64> = events::table
-            .filter(events::status.eq(STATUS_DONE))
+            .filter(events::status.eq(EventStatus::Done))
             .filter(events::received_at.lt(cutoff))
             .order(events::id)
             .limit(batch)

@@ -7,23 +7,26 @@ use diesel::prelude::*;
 use super::events::{InsertEvents, NewEvent};
 use super::schema::{id_mappings, identities, identity_links, pending_matches};
 use super::{Conn, StoreResult, WriteTransaction, now_ms};
+use crate::model::{CorpId, ExternalUserId, LinkStatus, PendingId, ProviderCorpId, SuiteId};
 use crate::with_backend;
-
-pub const LINK_PENDING: &str = "pending";
-pub const LINK_LINKED: &str = "linked";
-pub const LINK_REMOVED: &str = "removed";
 
 /// SQL parameter lists stay well below every backend's limit.
 const LOOKUP_CHUNK: usize = 500;
 
+/// The `corpid` column of a mapping: empty for ids no corp scopes (corpids themselves).
+fn mapping_scope(corpid: Option<&CorpId>) -> &str {
+    corpid.map_or("", CorpId::as_str)
+}
+
 /// Known targets of `sources`, as a map from source to target.
 pub fn find_mappings(
     conn: &mut Conn,
-    provider_corpid: &str,
+    provider_corpid: &ProviderCorpId,
     kind: &str,
-    corpid: &str,
+    corpid: Option<&CorpId>,
     sources: &[String],
 ) -> StoreResult<HashMap<String, String>> {
+    let corpid = mapping_scope(corpid);
     let mut found = HashMap::with_capacity(sources.len());
     for chunk in sources.chunks(LOOKUP_CHUNK) {
         let rows: Vec<(String, String)> = with_backend!(conn, c => id_mappings::table
@@ -41,11 +44,12 @@ pub fn find_mappings(
 /// Stores conversions; a mapping already stored is kept (WeCom's never change).
 pub fn store_mappings(
     conn: &mut Conn,
-    provider_corpid: &str,
+    provider_corpid: &ProviderCorpId,
     kind: &str,
-    corpid: &str,
+    corpid: Option<&CorpId>,
     pairs: &[(String, String)],
 ) -> StoreResult<()> {
+    let corpid = mapping_scope(corpid);
     let now = now_ms();
     let rows: Vec<_> = pairs
         .iter()
@@ -73,7 +77,7 @@ pub fn store_mappings(
 #[diesel(table_name = identities)]
 pub struct Identity {
     pub id: i64,
-    pub provider_corpid: String,
+    pub provider_corpid: ProviderCorpId,
     pub unionid: String,
     pub openid: String,
     pub subject_type: i32,
@@ -83,29 +87,29 @@ pub struct Identity {
 #[diesel(table_name = identity_links)]
 pub struct Link {
     pub identity_id: i64,
-    pub corpid: String,
-    pub suite_id: String,
-    pub external_userid: Option<String>,
-    pub pending_id: Option<String>,
+    pub corpid: CorpId,
+    pub suite_id: SuiteId,
+    pub external_userid: Option<ExternalUserId>,
+    pub pending_id: Option<PendingId>,
     pub pending_since: Option<i64>,
-    pub status: String,
+    pub status: LinkStatus,
     pub updated_at: i64,
 }
 
 /// What WeCom answered for a unionid in one corp.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkState {
-    Linked { external_userid: String },
-    Pending { pending_id: String },
+    Linked { external_userid: ExternalUserId },
+    Pending { pending_id: PendingId },
 }
 
 pub struct NewLink<'a> {
-    pub provider_corpid: &'a str,
+    pub provider_corpid: &'a ProviderCorpId,
     pub unionid: &'a str,
     pub openid: &'a str,
     pub subject_type: i32,
-    pub suite_id: &'a str,
-    pub corpid: &'a str,
+    pub suite_id: &'a SuiteId,
+    pub corpid: &'a CorpId,
 }
 
 /// Records the identity (newest openid wins) and its link in the corp.
@@ -135,8 +139,8 @@ pub fn record_link(conn: &mut Conn, link: &NewLink<'_>, state: &LinkState) -> St
             .select(identities::id)
             .first(c)?;
         let (external_userid, pending_id, pending_since, status) = match state {
-            LinkState::Linked { external_userid } => (Some(external_userid.as_str()), None, None, LINK_LINKED),
-            LinkState::Pending { pending_id } => (None, Some(pending_id.as_str()), Some(now), LINK_PENDING),
+            LinkState::Linked { external_userid } => (Some(external_userid), None, None, LinkStatus::Linked),
+            LinkState::Pending { pending_id } => (None, Some(pending_id), Some(now), LinkStatus::Pending),
         };
         // A pending_id keeps its first issue time: its 90 days run from then.
         let existing: Option<Link> = identity_links::table
@@ -145,7 +149,7 @@ pub fn record_link(conn: &mut Conn, link: &NewLink<'_>, state: &LinkState) -> St
             .first(c)
             .optional()?;
         let pending_since = match (&existing, pending_id) {
-            (Some(old), Some(new_id)) if old.pending_id.as_deref() == Some(new_id) => old.pending_since.or(pending_since),
+            (Some(old), Some(new_id)) if old.pending_id.as_ref() == Some(new_id) => old.pending_since.or(pending_since),
             _ => pending_since,
         };
         diesel::insert_into(identity_links::table)
@@ -176,7 +180,12 @@ pub fn record_link(conn: &mut Conn, link: &NewLink<'_>, state: &LinkState) -> St
 }
 
 /// The link of a unionid in a corp, if any.
-pub fn link_of(conn: &mut Conn, provider_corpid: &str, unionid: &str, corpid: &str) -> StoreResult<Option<Link>> {
+pub fn link_of(
+    conn: &mut Conn,
+    provider_corpid: &ProviderCorpId,
+    unionid: &str,
+    corpid: &CorpId,
+) -> StoreResult<Option<Link>> {
     let link = with_backend!(conn, c => identity_links::table
         .inner_join(identities::table)
         .filter(identities::provider_corpid.eq(provider_corpid))
@@ -192,14 +201,14 @@ pub fn link_of(conn: &mut Conn, provider_corpid: &str, unionid: &str, corpid: &s
 #[derive(Debug, Clone)]
 pub enum IdentityKey {
     Unionid(String),
-    ExternalUserid { corpid: String, external_userid: String },
-    PendingId(String),
+    ExternalUserid { corpid: CorpId, external_userid: ExternalUserId },
+    PendingId(PendingId),
 }
 
 /// An identity and all its links.
 pub fn find_identity(
     conn: &mut Conn,
-    provider_corpid: &str,
+    provider_corpid: &ProviderCorpId,
     key: &IdentityKey,
 ) -> StoreResult<Option<(Identity, Vec<Link>)>> {
     let found = with_backend!(conn, c => {
@@ -245,10 +254,10 @@ pub fn find_identity(
 /// external_userid. Returns how many links changed.
 pub fn set_status_by_external_userid(
     conn: &mut Conn,
-    provider_corpid: &str,
-    corpid: &str,
-    external_userid: &str,
-    status: &str,
+    provider_corpid: &ProviderCorpId,
+    corpid: &CorpId,
+    external_userid: &ExternalUserId,
+    status: LinkStatus,
 ) -> StoreResult<usize> {
     let now = now_ms();
     let changed = with_backend!(conn, c => {
@@ -269,9 +278,9 @@ pub fn set_status_by_external_userid(
 /// Is an external_userid already linked (or removed) in this corp?
 pub fn is_known_external_userid(
     conn: &mut Conn,
-    provider_corpid: &str,
-    corpid: &str,
-    external_userid: &str,
+    provider_corpid: &ProviderCorpId,
+    corpid: &CorpId,
+    external_userid: &ExternalUserId,
 ) -> StoreResult<bool> {
     let found: Option<i64> = with_backend!(conn, c => identity_links::table
         .inner_join(identities::table)
@@ -285,7 +294,12 @@ pub fn is_known_external_userid(
 }
 
 /// Queues a new customer's external_userid for matching against pending_ids.
-pub fn queue_match(conn: &mut Conn, suite_id: &str, corpid: &str, external_userid: &str) -> StoreResult<()> {
+pub fn queue_match(
+    conn: &mut Conn,
+    suite_id: &SuiteId,
+    corpid: &CorpId,
+    external_userid: &ExternalUserId,
+) -> StoreResult<()> {
     let now = now_ms();
     with_backend!(conn, c => {
         diesel::insert_into(pending_matches::table)
@@ -305,9 +319,9 @@ pub fn queue_match(conn: &mut Conn, suite_id: &str, corpid: &str, external_useri
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = pending_matches)]
 pub struct QueuedMatch {
-    pub suite_id: String,
-    pub corpid: String,
-    pub external_userid: String,
+    pub suite_id: SuiteId,
+    pub corpid: CorpId,
+    pub external_userid: ExternalUserId,
     pub attempts: i32,
 }
 
@@ -326,9 +340,9 @@ pub fn due_matches(conn: &mut Conn, limit: i64) -> StoreResult<Vec<QueuedMatch>>
 /// Puts matches back for a later attempt.
 pub fn defer_matches(
     conn: &mut Conn,
-    suite_id: &str,
-    corpid: &str,
-    external_userids: &[String],
+    suite_id: &SuiteId,
+    corpid: &CorpId,
+    external_userids: &[ExternalUserId],
     not_before: i64,
 ) -> StoreResult<()> {
     with_backend!(conn, c => {
@@ -346,12 +360,17 @@ pub fn defer_matches(
 
 /// Does the corp have pending links younger than `since`? Without any, asking
 /// WeCom for pending_ids would spend quota for nothing.
-pub fn has_pending_links(conn: &mut Conn, provider_corpid: &str, corpid: &str, since: i64) -> StoreResult<bool> {
+pub fn has_pending_links(
+    conn: &mut Conn,
+    provider_corpid: &ProviderCorpId,
+    corpid: &CorpId,
+    since: i64,
+) -> StoreResult<bool> {
     let found: Option<i64> = with_backend!(conn, c => identity_links::table
         .inner_join(identities::table)
         .filter(identities::provider_corpid.eq(provider_corpid))
         .filter(identity_links::corpid.eq(corpid))
-        .filter(identity_links::status.eq(LINK_PENDING))
+        .filter(identity_links::status.eq(LinkStatus::Pending))
         .filter(identity_links::pending_since.ge(since))
         .select(identity_links::identity_id)
         .first(c)
@@ -361,15 +380,15 @@ pub fn has_pending_links(conn: &mut Conn, provider_corpid: &str, corpid: &str, s
 
 /// A corp of a suite of a provider.
 pub struct CorpRef<'a> {
-    pub provider_corpid: &'a str,
-    pub suite_id: &'a str,
-    pub corpid: &'a str,
+    pub provider_corpid: &'a ProviderCorpId,
+    pub suite_id: &'a SuiteId,
+    pub corpid: &'a CorpId,
 }
 
 /// A pending_id WeCom matched to an external_userid.
 pub struct Match {
-    pub external_userid: String,
-    pub pending_id: String,
+    pub external_userid: ExternalUserId,
+    pub pending_id: PendingId,
 }
 
 /// In one transaction: turns the pending links of the corp whose pending_id matched
@@ -379,7 +398,7 @@ pub fn link_matches(
     conn: &mut Conn,
     corp: &CorpRef<'_>,
     matches: &[Match],
-    dequeue: &[String],
+    dequeue: &[ExternalUserId],
     since: i64,
     event_for: &dyn Fn(&str, &Match) -> NewEvent,
 ) -> StoreResult<usize> {
@@ -393,7 +412,7 @@ pub fn link_matches(
                 .filter(identities::provider_corpid.eq(provider_corpid))
                 .filter(identity_links::corpid.eq(corpid))
                 .filter(identity_links::pending_id.eq(&found.pending_id))
-                .filter(identity_links::status.eq(LINK_PENDING))
+                .filter(identity_links::status.eq(LinkStatus::Pending))
                 .filter(identity_links::pending_since.ge(since))
                 .select((identities::id, identities::unionid))
                 .load(c)?;
@@ -401,7 +420,7 @@ pub fn link_matches(
                 diesel::update(identity_links::table.find((identity_id, corpid)))
                     .set((
                         identity_links::external_userid.eq(&found.external_userid),
-                        identity_links::status.eq(LINK_LINKED),
+                        identity_links::status.eq(LinkStatus::Linked),
                         identity_links::updated_at.eq(now),
                     ))
                     .execute(c)?;

@@ -4,9 +4,10 @@ use diesel::prelude::*;
 
 use super::schema::install_states;
 use super::{Conn, StoreResult, now_ms};
+use crate::model::SuiteId;
 use crate::with_backend;
 
-pub fn issue(conn: &mut Conn, state: &str, suite_id: &str) -> StoreResult<()> {
+pub fn issue(conn: &mut Conn, state: &str, suite_id: &SuiteId) -> StoreResult<()> {
     with_backend!(conn, c => {
         diesel::insert_into(install_states::table)
             .values((
@@ -21,7 +22,7 @@ pub fn issue(conn: &mut Conn, state: &str, suite_id: &str) -> StoreResult<()> {
 
 /// Uses `state` once: true if it was issued for `suite_id` within `max_age_ms` and
 /// not used before.
-pub fn consume(conn: &mut Conn, state: &str, suite_id: &str, max_age_ms: i64) -> StoreResult<bool> {
+pub fn consume(conn: &mut Conn, state: &str, suite_id: &SuiteId, max_age_ms: i64) -> StoreResult<bool> {
     let now = now_ms();
     let used = with_backend!(conn, c => diesel::update(
         install_states::table

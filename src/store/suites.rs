@@ -8,13 +8,13 @@ use super::audit::{self, NewAuditEntry};
 use super::schema::{corps, providers, suites, tokens};
 use super::sealing::Sealed;
 use super::{Conn, StoreResult, WriteTransaction, now_ms};
-use crate::model::SuiteKind;
+use crate::model::{CorpStatus, ProviderCorpId, SuiteId, SuiteKind};
 use crate::with_backend;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = providers)]
 pub struct ProviderRow {
-    pub provider_corpid: String,
+    pub provider_corpid: ProviderCorpId,
     pub name: String,
     pub provider_secret: Sealed,
     pub callback_token: Option<Sealed>,
@@ -27,8 +27,8 @@ pub struct ProviderRow {
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = suites)]
 pub struct SuiteRow {
-    pub suite_id: String,
-    pub provider_corpid: String,
+    pub suite_id: SuiteId,
+    pub provider_corpid: ProviderCorpId,
     pub kind: SuiteKind,
     pub name: String,
     pub enabled: bool,
@@ -44,7 +44,7 @@ pub struct SuiteRow {
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = providers)]
 pub struct NewProvider {
-    pub provider_corpid: String,
+    pub provider_corpid: ProviderCorpId,
     pub name: String,
     pub provider_secret: Sealed,
     pub callback_token: Option<Sealed>,
@@ -54,8 +54,8 @@ pub struct NewProvider {
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = suites)]
 pub struct NewSuite {
-    pub suite_id: String,
-    pub provider_corpid: String,
+    pub suite_id: SuiteId,
+    pub provider_corpid: ProviderCorpId,
     pub kind: SuiteKind,
     pub name: String,
     pub enabled: bool,
@@ -129,7 +129,7 @@ pub fn list_suites(conn: &mut Conn) -> StoreResult<Vec<SuiteRow>> {
         .load(c)?))
 }
 
-pub fn find_suite(conn: &mut Conn, suite_id: &str) -> StoreResult<Option<SuiteRow>> {
+pub fn find_suite(conn: &mut Conn, suite_id: &SuiteId) -> StoreResult<Option<SuiteRow>> {
     Ok(with_backend!(conn, c => suites::table
         .find(suite_id)
         .select(SuiteRow::as_select())
@@ -146,7 +146,7 @@ pub fn providers_of(conn: &mut Conn, suite_ids: &[String]) -> StoreResult<Vec<St
         .load(c)?))
 }
 
-pub fn find_provider(conn: &mut Conn, provider_corpid: &str) -> StoreResult<Option<ProviderRow>> {
+pub fn find_provider(conn: &mut Conn, provider_corpid: &ProviderCorpId) -> StoreResult<Option<ProviderRow>> {
     Ok(with_backend!(conn, c => providers::table
         .find(provider_corpid)
         .select(ProviderRow::as_select())
@@ -172,7 +172,7 @@ pub fn insert_provider(conn: &mut Conn, row: &NewProvider, entry: &NewAuditEntry
 /// Applies `changes` and bumps the version; whether the provider exists.
 pub fn update_provider(
     conn: &mut Conn,
-    provider_corpid: &str,
+    provider_corpid: &ProviderCorpId,
     changes: &ProviderChanges,
     entry: &NewAuditEntry,
 ) -> StoreResult<bool> {
@@ -193,7 +193,11 @@ pub fn update_provider(
 }
 
 /// Deletes a provider that has no suites.
-pub fn delete_provider(conn: &mut Conn, provider_corpid: &str, entry: &NewAuditEntry) -> StoreResult<Removal> {
+pub fn delete_provider(
+    conn: &mut Conn,
+    provider_corpid: &ProviderCorpId,
+    entry: &NewAuditEntry,
+) -> StoreResult<Removal> {
     with_backend!(conn, c => c.write_transaction(|c| {
         let suites: i64 = suites::table
             .filter(suites::provider_corpid.eq(provider_corpid))
@@ -231,7 +235,7 @@ pub fn insert_suite(conn: &mut Conn, row: &NewSuite, entry: &NewAuditEntry) -> S
 /// Applies `changes` and bumps the version; whether the suite exists.
 pub fn update_suite(
     conn: &mut Conn,
-    suite_id: &str,
+    suite_id: &SuiteId,
     changes: &SuiteChanges,
     entry: &NewAuditEntry,
 ) -> StoreResult<bool> {
@@ -252,11 +256,11 @@ pub fn update_suite(
 }
 
 /// Deletes a suite with its corps and tokens; refused while corps are active unless `force`.
-pub fn delete_suite(conn: &mut Conn, suite_id: &str, force: bool, entry: &NewAuditEntry) -> StoreResult<Removal> {
+pub fn delete_suite(conn: &mut Conn, suite_id: &SuiteId, force: bool, entry: &NewAuditEntry) -> StoreResult<Removal> {
     with_backend!(conn, c => c.write_transaction(|c| {
         let active: i64 = corps::table
             .filter(corps::suite_id.eq(suite_id))
-            .filter(corps::status.eq(super::corps::STATUS_ACTIVE))
+            .filter(corps::status.eq(CorpStatus::Active))
             .count()
             .get_result(c)?;
         if active > 0 && !force {
@@ -277,16 +281,16 @@ pub fn delete_suite(conn: &mut Conn, suite_id: &str, force: bool, entry: &NewAud
 }
 
 /// Corps with an active authorization, per suite.
-pub fn active_corp_counts(conn: &mut Conn) -> StoreResult<Vec<(String, i64)>> {
+pub fn active_corp_counts(conn: &mut Conn) -> StoreResult<Vec<(SuiteId, i64)>> {
     Ok(with_backend!(conn, c => corps::table
-        .filter(corps::status.eq(super::corps::STATUS_ACTIVE))
+        .filter(corps::status.eq(CorpStatus::Active))
         .group_by(corps::suite_id)
         .select((corps::suite_id, diesel::dsl::count_star()))
         .load(c)?))
 }
 
 /// The newest ticket of a suite and when it arrived (Unix ms).
-pub fn ticket(conn: &mut Conn, suite_id: &str) -> StoreResult<Option<(Sealed, i64)>> {
+pub fn ticket(conn: &mut Conn, suite_id: &SuiteId) -> StoreResult<Option<(Sealed, i64)>> {
     let row: Option<(Option<Sealed>, Option<i64>)> = with_backend!(conn, c => suites::table
         .find(suite_id)
         .select((suites::ticket, suites::ticket_updated_at))
@@ -297,7 +301,7 @@ pub fn ticket(conn: &mut Conn, suite_id: &str) -> StoreResult<Option<(Sealed, i6
 
 /// Stores a ticket unless a newer one (by arrival time) is already stored, so replays
 /// and out-of-order processing never put an older ticket back.
-pub fn store_ticket(conn: &mut Conn, suite_id: &str, ticket: &Sealed, arrived_at: i64) -> StoreResult<bool> {
+pub fn store_ticket(conn: &mut Conn, suite_id: &SuiteId, ticket: &Sealed, arrived_at: i64) -> StoreResult<bool> {
     let updated = with_backend!(conn, c => c.write_transaction(|c| {
         diesel::update(
             suites::table.find(suite_id).filter(

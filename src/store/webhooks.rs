@@ -17,6 +17,7 @@ use super::events::{EventFilter, EventRow, filter_events};
 use super::schema::{events, webhook_deliveries, webhooks};
 use super::sealing::Sealed;
 use super::{Conn, StoreResult, WriteTransaction};
+use crate::model::{EventId, SuiteId};
 use crate::with_backend;
 
 /// Where a delivery that has a row stands.
@@ -72,10 +73,10 @@ pub struct WebhookRow {
     pub url: String,
     /// JSON array of kinds; empty for every kind.
     pub kinds: String,
-    pub suite_id: Option<String>,
+    pub suite_id: Option<SuiteId>,
     pub enabled: bool,
     pub secret: Sealed,
-    pub cursor: i64,
+    pub cursor: EventId,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -84,7 +85,7 @@ pub struct NewWebhook {
     pub id: String,
     pub url: String,
     pub kinds: String,
-    pub suite_id: Option<String>,
+    pub suite_id: Option<SuiteId>,
     pub enabled: bool,
     pub secret: Sealed,
     pub now: i64,
@@ -96,7 +97,7 @@ pub struct NewWebhook {
 pub struct WebhookChanges {
     pub url: Option<String>,
     pub kinds: Option<String>,
-    pub suite_id: Option<Option<String>>,
+    pub suite_id: Option<Option<SuiteId>>,
     pub enabled: Option<bool>,
     pub updated_at: i64,
 }
@@ -105,7 +106,7 @@ pub struct WebhookChanges {
 #[diesel(table_name = webhook_deliveries, treat_none_as_default_value = false)]
 pub struct DeliveryRow {
     pub webhook_id: String,
-    pub event_id: i64,
+    pub event_id: EventId,
     pub status: DeliveryStatus,
     pub attempts: i32,
     pub last_status: Option<i32>,
@@ -121,7 +122,7 @@ pub struct DeliveryRow {
 /// commit can carry a smaller id.
 pub fn insert(conn: &mut Conn, new: &NewWebhook) -> StoreResult<WebhookRow> {
     let row = with_backend!(conn, c => c.write_transaction(|c| {
-        let newest: Option<i64> = events::table.select(max(events::id)).first(c)?;
+        let newest: Option<EventId> = events::table.select(max(events::id)).first(c)?;
         diesel::insert_into(webhooks::table)
             .values((
                 webhooks::id.eq(&new.id),
@@ -130,7 +131,7 @@ pub fn insert(conn: &mut Conn, new: &NewWebhook) -> StoreResult<WebhookRow> {
                 webhooks::suite_id.eq(&new.suite_id),
                 webhooks::enabled.eq(new.enabled),
                 webhooks::secret.eq(&new.secret),
-                webhooks::cursor.eq(newest.unwrap_or(0)),
+                webhooks::cursor.eq(newest.unwrap_or(EventId::BEFORE_ALL)),
                 webhooks::created_at.eq(new.now),
                 webhooks::updated_at.eq(new.now),
             ))
@@ -171,16 +172,16 @@ pub fn delete(conn: &mut Conn, id: &str) -> StoreResult<bool> {
     Ok(deleted == 1)
 }
 
-/// The newest committed event id, 0 when there is none.
-pub fn newest_event_id(conn: &mut Conn) -> StoreResult<i64> {
-    let newest: Option<i64> = with_backend!(conn, c => events::table.select(max(events::id)).first(c)?);
-    Ok(newest.unwrap_or(0))
+/// The newest committed event id, [`EventId::BEFORE_ALL`] when there is none.
+pub fn newest_event_id(conn: &mut Conn) -> StoreResult<EventId> {
+    let newest: Option<EventId> = with_backend!(conn, c => events::table.select(max(events::id)).first(c)?);
+    Ok(newest.unwrap_or(EventId::BEFORE_ALL))
 }
 
 /// Ends a batch: records its failed deliveries and moves the cursor forward (never
 /// back), in one transaction. Nothing is written for a subscription deleted meanwhile.
 /// A failure of an event that already has a row (queued by a replay) keeps that row.
-pub fn advance(conn: &mut Conn, webhook_id: &str, cursor: i64, failed: &[DeliveryRow]) -> StoreResult<()> {
+pub fn advance(conn: &mut Conn, webhook_id: &str, cursor: EventId, failed: &[DeliveryRow]) -> StoreResult<()> {
     with_backend!(conn, c => c.write_transaction(|c| {
         let exists = webhooks::table.find(webhook_id).select(webhooks::id).first::<String>(c).optional()?.is_some();
         if !exists {
@@ -212,7 +213,7 @@ pub fn due(
             .limit(limit)
             .select(DeliveryRow::as_select())
             .load(c)?;
-        let ids: Vec<i64> = rows.iter().map(|row| row.event_id).collect();
+        let ids: Vec<EventId> = rows.iter().map(|row| row.event_id).collect();
         let found: Vec<EventRow> =
             events::table.filter(events::id.eq_any(&ids)).select(EventRow::as_select()).load(c)?;
         (rows, found)
@@ -273,7 +274,7 @@ pub fn record_retries(
 }
 
 /// A subscription's delivery rows in event order after `after`.
-pub fn deliveries(conn: &mut Conn, webhook_id: &str, after: i64, limit: i64) -> StoreResult<Vec<DeliveryRow>> {
+pub fn deliveries(conn: &mut Conn, webhook_id: &str, after: EventId, limit: i64) -> StoreResult<Vec<DeliveryRow>> {
     let rows = with_backend!(conn, c => webhook_deliveries::table
         .filter(webhook_deliveries::webhook_id.eq(webhook_id))
         .filter(webhook_deliveries::event_id.gt(after))
@@ -288,10 +289,10 @@ pub fn deliveries(conn: &mut Conn, webhook_id: &str, after: i64, limit: i64) -> 
 pub enum ReplaySelection<'a> {
     /// `after < id <= until`.
     Range {
-        after: i64,
-        until: i64,
+        after: EventId,
+        until: EventId,
     },
-    Ids(&'a [i64]),
+    Ids(&'a [EventId]),
 }
 
 /// Queues the selected events that exist and match `filter` as due deliveries (a row
@@ -312,7 +313,7 @@ pub fn queue_replay(
             ReplaySelection::Range { after, until } => query.filter(events::id.gt(*after)).filter(events::id.le(*until)),
             ReplaySelection::Ids(ids) => query.filter(events::id.eq_any(*ids)),
         };
-        let ids: Vec<i64> = filter_events!(query, filter).order(events::id).limit(limit).load(c)?;
+        let ids: Vec<EventId> = filter_events!(query, filter).order(events::id).limit(limit).load(c)?;
         if ids.len() > max {
             return Ok::<_, diesel::result::Error>(None);
         }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::model::SuiteKind;
+use crate::model::{CorpId, CorpStatus, ProviderCorpId, SuiteId, SuiteKind};
 use crate::registry::Registry;
 use crate::store::events::NewEvent;
 use crate::store::sealing::{SealError, Sealed};
@@ -40,18 +40,18 @@ const MEMORY_TTL_MS: i64 = 1_000;
 /// Which token.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TokenKey {
-    Provider { provider_corpid: String },
-    Suite { suite_id: String },
-    Corp { suite_id: String, corpid: String },
+    Provider { provider_corpid: ProviderCorpId },
+    Suite { suite_id: SuiteId },
+    Corp { suite_id: SuiteId, corpid: CorpId },
 }
 
 impl TokenKey {
-    pub fn corp(suite_id: &str, corpid: &str) -> Self {
-        Self::Corp { suite_id: suite_id.to_owned(), corpid: corpid.to_owned() }
+    pub fn corp(suite_id: &SuiteId, corpid: &CorpId) -> Self {
+        Self::Corp { suite_id: suite_id.clone(), corpid: corpid.clone() }
     }
 
-    pub fn suite(suite_id: &str) -> Self {
-        Self::Suite { suite_id: suite_id.to_owned() }
+    pub fn suite(suite_id: &SuiteId) -> Self {
+        Self::Suite { suite_id: suite_id.clone() }
     }
 
     fn scope(&self) -> &'static str {
@@ -66,8 +66,8 @@ impl TokenKey {
     /// even when two suites of different providers share a corp.
     fn key(&self) -> String {
         match self {
-            Self::Provider { provider_corpid } => provider_corpid.clone(),
-            Self::Suite { suite_id } => suite_id.clone(),
+            Self::Provider { provider_corpid } => provider_corpid.to_string(),
+            Self::Suite { suite_id } => suite_id.to_string(),
             Self::Corp { suite_id, corpid } => format!("{suite_id}/{corpid}"),
         }
     }
@@ -335,7 +335,7 @@ impl Tokens {
         })
     }
 
-    async fn fetch_suite_token(&self, suite_id: &str) -> Result<Grant, TokenError> {
+    async fn fetch_suite_token(&self, suite_id: &SuiteId) -> Result<Grant, TokenError> {
         // The registry's view: a rotated secret is used by the next refresh.
         let suite = self.registry.suite(suite_id).ok_or(TokenError::Unknown("suite"))?;
         let id = suite_id.to_owned();
@@ -346,18 +346,18 @@ impl Tokens {
         match self.client.get_suite_token(suite_id, &suite.secret, &ticket).await {
             Err(error) if error.errcode() == Some(ERRCODE_INVALID_SUITE_TICKET) => {
                 let age_seconds = (now_ms() - arrived_at) / 1000;
-                tracing::warn!(suite = suite_id, age_seconds, "WeCom rejected the stored suite_ticket (40085)");
+                tracing::warn!(suite = %suite_id, age_seconds, "WeCom rejected the stored suite_ticket (40085)");
                 Err(TokenError::TicketRejected { age_seconds })
             }
             other => Ok(other?),
         }
     }
 
-    async fn fetch_corp_token(&self, suite_id: &str, corpid: &str) -> Result<Grant, TokenError> {
+    async fn fetch_corp_token(&self, suite_id: &SuiteId, corpid: &CorpId) -> Result<Grant, TokenError> {
         let (sid, cid) = (suite_id.to_owned(), corpid.to_owned());
         let corp =
             self.db.run(move |conn| corps::credentials(conn, &sid, &cid)).await?.ok_or(TokenError::Unknown("corp"))?;
-        if corp.status != corps::STATUS_ACTIVE {
+        if corp.status != CorpStatus::Active {
             return Err(TokenError::CorpNotActive);
         }
         if let Some(error) = corp.auth_error {
@@ -385,8 +385,8 @@ impl Tokens {
     /// permitted, which says nothing about the authorization.
     pub async fn mark_if_revoked<T>(
         &self,
-        suite_id: &str,
-        corpid: &str,
+        suite_id: &SuiteId,
+        corpid: &CorpId,
         result: Result<T, TokenError>,
     ) -> Result<T, TokenError> {
         match result {
@@ -395,7 +395,8 @@ impl Tokens {
                 let (sid, cid, note) = (suite_id.to_owned(), corpid.to_owned(), reason.clone());
                 self.db
                     .run(move |conn| {
-                        let provider = suites::find_suite(conn, &sid)?.map(|s| s.provider_corpid).unwrap_or_default();
+                        let provider = suites::find_suite(conn, &sid)?
+                            .map_or_else(|| ProviderCorpId::from(""), |s| s.provider_corpid);
                         let authorized_at =
                             corps::find(conn, &sid, &cid)?.map(|c| c.authorized_at.to_string()).unwrap_or_default();
                         // Once per authorization: a reinstall that is rejected again reports again.
@@ -411,7 +412,7 @@ impl Tokens {
                     })
                     .await?;
                 self.db.notify_appended();
-                tracing::warn!(suite = suite_id, corpid, %reason, "permanent code rejected; corp marked");
+                tracing::warn!(suite = %suite_id, %corpid, %reason, "permanent code rejected; corp marked");
                 Err(TokenError::PermanentCodeRejected(reason))
             }
             other => other,

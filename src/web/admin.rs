@@ -9,7 +9,7 @@ use super::State;
 use super::auth::Admin;
 use crate::error::AppError;
 use crate::feed::rfc3339;
-use crate::model::SuiteKind;
+use crate::model::{ProviderCorpId, SuiteId, SuiteKind};
 use crate::registry::{ProviderInput, ProviderPatch, ProviderView, SuiteInput, SuitePatch, SuiteView};
 use crate::store::audit;
 
@@ -30,7 +30,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewProviderBody {
-    provider_corpid: String,
+    provider_corpid: ProviderCorpId,
     name: Option<String>,
     secret: SecretString,
     callback_token: Option<SecretString>,
@@ -49,8 +49,8 @@ struct ProviderPatchBody {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewSuiteBody {
-    suite_id: String,
-    provider_corpid: String,
+    suite_id: SuiteId,
+    provider_corpid: ProviderCorpId,
     kind: SuiteKind,
     name: Option<String>,
     #[serde(default = "enabled_by_default")]
@@ -119,14 +119,14 @@ async fn list_providers(_: Admin, state: State) -> Result<HttpResponse, AppError
     Ok(HttpResponse::Ok().json(Providers { providers: state.registry.provider_views().await? }))
 }
 
-async fn get_provider(_: Admin, state: State, id: web::Path<String>) -> Result<HttpResponse, AppError> {
+async fn get_provider(_: Admin, state: State, id: web::Path<ProviderCorpId>) -> Result<HttpResponse, AppError> {
     Ok(HttpResponse::Ok().json(state.registry.provider_view(&id).await?))
 }
 
 async fn update_provider(
     admin: Admin,
     state: State,
-    id: web::Path<String>,
+    id: web::Path<ProviderCorpId>,
     body: web::Json<ProviderPatchBody>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
@@ -140,7 +140,7 @@ async fn update_provider(
     Ok(HttpResponse::Ok().json(Updated { changed, record: state.registry.provider_view(&id).await? }))
 }
 
-async fn remove_provider(admin: Admin, state: State, id: web::Path<String>) -> Result<HttpResponse, AppError> {
+async fn remove_provider(admin: Admin, state: State, id: web::Path<ProviderCorpId>) -> Result<HttpResponse, AppError> {
     state.registry.remove_provider(&admin.actor, &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -164,14 +164,14 @@ async fn list_suites(_: Admin, state: State) -> Result<HttpResponse, AppError> {
     Ok(HttpResponse::Ok().json(Suites { suites: state.registry.suite_views().await? }))
 }
 
-async fn get_suite(_: Admin, state: State, id: web::Path<String>) -> Result<HttpResponse, AppError> {
+async fn get_suite(_: Admin, state: State, id: web::Path<SuiteId>) -> Result<HttpResponse, AppError> {
     Ok(HttpResponse::Ok().json(state.registry.suite_view(&id).await?))
 }
 
 async fn update_suite(
     admin: Admin,
     state: State,
-    id: web::Path<String>,
+    id: web::Path<SuiteId>,
     body: web::Json<SuitePatchBody>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
@@ -190,7 +190,7 @@ async fn update_suite(
 async fn remove_suite(
     admin: Admin,
     state: State,
-    id: web::Path<String>,
+    id: web::Path<SuiteId>,
     query: web::Query<RemoveQuery>,
 ) -> Result<HttpResponse, AppError> {
     state.registry.remove_suite(&admin.actor, &id, query.force).await?;

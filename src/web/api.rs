@@ -11,6 +11,7 @@ use super::State;
 use super::auth::{Granted, scope};
 use crate::error::AppError;
 use crate::feed::{self, EventFilter, rfc3339};
+use crate::model::{CorpId, EventId, ProviderCorpId, SuiteId};
 use crate::store::corps;
 use crate::tokens::{Token, TokenKey};
 
@@ -24,7 +25,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/events", web::get().to(event_feed));
 }
 
-async fn suite(_: Granted<scope::Tokens>, state: State, suite_id: web::Path<String>) -> Result<HttpResponse, AppError> {
+async fn suite(
+    _: Granted<scope::Tokens>,
+    state: State,
+    suite_id: web::Path<SuiteId>,
+) -> Result<HttpResponse, AppError> {
     Ok(HttpResponse::Ok().json(state.registry.suite_view(&suite_id).await?))
 }
 
@@ -59,8 +64,8 @@ impl FeedQuery {
                     }
                     parsed.wait = Duration::from_secs(seconds.unsigned_abs());
                 }
-                "suite_id" => parsed.filter.suite_id = Some(value.into_owned()),
-                "corpid" => parsed.filter.corpid = Some(value.into_owned()),
+                "suite_id" => parsed.filter.suite_id = Some(SuiteId::from(value.into_owned())),
+                "corpid" => parsed.filter.corpid = Some(CorpId::from(value.into_owned())),
                 "kind" => {
                     feed::check_kind(&value).map_err(|e| invalid(e.to_string()))?;
                     parsed.filter.kinds.push(value.into_owned());
@@ -85,7 +90,7 @@ async fn event_feed(
 ) -> Result<HttpResponse, AppError> {
     let mut query = FeedQuery::parse(request.query_string())?;
     caller.suites().restrict(&mut query.filter)?;
-    let page = feed::page(&state.db, query.after, query.limit, &query.filter, query.wait).await?;
+    let page = feed::page(&state.db, EventId::new(query.after), query.limit, &query.filter, query.wait).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -111,7 +116,7 @@ struct TokenQuery {
 async fn suite_token(
     _: Granted<scope::Tokens>,
     state: State,
-    suite_id: web::Path<String>,
+    suite_id: web::Path<SuiteId>,
     query: web::Query<TokenQuery>,
 ) -> Result<HttpResponse, AppError> {
     let key = TokenKey::suite(&suite_id);
@@ -121,7 +126,7 @@ async fn suite_token(
 async fn provider_token(
     _: Granted<scope::Tokens>,
     state: State,
-    provider_corpid: web::Path<String>,
+    provider_corpid: web::Path<ProviderCorpId>,
     query: web::Query<TokenQuery>,
 ) -> Result<HttpResponse, AppError> {
     let key = TokenKey::Provider { provider_corpid: provider_corpid.into_inner() };
@@ -131,7 +136,7 @@ async fn provider_token(
 async fn corp_token(
     _: Granted<scope::Tokens>,
     state: State,
-    path: web::Path<(String, String)>,
+    path: web::Path<(SuiteId, CorpId)>,
     query: web::Query<TokenQuery>,
 ) -> Result<HttpResponse, AppError> {
     let (suite_id, corpid) = path.into_inner();
@@ -153,7 +158,7 @@ fn corp_summary(corp: &corps::CorpView) -> Value {
 async fn corp_list(
     _: Granted<scope::Tokens>,
     state: State,
-    suite_id: web::Path<String>,
+    suite_id: web::Path<SuiteId>,
 ) -> Result<HttpResponse, AppError> {
     let id = suite_id.into_inner();
     if state.registry.suite(&id).is_none() {
@@ -167,7 +172,7 @@ async fn corp_list(
 async fn corp(
     _: Granted<scope::Tokens>,
     state: State,
-    path: web::Path<(String, String)>,
+    path: web::Path<(SuiteId, CorpId)>,
 ) -> Result<HttpResponse, AppError> {
     let (suite_id, corpid) = path.into_inner();
     let corp =

@@ -9,6 +9,7 @@ use super::auth::{Granted, scope};
 use crate::error::AppError;
 use crate::feed::rfc3339;
 use crate::ids::{Conversion, IdKind};
+use crate::model::{CorpId, ExternalUserId, PendingId, ProviderCorpId, SuiteId};
 use crate::store::ids::{IdentityKey, LinkState};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -46,9 +47,9 @@ struct UnionidLookup {
 #[derive(Deserialize)]
 struct IdentityQuery {
     unionid: Option<String>,
-    corpid: Option<String>,
-    external_userid: Option<String>,
-    pending_id: Option<String>,
+    corpid: Option<CorpId>,
+    external_userid: Option<ExternalUserId>,
+    pending_id: Option<PendingId>,
 }
 
 fn check_ids(ids: &[String], field: &str) -> Result<(), AppError> {
@@ -75,7 +76,7 @@ fn conversion_view(kind: IdKind, conversion: Conversion) -> HttpResponse {
 async fn open_corpids(
     _: Granted<scope::Ids>,
     state: State,
-    provider_corpid: web::Path<String>,
+    provider_corpid: web::Path<ProviderCorpId>,
     body: web::Json<CorpidList>,
 ) -> Result<HttpResponse, AppError> {
     check_ids(&body.corpids, "corpids")?;
@@ -86,7 +87,7 @@ async fn open_corpids(
 async fn open_userids(
     _: Granted<scope::Ids>,
     state: State,
-    path: web::Path<(String, String)>,
+    path: web::Path<(SuiteId, CorpId)>,
     body: web::Json<UseridList>,
 ) -> Result<HttpResponse, AppError> {
     check_ids(&body.userids, "userids")?;
@@ -98,7 +99,7 @@ async fn open_userids(
 async fn new_external_userids(
     _: Granted<scope::Ids>,
     state: State,
-    path: web::Path<(String, String)>,
+    path: web::Path<(SuiteId, CorpId)>,
     body: web::Json<ExternalUseridList>,
 ) -> Result<HttpResponse, AppError> {
     check_ids(&body.external_userids, "external_userids")?;
@@ -111,7 +112,7 @@ async fn new_external_userids(
 async fn unionid_lookup(
     _: Granted<scope::Ids>,
     state: State,
-    path: web::Path<(String, String)>,
+    path: web::Path<(SuiteId, CorpId)>,
     body: web::Json<UnionidLookup>,
 ) -> Result<HttpResponse, AppError> {
     if body.unionid.is_empty() || body.openid.is_empty() {
@@ -134,7 +135,7 @@ async fn unionid_lookup(
 async fn identity(
     _: Granted<scope::Ids>,
     state: State,
-    provider_corpid: web::Path<String>,
+    provider_corpid: web::Path<ProviderCorpId>,
     query: web::Query<IdentityQuery>,
 ) -> Result<HttpResponse, AppError> {
     let query = query.into_inner();

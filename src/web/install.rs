@@ -17,6 +17,7 @@ use url::Url;
 use super::State;
 use crate::error::AppError;
 use crate::lifecycle::{CORP_AUTHORIZED, InstallPath};
+use crate::model::SuiteId;
 use crate::store::{install_states, suites};
 use crate::tokens::TokenKey;
 
@@ -94,7 +95,7 @@ fn error_page_for(error: &AppError) -> HttpResponse {
     }
 }
 
-async fn install_page(state: State, suite_id: web::Path<String>) -> HttpResponse {
+async fn install_page(state: State, suite_id: web::Path<SuiteId>) -> HttpResponse {
     match start_install(&state, &suite_id).await {
         Ok((install_url, install_state)) => {
             let cookie = Cookie::build(STATE_COOKIE, install_state)
@@ -114,7 +115,7 @@ async fn install_page(state: State, suite_id: web::Path<String>) -> HttpResponse
     }
 }
 
-async fn start_install(state: &State, suite_id: &str) -> Result<(Url, String), AppError> {
+async fn start_install(state: &State, suite_id: &SuiteId) -> Result<(Url, String), AppError> {
     let id = suite_id.to_owned();
     state.db.run(move |conn| suites::find_suite(conn, &id)).await?.ok_or(AppError::NotFound("suite"))?;
     let key = TokenKey::suite(suite_id);
@@ -136,7 +137,7 @@ async fn start_install(state: &State, suite_id: &str) -> Result<(Url, String), A
     let mut install_url = Url::parse(WECOM_INSTALL_URL).map_err(|_| AppError::Unavailable)?;
     install_url
         .query_pairs_mut()
-        .append_pair("suite_id", suite_id)
+        .append_pair("suite_id", suite_id.as_str())
         .append_pair("pre_auth_code", pre_auth.token.expose_secret())
         .append_pair("redirect_uri", redirect_uri.as_str())
         .append_pair("state", &install_state);
@@ -151,7 +152,7 @@ struct CompleteQuery {
 
 async fn complete(
     state: State,
-    suite_id: web::Path<String>,
+    suite_id: web::Path<SuiteId>,
     query: web::Query<CompleteQuery>,
     request: HttpRequest,
 ) -> HttpResponse {
@@ -169,7 +170,7 @@ async fn complete(
     if !cookie_matches {
         return bad_state();
     }
-    let sid = suite_id.to_string();
+    let sid = suite_id.clone();
     let consumed =
         state.db.run(move |conn| install_states::consume(conn, &install_state, &sid, STATE_LIFETIME_MS)).await;
     match consumed {

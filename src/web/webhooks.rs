@@ -7,6 +7,7 @@ use serde_json::json;
 use super::State;
 use super::auth::{Granted, scope};
 use crate::error::AppError;
+use crate::model::{EventId, SuiteId};
 use crate::webhooks::{self, Changes, NewSubscription, Replay};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -26,7 +27,7 @@ struct CreateBody {
     #[serde(default)]
     kinds: Vec<String>,
     #[serde(default)]
-    suite_id: Option<String>,
+    suite_id: Option<SuiteId>,
     #[serde(default = "enabled_by_default")]
     enabled: bool,
 }
@@ -46,16 +47,16 @@ struct PatchBody {
     url: Option<String>,
     kinds: Option<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
-    suite_id: Option<Option<String>>,
+    suite_id: Option<Option<SuiteId>>,
     enabled: Option<bool>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReplayBody {
-    after: Option<i64>,
-    until: Option<i64>,
-    event_ids: Option<Vec<i64>>,
+    after: Option<EventId>,
+    until: Option<EventId>,
+    event_ids: Option<Vec<EventId>>,
 }
 
 #[derive(Deserialize)]
@@ -120,8 +121,9 @@ async fn deliveries(
     if !(1..=MAX_PAGE).contains(&query.limit) {
         return Err(invalid(format!("limit must be 1 to {MAX_PAGE}")));
     }
-    let found = webhooks::deliveries(&state.db, &id, query.after, query.limit, caller.suites()).await?;
-    let next_after = found.last().map_or(query.after, |delivery| delivery.event_id);
+    let after = EventId::new(query.after);
+    let found = webhooks::deliveries(&state.db, &id, after, query.limit, caller.suites()).await?;
+    let next_after = found.last().map_or(after, |delivery| delivery.event_id);
     Ok(HttpResponse::Ok().json(json!({ "deliveries": found, "next_after": next_after })))
 }
 

@@ -24,6 +24,7 @@ use super::filter_of;
 use super::schedule::RetrySchedule;
 use super::signing::SigningKey;
 use crate::feed::{EventFilter, FeedEvent};
+use crate::model::EventId;
 use crate::store::events::{self, EventRow};
 use crate::store::sealing::Sealer;
 use crate::store::webhooks::{self as rows, DeliveryRow, DeliveryStatus, RetryOutcome, WebhookRow};
@@ -253,7 +254,7 @@ async fn fresh(shared: &Shared, target: &Target) {
 
 /// One batch after the cursor; true when it was full (more may be waiting). The cursor
 /// also moves past events that do not match, so that no later read scans them again.
-async fn fresh_batch(shared: &Shared, target: &Target, cursor: &mut Option<i64>) -> Result<bool, StoreError> {
+async fn fresh_batch(shared: &Shared, target: &Target, cursor: &mut Option<EventId>) -> Result<bool, StoreError> {
     let id = target.id.clone();
     let filter = target.settings.filter.clone();
     let known = *cursor;

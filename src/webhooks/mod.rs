@@ -19,6 +19,7 @@ use url::Url;
 
 use crate::access::{Denied, Suites};
 use crate::feed::{self, EventFilter, rfc3339};
+use crate::model::{EventId, SuiteId};
 use crate::store::webhooks::{self as rows, DeliveryRow, NewWebhook, ReplaySelection, WebhookChanges, WebhookRow};
 use crate::store::{Db, StoreError, now_ms};
 
@@ -52,10 +53,10 @@ pub struct Subscription {
     pub url: String,
     /// Empty: every kind.
     pub kinds: Vec<String>,
-    pub suite_id: Option<String>,
+    pub suite_id: Option<SuiteId>,
     pub enabled: bool,
     /// The last event id handled: delivered, or recorded as a failed delivery.
-    pub last_event_id: i64,
+    pub last_event_id: EventId,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -87,7 +88,7 @@ pub struct Created {
 pub struct NewSubscription {
     pub url: String,
     pub kinds: Vec<String>,
-    pub suite_id: Option<String>,
+    pub suite_id: Option<SuiteId>,
     pub enabled: bool,
 }
 
@@ -97,14 +98,14 @@ pub struct NewSubscription {
 pub struct Changes {
     pub url: Option<String>,
     pub kinds: Option<Vec<String>>,
-    pub suite_id: Option<Option<String>>,
+    pub suite_id: Option<Option<SuiteId>>,
     pub enabled: Option<bool>,
 }
 
 /// A delivery that did not succeed at once, or that a replay queued.
 #[derive(Debug, Clone, Serialize)]
 pub struct Delivery {
-    pub event_id: i64,
+    pub event_id: EventId,
     /// `queued`, `failed` or `dead`.
     pub status: &'static str,
     pub attempts: i32,
@@ -135,10 +136,10 @@ impl From<DeliveryRow> for Delivery {
 pub enum Replay {
     /// Events with `after < id <= until`.
     Range {
-        after: i64,
-        until: i64,
+        after: EventId,
+        until: EventId,
     },
-    Events(Vec<i64>),
+    Events(Vec<EventId>),
 }
 
 /// An http or https URL with a host.
@@ -165,9 +166,11 @@ fn check_kinds(mut kinds: Vec<String>) -> Result<Vec<String>, WebhookError> {
     Ok(kinds)
 }
 
-fn check_suite_id(suite_id: Option<String>) -> Result<Option<String>, WebhookError> {
+fn check_suite_id(suite_id: Option<SuiteId>) -> Result<Option<SuiteId>, WebhookError> {
     if let Some(suite) = &suite_id
-        && (suite.is_empty() || suite.len() > MAX_SUITE_ID_LEN || suite.chars().any(char::is_control))
+        && (suite.as_str().is_empty()
+            || suite.as_str().len() > MAX_SUITE_ID_LEN
+            || suite.as_str().chars().any(char::is_control))
     {
         return Err(invalid(format!("suite_id must be 1 to {MAX_SUITE_ID_LEN} printable characters")));
     }
@@ -191,7 +194,7 @@ pub async fn create(db: &Db, new: NewSubscription, reach: &Suites) -> Result<Cre
     let url = check_url(&new.url)?;
     let kinds = check_kinds(new.kinds)?;
     let suite_id = check_suite_id(new.suite_id)?;
-    reach.check_optional(suite_id.as_deref())?;
+    reach.check_optional(suite_id.as_ref().map(SuiteId::as_str))?;
     let secret = signing::new_secret();
     let row = NewWebhook {
         id: format!("wh_{}", hex::encode(rand::random::<[u8; 12]>())),
@@ -211,7 +214,7 @@ pub async fn list(db: &Db, reach: &Suites) -> Result<Vec<Subscription>, WebhookE
     let found = db.run(rows::list).await?;
     Ok(found
         .iter()
-        .filter(|row| reach.check_optional(row.suite_id.as_deref()).is_ok())
+        .filter(|row| reach.check_optional(row.suite_id.as_ref().map(SuiteId::as_str)).is_ok())
         .map(Subscription::from)
         .collect())
 }
@@ -220,7 +223,7 @@ pub async fn list(db: &Db, reach: &Suites) -> Result<Vec<Subscription>, WebhookE
 async fn find(db: &Db, id: &str, reach: &Suites) -> Result<WebhookRow, WebhookError> {
     let id = id.to_owned();
     let row = db.run(move |conn| rows::find(conn, &id)).await?.ok_or(WebhookError::NotFound)?;
-    reach.check_optional(row.suite_id.as_deref())?;
+    reach.check_optional(row.suite_id.as_ref().map(SuiteId::as_str))?;
     Ok(row)
 }
 
@@ -237,7 +240,7 @@ pub async fn update(db: &Db, id: &str, changes: Changes, reach: &Suites) -> Resu
         updated_at: now_ms(),
     };
     if let Some(suite_id) = &changes.suite_id {
-        reach.check_optional(suite_id.as_deref())?;
+        reach.check_optional(suite_id.as_ref().map(SuiteId::as_str))?;
     }
     let row = find(db, id, reach).await?;
     let row = db.run(move |conn| rows::update(conn, &row.id, &changes)).await?.ok_or(WebhookError::NotFound)?;
@@ -254,7 +257,7 @@ pub async fn remove(db: &Db, id: &str, reach: &Suites) -> Result<(), WebhookErro
 pub async fn deliveries(
     db: &Db,
     id: &str,
-    after: i64,
+    after: EventId,
     limit: i64,
     reach: &Suites,
 ) -> Result<Vec<Delivery>, WebhookError> {
@@ -266,7 +269,7 @@ pub async fn deliveries(
 /// Queues the selected events as due deliveries; returns how many were queued.
 pub async fn replay(db: &Db, id: &str, replay: Replay, reach: &Suites) -> Result<usize, WebhookError> {
     match &replay {
-        Replay::Range { after, until } if *after < 0 || after > until => {
+        Replay::Range { after, until } if *after < EventId::BEFORE_ALL || after > until => {
             return Err(invalid("after must be 0 or more and not above until"));
         }
         Replay::Events(ids) if ids.is_empty() || ids.len() > MAX_REPLAY => {

@@ -10,6 +10,8 @@ use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::{BytesStart, Event};
 use serde_json::{Map, Value};
 
+use crate::model::{CorpId, ExternalUserId};
+
 pub type Fields = Map<String, Value>;
 
 /// Nesting deeper than this is not a WeCom message.
@@ -207,42 +209,42 @@ pub enum Message {
         auth_code: String,
     },
     ChangeAuth {
-        auth_corp_id: String,
+        auth_corp_id: CorpId,
     },
     CancelAuth {
-        auth_corp_id: String,
+        auth_corp_id: CorpId,
     },
     ResetPermanentCode {
         auth_code: String,
     },
     ChangeContact {
-        auth_corp_id: String,
+        auth_corp_id: CorpId,
         change_type: String,
     },
     ChangeExternalContact {
-        auth_corp_id: String,
+        auth_corp_id: CorpId,
         change_type: String,
-        external_userid: Option<String>,
+        external_userid: Option<ExternalUserId>,
     },
     ChangeExternalChat {
-        auth_corp_id: String,
+        auth_corp_id: CorpId,
         chat_id: String,
         change_type: String,
     },
     ChangeExternalTag {
-        auth_corp_id: String,
+        auth_corp_id: CorpId,
         change_type: String,
     },
     /// A data-callback message (`MsgType`) or app event (`MsgType=event`).
     Data {
-        corpid: String,
+        corpid: CorpId,
         msg_type: String,
         event: Option<String>,
     },
     /// Any other InfoType: stored and shown, never rejected.
     Other {
         kind: String,
-        corpid: Option<String>,
+        corpid: Option<CorpId>,
     },
 }
 
@@ -265,7 +267,7 @@ impl Message {
     }
 
     /// The corp the message is about, when it names one.
-    pub fn corpid(&self) -> Option<&str> {
+    pub fn corpid(&self) -> Option<&CorpId> {
         match self {
             Self::ChangeAuth { auth_corp_id }
             | Self::CancelAuth { auth_corp_id }
@@ -274,7 +276,7 @@ impl Message {
             | Self::ChangeExternalChat { auth_corp_id, .. }
             | Self::ChangeExternalTag { auth_corp_id, .. } => Some(auth_corp_id),
             Self::Data { corpid, .. } => Some(corpid),
-            Self::Other { corpid, .. } => corpid.as_deref(),
+            Self::Other { corpid, .. } => corpid.as_ref(),
             Self::SuiteTicket { .. } | Self::CreateAuth { .. } | Self::ResetPermanentCode { .. } => None,
         }
     }
@@ -288,32 +290,32 @@ pub fn message_from_fields(fields: &Fields) -> Result<Message, XmlError> {
             "reset_permanent_code" => {
                 Message::ResetPermanentCode { auth_code: required(fields, "AuthCode")?.to_owned() }
             }
-            "change_auth" => Message::ChangeAuth { auth_corp_id: required(fields, "AuthCorpId")?.to_owned() },
-            "cancel_auth" => Message::CancelAuth { auth_corp_id: required(fields, "AuthCorpId")?.to_owned() },
+            "change_auth" => Message::ChangeAuth { auth_corp_id: required(fields, "AuthCorpId")?.into() },
+            "cancel_auth" => Message::CancelAuth { auth_corp_id: required(fields, "AuthCorpId")?.into() },
             "change_contact" => Message::ChangeContact {
-                auth_corp_id: required(fields, "AuthCorpId")?.to_owned(),
+                auth_corp_id: required(fields, "AuthCorpId")?.into(),
                 change_type: required(fields, "ChangeType")?.to_owned(),
             },
             "change_external_chat" => Message::ChangeExternalChat {
-                auth_corp_id: required(fields, "AuthCorpId")?.to_owned(),
+                auth_corp_id: required(fields, "AuthCorpId")?.into(),
                 chat_id: required(fields, "ChatId")?.to_owned(),
                 change_type: required(fields, "ChangeType")?.to_owned(),
             },
             "change_external_tag" => Message::ChangeExternalTag {
-                auth_corp_id: required(fields, "AuthCorpId")?.to_owned(),
+                auth_corp_id: required(fields, "AuthCorpId")?.into(),
                 change_type: required(fields, "ChangeType")?.to_owned(),
             },
             "change_external_contact" => Message::ChangeExternalContact {
-                auth_corp_id: required(fields, "AuthCorpId")?.to_owned(),
+                auth_corp_id: required(fields, "AuthCorpId")?.into(),
                 change_type: required(fields, "ChangeType")?.to_owned(),
-                external_userid: text(fields, "ExternalUserID").map(str::to_owned),
+                external_userid: text(fields, "ExternalUserID").map(ExternalUserId::from),
             },
             other => Message::Other {
                 kind: other.to_owned(),
                 corpid: ["AuthCorpId", "PaidCorpId", "CorpId"]
                     .into_iter()
                     .find_map(|name| text(fields, name))
-                    .map(str::to_owned),
+                    .map(CorpId::from),
             },
         });
     }
@@ -323,7 +325,7 @@ pub fn message_from_fields(fields: &Fields) -> Result<Message, XmlError> {
         "event" => Some(required(fields, "Event")?.to_owned()),
         _ => None,
     };
-    Ok(Message::Data { corpid: required(fields, "ToUserName")?.to_owned(), msg_type: msg_type.to_owned(), event })
+    Ok(Message::Data { corpid: required(fields, "ToUserName")?.into(), msg_type: msg_type.to_owned(), event })
 }
 
 /// A non-empty text field.
@@ -398,10 +400,10 @@ mod tests {
         assert_eq!(message(ticket), Ok(Message::SuiteTicket { ticket: "asdfasfdasdfasdf".into() }));
         let create = "<xml><SuiteId>s</SuiteId><AuthCode>AUTHCODE</AuthCode><InfoType>create_auth</InfoType><TimeStamp>1403610513</TimeStamp><State>123</State></xml>";
         let create = message(create).expect("create_auth");
-        assert_eq!((create.kind(), create.corpid()), ("create_auth", None));
+        assert_eq!((create.kind(), create.corpid().map(CorpId::as_str)), ("create_auth", None));
         let cancel = message("<xml><SuiteId>s</SuiteId><InfoType>cancel_auth</InfoType><AuthCorpId>wxf8b4f85f3a794e77</AuthCorpId></xml>")
             .expect("cancel_auth");
-        assert_eq!((cancel.kind(), cancel.corpid()), ("cancel_auth", Some("wxf8b4f85f3a794e77")));
+        assert_eq!((cancel.kind(), cancel.corpid().map(CorpId::as_str)), ("cancel_auth", Some("wxf8b4f85f3a794e77")));
         let external = "<xml><SuiteId>s</SuiteId><AuthCorpId>c</AuthCorpId><InfoType>change_external_contact</InfoType><ChangeType>add_external_contact</ChangeType><UserID>zhangsan</UserID><ExternalUserID>woAJ2GCAAAXtWyujaWJHDDGi0mACHAAA</ExternalUserID><State>teststate</State><WelcomeCode>WELCOMECODE</WelcomeCode></xml>";
         assert_eq!(
             message(external),
@@ -413,7 +415,7 @@ mod tests {
         );
         let contact = message("<xml><SuiteId>s</SuiteId><AuthCorpId>c</AuthCorpId><InfoType>change_contact</InfoType><ChangeType>delete_user</ChangeType><UserID>u</UserID></xml>")
             .expect("change_contact");
-        assert_eq!((contact.kind(), contact.corpid()), ("change_contact", Some("c")));
+        assert_eq!((contact.kind(), contact.corpid().map(CorpId::as_str)), ("change_contact", Some("c")));
         let chat = message("<xml><SuiteId>s</SuiteId><AuthCorpId>c</AuthCorpId><InfoType>change_external_chat</InfoType><ChatId>wr1</ChatId><ChangeType>update</ChangeType><UpdateDetail>add_member</UpdateDetail><MemChangeList><Item>a</Item><Item>b</Item></MemChangeList></xml>")
             .expect("change_external_chat");
         let expected = Message::ChangeExternalChat {
@@ -424,10 +426,10 @@ mod tests {
         assert_eq!(chat, expected);
         let tag = message("<xml><SuiteId>s</SuiteId><AuthCorpId>c</AuthCorpId><InfoType>change_external_tag</InfoType><Id>t</Id><TagType>tag</TagType><ChangeType>create</ChangeType></xml>")
             .expect("change_external_tag");
-        assert_eq!((tag.kind(), tag.corpid()), ("change_external_tag", Some("c")));
+        assert_eq!((tag.kind(), tag.corpid().map(CorpId::as_str)), ("change_external_tag", Some("c")));
         let order = message("<xml><SuiteId>s</SuiteId><InfoType>open_order</InfoType><PaidCorpId>p</PaidCorpId><OrderId>o</OrderId></xml>")
             .expect("open_order");
-        assert_eq!((order.kind(), order.corpid()), ("open_order", Some("p")));
+        assert_eq!((order.kind(), order.corpid().map(CorpId::as_str)), ("open_order", Some("p")));
     }
 
     #[test]
@@ -447,7 +449,7 @@ mod tests {
     fn data_callbacks_are_kinded_by_event_or_msg_type() {
         let text = "<xml><ToUserName><![CDATA[wx5823bf96d3bd56c7]]></ToUserName>\n<FromUserName><![CDATA[mycreate]]></FromUserName>\n<MsgType><![CDATA[text]]></MsgType>\n<Content><![CDATA[hello]]></Content>\n</xml>";
         let text = message(text).expect("text message");
-        assert_eq!((text.kind(), text.corpid()), ("text", Some("wx5823bf96d3bd56c7")));
+        assert_eq!((text.kind(), text.corpid().map(CorpId::as_str)), ("text", Some("wx5823bf96d3bd56c7")));
         let event =
             message("<xml><ToUserName>c</ToUserName><MsgType>event</MsgType><Event>unlicensed_notify</Event></xml>")
                 .expect("event");

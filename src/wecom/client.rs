@@ -12,6 +12,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use url::Url;
 
+use crate::model::{CorpId, ProviderCorpId, SuiteId};
+
 /// Errcodes that mean "this token is invalid or expired": drop it, fetch a new one, retry once.
 pub const TOKEN_INVALID_ERRCODES: [i64; 5] = [40001, 40014, 42001, 40082, 42009];
 pub const ERRCODE_SYSTEM_BUSY: i64 = -1;
@@ -109,7 +111,7 @@ impl std::fmt::Debug for Grant {
 /// What get_permanent_code answers, secrets split from the information to keep.
 pub struct PermanentCodeGrant {
     pub permanent_code: SecretString,
-    pub corpid: String,
+    pub corpid: CorpId,
     pub corp_name: String,
     pub agent_id: Option<i64>,
     /// Third-party apps receive a first corp token with the code; customized apps do not.
@@ -144,7 +146,11 @@ impl WecomClient {
         WecomClient { http: http_client(ATTEMPT_TIMEOUT), base }
     }
 
-    pub async fn get_provider_token(&self, corpid: &str, provider_secret: &SecretString) -> Result<Grant, WecomError> {
+    pub async fn get_provider_token(
+        &self,
+        corpid: &ProviderCorpId,
+        provider_secret: &SecretString,
+    ) -> Result<Grant, WecomError> {
         let body = json!({"corpid": corpid, "provider_secret": provider_secret.expose_secret()});
         let answer = self.post("cgi-bin/service/get_provider_token", None, &body).await?;
         grant(&answer, "provider_access_token")
@@ -152,7 +158,7 @@ impl WecomClient {
 
     pub async fn get_suite_token(
         &self,
-        suite_id: &str,
+        suite_id: &SuiteId,
         suite_secret: &SecretString,
         suite_ticket: &SecretString,
     ) -> Result<Grant, WecomError> {
@@ -215,7 +221,7 @@ impl WecomClient {
     pub async fn get_auth_info(
         &self,
         suite_token: &SecretString,
-        auth_corpid: &str,
+        auth_corpid: &CorpId,
         permanent_code: &SecretString,
     ) -> Result<Value, WecomError> {
         let body = json!({"auth_corpid": auth_corpid, "permanent_code": permanent_code.expose_secret()});
@@ -226,7 +232,7 @@ impl WecomClient {
     pub async fn get_corp_token(
         &self,
         suite_token: &SecretString,
-        auth_corpid: &str,
+        auth_corpid: &CorpId,
         permanent_code: &SecretString,
     ) -> Result<Grant, WecomError> {
         let body = json!({"auth_corpid": auth_corpid, "permanent_code": permanent_code.expose_secret()});
@@ -235,8 +241,8 @@ impl WecomClient {
     }
 
     /// Corp token of a customized (代开发) app: its permanent code is the secret.
-    pub async fn gettoken(&self, corpid: &str, corpsecret: &SecretString) -> Result<Grant, WecomError> {
-        let query = [("corpid", corpid), ("corpsecret", corpsecret.expose_secret())];
+    pub async fn gettoken(&self, corpid: &CorpId, corpsecret: &SecretString) -> Result<Grant, WecomError> {
+        let query = [("corpid", corpid.as_str()), ("corpsecret", corpsecret.expose_secret())];
         let answer = self.get("cgi-bin/gettoken", None, &query).await?;
         grant(&answer, "access_token")
     }
@@ -394,13 +400,13 @@ fn take_i64(answer: &mut Value, field: &str) -> Option<i64> {
     answer.as_object_mut().and_then(|object| object.remove(field)).and_then(|v| v.as_i64())
 }
 
-fn corp_identity(answer: &Value) -> Result<(String, String), WecomError> {
+fn corp_identity(answer: &Value) -> Result<(CorpId, String), WecomError> {
     let info = &answer["auth_corp_info"];
     let corpid = info["corpid"]
         .as_str()
         .filter(|c| !c.is_empty())
         .ok_or_else(|| WecomError::Decode("auth_corp_info.corpid missing".into()))?;
-    Ok((corpid.to_owned(), info["corp_name"].as_str().unwrap_or_default().to_owned()))
+    Ok((CorpId::from(corpid), info["corp_name"].as_str().unwrap_or_default().to_owned()))
 }
 
 /// The app's agent id: single-app installs carry exactly one agent.

@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::client::{TokenParam, WecomClient, WecomError};
+use crate::model::{ExternalUserId, PendingId};
 
 /// Most userids or external_userids one conversion call takes.
 pub const USERID_BATCH: usize = 1000;
@@ -50,9 +51,9 @@ struct NewExternalUserid {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct UnionidAnswer {
     #[serde(default)]
-    pub external_userid: Option<String>,
+    pub external_userid: Option<ExternalUserId>,
     #[serde(default)]
-    pub pending_id: Option<String>,
+    pub pending_id: Option<PendingId>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,8 +64,8 @@ struct PendingIdAnswer {
 
 #[derive(Debug, Deserialize)]
 struct PendingIdItem {
-    external_userid: String,
-    pending_id: String,
+    external_userid: ExternalUserId,
+    pending_id: PendingId,
 }
 
 /// Converted pairs and the ids WeCom refused, with its reason.
@@ -168,8 +169,8 @@ impl WecomClient {
     pub async fn external_userid_to_pending_id(
         &self,
         corp_token: &SecretString,
-        external_userids: &[String],
-    ) -> Result<Vec<(String, String)>, WecomError> {
+        external_userids: &[ExternalUserId],
+    ) -> Result<Vec<(ExternalUserId, PendingId)>, WecomError> {
         let body = json!({"external_userid": external_userids});
         let answer: PendingIdAnswer = decode(
             self.post(

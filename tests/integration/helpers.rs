@@ -449,10 +449,16 @@ impl TestApp {
     pub async fn push_ticket(&self, fake: &FakeWecom) {
         let suite_id = self.seeded_suite.clone();
         let ticket = fake.new_ticket(&suite_id);
-        let (status, body) = self
-            .post_callback(&command_path(&suite_id), &suite_keys(), &suite_id, &suite_ticket_xml(&suite_id, &ticket))
-            .await;
-        assert_eq!((status, body.as_str()), (200, "success"));
+        let plaintext = suite_ticket_xml(&suite_id, &ticket);
+        // As WeCom does, a 503 (not stored within 0.8 s on a loaded test machine) is retried.
+        let mut answer = self.post_callback(&command_path(&suite_id), &suite_keys(), &suite_id, &plaintext).await;
+        for _ in 0..3 {
+            if answer.0 != 503 {
+                break;
+            }
+            answer = self.post_callback(&command_path(&suite_id), &suite_keys(), &suite_id, &plaintext).await;
+        }
+        assert_eq!((answer.0, answer.1.as_str()), (200, "success"));
         eventually("the ticket is applied", || async {
             let events = self.events().await;
             events.iter().filter(|e| e["kind"] == "suite_ticket").all(|e| e["status"] == "done").then_some(())
