@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{Conversion, CorpScope, IdError, IdKind, Ids, Pacer};
-use crate::model::{CorpId, ProviderCorpId, SuiteId};
+use crate::model::{CorpId, ProviderCorpId, SuiteId, UserId};
 
 /// IDs handed to the conversion at a time: progress is reported between blocks.
 const BLOCK: usize = 1_000;
@@ -169,7 +169,10 @@ impl Target {
     async fn convert(&self, ids: &Ids, block: &[String], pacer: &Pacer) -> Result<Conversion, IdError> {
         match self {
             Target::Provider(provider) => ids.open_corpids(provider, block, Some(pacer)).await,
-            Target::Corp(scope, IdKind::Userid) => ids.open_userids(scope, block, Some(pacer)).await,
+            Target::Corp(scope, IdKind::Userid) => {
+                let userids: Vec<UserId> = block.iter().map(|id| UserId::from(id.as_str())).collect();
+                ids.open_userids(scope, &userids, Some(pacer)).await
+            }
             Target::Corp(scope, _) => ids.new_external_userids(scope, block, None, Some(pacer)).await,
         }
     }

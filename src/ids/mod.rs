@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::backoff::backoff_ms;
-use crate::model::{CorpId, CorpStatus, ExternalUserId, LinkStatus, ProviderCorpId, SuiteId};
+use crate::model::{CorpId, CorpStatus, ExternalUserId, LinkStatus, ProviderCorpId, SuiteId, UserId};
 use crate::store::events::NewEvent;
 use crate::store::ids::{self as store, CorpRef, IdentityKey, Link, LinkState, Match, NewLink};
 use crate::store::{Db, StoreError, corps, now_ms, suites};
@@ -174,12 +174,14 @@ impl Ids {
     pub async fn open_userids(
         &self,
         scope: &CorpScope,
-        userids: &[String],
+        userids: &[UserId],
         pace: Option<&Pacer>,
     ) -> Result<Conversion, IdError> {
         let key = TokenKey::corp(&scope.suite_id, &scope.corpid);
         let client = self.tokens.client();
-        self.convert(scope.mappings(IdKind::Userid), userids, USERID_BATCH, pace, |batch| {
+        // One path converts every kind, keyed by kind in the mapping table: as text.
+        let sources: Vec<String> = userids.iter().map(|userid| userid.as_str().to_owned()).collect();
+        self.convert(scope.mappings(IdKind::Userid), &sources, USERID_BATCH, pace, |batch| {
             let key = &key;
             async move {
                 let answer = self.tokens.call(key, |token| {

@@ -9,7 +9,7 @@ use super::auth::{Granted, scope};
 use crate::error::AppError;
 use crate::feed::rfc3339;
 use crate::ids::{Conversion, IdKind};
-use crate::model::{CorpId, ExternalUserId, PendingId, ProviderCorpId, SuiteId};
+use crate::model::{CorpId, ExternalUserId, PendingId, ProviderCorpId, SuiteId, UserId};
 use crate::store::ids::{IdentityKey, LinkState};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -27,7 +27,7 @@ struct CorpidList {
 
 #[derive(Deserialize)]
 struct UseridList {
-    userids: Vec<String>,
+    userids: Vec<UserId>,
 }
 
 #[derive(Deserialize)]
@@ -52,8 +52,8 @@ struct IdentityQuery {
     pending_id: Option<PendingId>,
 }
 
-fn check_ids(ids: &[String], field: &str) -> Result<(), AppError> {
-    if ids.iter().any(|id| id.is_empty() || id.len() > 256) {
+fn check_ids<T: AsRef<str>>(ids: &[T], field: &str) -> Result<(), AppError> {
+    if ids.iter().map(AsRef::as_ref).any(|id| id.is_empty() || id.len() > 256) {
         return Err(AppError::bad_request(
             "invalid_body",
             format!("every entry of {field} must be 1 to 256 characters"),
