@@ -172,8 +172,9 @@ async fn readyz_fails_while_the_database_refuses_writes_and_recovers() {
     .await;
     let refused: Value = serde_json::from_str(&refused).expect("json");
     assert_eq!((refused["ready"].as_bool(), refused["writes"].as_str()), (Some(false), Some("refused")), "{refused}");
-    let (status, _) =
-        app.post_callback(&command_path(SUITE_ID), &suite_keys(), SUITE_ID, &suite_ticket_xml(SUITE_ID, "t")).await;
+    let (status, _) = app
+        .post_callback_once(&command_path(SUITE_ID), &suite_keys(), SUITE_ID, &suite_ticket_xml(SUITE_ID, "t"))
+        .await;
     assert_eq!(status, 503, "nothing is acknowledged that cannot be stored");
     assert_eq!(app.get_raw("/healthz").await.0, 200, "liveness stays up");
 
