@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use url::Url;
 
@@ -88,6 +88,8 @@ pub struct Registry {
 }
 
 /// A new provider; the secret is required.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ProviderInput {
     pub provider_corpid: ProviderCorpId,
     pub name: Option<String>,
@@ -96,7 +98,8 @@ pub struct ProviderInput {
     pub encoding_aes_key: Option<SecretString>,
 }
 
-#[derive(Default)]
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ProviderPatch {
     pub name: Option<String>,
     pub secret: Option<SecretString>,
@@ -104,18 +107,22 @@ pub struct ProviderPatch {
     pub encoding_aes_key: Option<SecretString>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SuiteInput {
     pub suite_id: SuiteId,
     pub provider_corpid: ProviderCorpId,
     pub kind: SuiteKind,
     pub name: Option<String>,
+    #[serde(default = "enabled_by_default")]
     pub enabled: bool,
     pub secret: SecretString,
     pub callback_token: SecretString,
     pub encoding_aes_key: SecretString,
 }
 
-#[derive(Default)]
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SuitePatch {
     pub kind: Option<SuiteKind>,
     pub name: Option<String>,
@@ -562,6 +569,10 @@ impl Registry {
         self.reload().await?;
         Ok(())
     }
+}
+
+fn enabled_by_default() -> bool {
+    true
 }
 
 /// Identifiers become URL path segments and keys: WeCom's alphabet only.

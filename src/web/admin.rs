@@ -2,14 +2,13 @@
 //! registry function and render its typed view; secrets go in, never out.
 
 use actix_web::{HttpResponse, web};
-use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::State;
 use super::auth::Admin;
 use crate::error::AppError;
 use crate::feed::rfc3339;
-use crate::model::{ProviderCorpId, SuiteId, SuiteKind};
+use crate::model::{ProviderCorpId, SuiteId};
 use crate::registry::{ProviderInput, ProviderPatch, ProviderView, SuiteInput, SuitePatch, SuiteView};
 use crate::store::audit;
 
@@ -25,54 +24,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/suites/{suite_id}", web::patch().to(update_suite))
         .route("/admin/suites/{suite_id}", web::delete().to(remove_suite))
         .route("/admin/audit", web::get().to(audit_log));
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewProviderBody {
-    provider_corpid: ProviderCorpId,
-    name: Option<String>,
-    secret: SecretString,
-    callback_token: Option<SecretString>,
-    encoding_aes_key: Option<SecretString>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ProviderPatchBody {
-    name: Option<String>,
-    secret: Option<SecretString>,
-    callback_token: Option<SecretString>,
-    encoding_aes_key: Option<SecretString>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewSuiteBody {
-    suite_id: SuiteId,
-    provider_corpid: ProviderCorpId,
-    kind: SuiteKind,
-    name: Option<String>,
-    #[serde(default = "enabled_by_default")]
-    enabled: bool,
-    secret: SecretString,
-    callback_token: SecretString,
-    encoding_aes_key: SecretString,
-}
-
-fn enabled_by_default() -> bool {
-    true
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SuitePatchBody {
-    kind: Option<SuiteKind>,
-    name: Option<String>,
-    enabled: Option<bool>,
-    secret: Option<SecretString>,
-    callback_token: Option<SecretString>,
-    encoding_aes_key: Option<SecretString>,
 }
 
 #[derive(Deserialize)]
@@ -99,20 +50,8 @@ struct Updated<T> {
     record: T,
 }
 
-async fn create_provider(
-    admin: Admin,
-    state: State,
-    body: web::Json<NewProviderBody>,
-) -> Result<HttpResponse, AppError> {
-    let body = body.into_inner();
-    let input = ProviderInput {
-        provider_corpid: body.provider_corpid,
-        name: body.name,
-        secret: body.secret,
-        callback_token: body.callback_token,
-        encoding_aes_key: body.encoding_aes_key,
-    };
-    Ok(HttpResponse::Created().json(state.registry.create_provider(&admin.actor, input).await?))
+async fn create_provider(admin: Admin, state: State, body: web::Json<ProviderInput>) -> Result<HttpResponse, AppError> {
+    Ok(HttpResponse::Created().json(state.registry.create_provider(&admin.actor, body.into_inner()).await?))
 }
 
 async fn list_providers(_: Admin, state: State) -> Result<HttpResponse, AppError> {
@@ -127,16 +66,9 @@ async fn update_provider(
     admin: Admin,
     state: State,
     id: web::Path<ProviderCorpId>,
-    body: web::Json<ProviderPatchBody>,
+    body: web::Json<ProviderPatch>,
 ) -> Result<HttpResponse, AppError> {
-    let body = body.into_inner();
-    let patch = ProviderPatch {
-        name: body.name,
-        secret: body.secret,
-        callback_token: body.callback_token,
-        encoding_aes_key: body.encoding_aes_key,
-    };
-    let changed = state.registry.update_provider(&admin.actor, &id, patch).await?;
+    let changed = state.registry.update_provider(&admin.actor, &id, body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(Updated { changed, record: state.registry.provider_view(&id).await? }))
 }
 
@@ -145,19 +77,8 @@ async fn remove_provider(admin: Admin, state: State, id: web::Path<ProviderCorpI
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn create_suite(admin: Admin, state: State, body: web::Json<NewSuiteBody>) -> Result<HttpResponse, AppError> {
-    let body = body.into_inner();
-    let input = SuiteInput {
-        suite_id: body.suite_id,
-        provider_corpid: body.provider_corpid,
-        kind: body.kind,
-        name: body.name,
-        enabled: body.enabled,
-        secret: body.secret,
-        callback_token: body.callback_token,
-        encoding_aes_key: body.encoding_aes_key,
-    };
-    Ok(HttpResponse::Created().json(state.registry.create_suite(&admin.actor, input).await?))
+async fn create_suite(admin: Admin, state: State, body: web::Json<SuiteInput>) -> Result<HttpResponse, AppError> {
+    Ok(HttpResponse::Created().json(state.registry.create_suite(&admin.actor, body.into_inner()).await?))
 }
 
 async fn list_suites(_: Admin, state: State) -> Result<HttpResponse, AppError> {
@@ -172,18 +93,9 @@ async fn update_suite(
     admin: Admin,
     state: State,
     id: web::Path<SuiteId>,
-    body: web::Json<SuitePatchBody>,
+    body: web::Json<SuitePatch>,
 ) -> Result<HttpResponse, AppError> {
-    let body = body.into_inner();
-    let patch = SuitePatch {
-        kind: body.kind,
-        name: body.name,
-        enabled: body.enabled,
-        secret: body.secret,
-        callback_token: body.callback_token,
-        encoding_aes_key: body.encoding_aes_key,
-    };
-    let changed = state.registry.update_suite(&admin.actor, &id, patch).await?;
+    let changed = state.registry.update_suite(&admin.actor, &id, body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(Updated { changed, record: state.registry.suite_view(&id).await? }))
 }
 
