@@ -473,4 +473,46 @@ mod tests {
             })
         );
     }
+
+    /// A rejection may be logged and answered: it is short and on one line.
+    fn assert_bounded(error: &XmlError) -> Result<(), proptest::test_runner::TestCaseError> {
+        let reason = error.to_string();
+        proptest::prop_assert!(reason.chars().count() <= 400, "reason of {} chars", reason.chars().count());
+        proptest::prop_assert!(!reason.contains('\n') && !reason.contains('\r'));
+        Ok(())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_parse_or_are_refused_with_a_bounded_reason(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048)) {
+            if let Err(error) = parse_envelope(&body) {
+                assert_bounded(&error)?;
+            }
+        }
+
+        #[test]
+        fn any_text_parses_to_a_message_or_a_bounded_reason(xml in "(<xml>)?(<[A-Za-z]{1,8}>[^\\x00]{0,40}(</[A-Za-z]{1,8}>)?){0,6}(</xml>)?") {
+            match parse_fields(&xml) {
+                Ok(mut fields) => {
+                    if let Err(error) = message_from_fields(&fields) {
+                        assert_bounded(&error)?;
+                    }
+                    redact(&mut fields);
+                    for secret in SECRET_ELEMENTS {
+                        proptest::prop_assert!(fields.get(secret).is_none_or(|value| value == REDACTED));
+                    }
+                }
+                Err(error) => assert_bounded(&error)?,
+            }
+        }
+
+        #[test]
+        fn element_values_come_back_as_sent(values in proptest::collection::btree_map("[A-Z][A-Za-z]{0,10}", "[^\\x00\\]<>&\r]{1,60}", 1..8)) {
+            let body: String = values.iter().map(|(name, value)| format!("<{name}><![CDATA[{value}]]></{name}>")).collect();
+            let fields = parse_fields(&format!("<xml>{body}</xml>")).expect("well-formed XML");
+            for (name, value) in &values {
+                proptest::prop_assert_eq!(fields.get(name).and_then(Value::as_str), Some(value.as_str()));
+            }
+        }
+    }
 }

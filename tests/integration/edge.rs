@@ -80,22 +80,30 @@ async fn held_and_slow_bodies_keep_memory_bounded_and_callbacks_answered() {
     }
 
     let mut peak_rss = 0;
-    let mut answered = 0;
+    let (mut sent, mut answered, mut too_slow) = (0, 0, 0);
     let started = Instant::now();
     // Within the read timeout (10 s), while every attacker still holds on.
     while started.elapsed() < Duration::from_secs(8) {
-        let (status, took, answer) = timed_callback_answer(&app, answered).await;
-        assert_eq!(status, 200, "callback {answered} during the attack, after {took:?}: {answer}");
-        assert!(took < Duration::from_secs(1), "callback {answered} took {took:?}");
-        answered += 1;
+        let (status, took, answer) = timed_callback_answer(&app, sent).await;
+        assert!(took < Duration::from_secs(1), "callback {sent} took {took:?}");
+        // A loaded test machine can miss the 0.8 s store deadline: that answer is an
+        // honest 503 WeCom retries; anything else is the attack getting through.
+        match (status, answer.as_str()) {
+            (200, _) => answered += 1,
+            (503, STORE_TOO_SLOW) => too_slow += 1,
+            _ => panic!("callback {sent} during the attack, after {took:?}: {status} {answer}"),
+        }
+        sent += 1;
         peak_rss = peak_rss.max(rss_bytes(pid));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(peak_rss < MAX_RSS, "peak RSS {} MiB", peak_rss >> 20);
-    assert!(answered >= 20, "{answered} callbacks in 8 s");
-    eprintln!("peak RSS under attack: {} MiB; {answered} callbacks answered", peak_rss >> 20);
+    assert!(answered >= 20 && too_slow * 10 <= sent, "{answered} of {sent} stored at once in 8 s, {too_slow} too slow");
+    eprintln!("peak RSS under attack: {} MiB; {answered} of {sent} callbacks stored at once", peak_rss >> 20);
     let stored = db.count("SELECT COUNT(*) FROM events WHERE kind = 'suite_ticket'");
-    assert_eq!(stored, i64::try_from(answered).expect("count"), "each acknowledged callback stored, no attacker's");
+    // A 503'd callback may commit after its answer (WeCom's retry is then deduped).
+    let stored = usize::try_from(stored).expect("count");
+    assert!((answered..=sent).contains(&stored), "{stored} stored, {answered} acknowledged, no attacker's");
     attackers.iter().for_each(tokio::task::JoinHandle::abort);
     app.stop().await;
 }
