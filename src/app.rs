@@ -41,6 +41,8 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot start the event writer: {0}")]
     Writer(std::io::Error),
+    #[error("cannot record metrics: {0}")]
+    Metrics(#[from] metrics_exporter_prometheus::BuildError),
 }
 
 /// Knobs that are not configuration: tests use them to shape a run.
@@ -78,6 +80,8 @@ pub struct Running {
     pub db: Db,
     server: ServerHandle,
     server_task: JoinHandle<std::io::Result<()>>,
+    /// The `/metrics` listener, when `METRICS_ADDR` is set.
+    metrics: Option<ServerHandle>,
     worker: Option<WorkerHandle>,
     webhooks: Option<Deliverer>,
     lifecycle: Arc<Lifecycle>,
@@ -115,8 +119,12 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
         },
         edge: Edge::new(config.edge.clone()),
     }));
-    let mut server =
-        actix_web::HttpServer::new(move || actix_web::App::new().app_data(state.clone()).configure(web::routes));
+    let mut server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .wrap(actix_web::middleware::from_fn(web::request_id::tag))
+            .app_data(state.clone())
+            .configure(web::routes)
+    });
     let workers = match options.http_workers {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         workers => workers,
@@ -136,6 +144,15 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
     let handle = server.handle();
     let server_task = tokio::spawn(server);
     tracing::info!(addr = %bound, database = db.backend_name(), "wecom-provider listening");
+    let metrics = match config.metrics_addr {
+        Some(addr) => {
+            let (bound, handle) = crate::telemetry::serve(addr, db.clone(), crate::telemetry::recorder()?)
+                .map_err(|source| StartError::Bind { addr, source })?;
+            tracing::info!(addr = %bound, "metrics listening");
+            Some(handle)
+        }
+        None => None,
+    };
     let api_enabled = config.admin_token.is_some() || db.run(crate::store::api_keys::any_active).await?;
     log_diagnostics(&registry, api_enabled);
     let mut background: Vec<JoinHandle<()>> = db.spawn_checkpointer().into_iter().collect();
@@ -147,6 +164,7 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
         db,
         server: handle,
         server_task,
+        metrics,
         worker,
         webhooks,
         lifecycle,
@@ -166,12 +184,14 @@ impl Running {
             () = shutdown_signal(), if self.handle_signals => None,
         };
         tracing::info!(grace = ?self.shutdown_grace, "shutting down");
-        let Running { server, server_task, worker, webhooks, lifecycle, background, shutdown_grace, .. } = self;
+        let Running { server, server_task, metrics, worker, webhooks, lifecycle, background, shutdown_grace, .. } =
+            self;
         let http = async {
             if result.is_none() {
                 server.stop(true).await;
                 let _ = server_task.await;
             }
+            stop_metrics(metrics).await;
         };
         tokio::join!(http, stop_worker(worker, shutdown_grace), stop_webhooks(webhooks));
         lifecycle.release_unsent_codes().await;
@@ -183,10 +203,17 @@ impl Running {
     pub async fn stop(self) {
         self.server.stop(true).await;
         let _ = self.server_task.await;
+        stop_metrics(self.metrics).await;
         stop_webhooks(self.webhooks).await;
         stop_worker(self.worker, self.shutdown_grace).await;
         self.lifecycle.release_unsent_codes().await;
         self.background.iter().for_each(JoinHandle::abort);
+    }
+}
+
+async fn stop_metrics(metrics: Option<ServerHandle>) {
+    if let Some(metrics) = metrics {
+        metrics.stop(true).await;
     }
 }
 

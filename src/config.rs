@@ -40,7 +40,9 @@ pub const VARIABLES: &[&str] = &[
     "API_RATE_LIMIT_PER_MINUTE",
     "INSTALL_RATE_LIMIT_PER_MINUTE",
     "TRUSTED_PROXIES",
+    "METRICS_ADDR",
     "RUST_LOG",
+    "LOG_FORMAT",
 ];
 
 /// The shortest bearer token accepted.
@@ -69,7 +71,19 @@ pub struct Config {
     /// Done events older than this are pruned; callbacks signed before it are refused.
     pub event_retention_days: u32,
     pub edge: EdgeLimits,
+    /// Where `/metrics` is served; `None`: nowhere.
+    pub metrics_addr: Option<SocketAddr>,
     pub log_filter: String,
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for a log pipeline.
+    Json,
 }
 
 /// What one client, or all of them together, may hold of the public listener.
@@ -212,7 +226,9 @@ impl Config {
         let api_rate_limit = get("API_RATE_LIMIT_PER_MINUTE");
         let install_rate_limit = get("INSTALL_RATE_LIMIT_PER_MINUTE");
         let trusted_proxies = get("TRUSTED_PROXIES");
+        let metrics_addr = get("METRICS_ADDR");
         let log_filter = get("RUST_LOG");
+        let log_format = get("LOG_FORMAT");
 
         let database = parse_database_url(database_url.as_deref().unwrap_or(DEFAULT_DATABASE_URL))
             .map_err(|problem| errors.push(ConfigError { variable: "DATABASE_URL", problem }))
@@ -381,6 +397,22 @@ impl Config {
             (None, None, _) => MasterKeySource::Required,
         };
 
+        let metrics_addr = metrics_addr.and_then(|addr| {
+            addr.parse::<SocketAddr>()
+                .map_err(|_| {
+                    let problem = "must be an address with a port, such as 127.0.0.1:9090".into();
+                    errors.push(ConfigError { variable: "METRICS_ADDR", problem });
+                })
+                .ok()
+        });
+        let log_format = match log_format.as_deref().unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            _ => {
+                errors.push(ConfigError { variable: "LOG_FORMAT", problem: "must be text or json".into() });
+                LogFormat::Text
+            }
+        };
         let log_filter = log_filter.unwrap_or_else(|| "info".to_owned());
         if tracing_subscriber::EnvFilter::try_new(&log_filter).is_err() {
             errors.push(ConfigError {
@@ -405,7 +437,9 @@ impl Config {
                     shutdown_grace,
                     event_retention_days: u32::try_from(event_retention_days).unwrap_or(30),
                     edge,
+                    metrics_addr,
                     log_filter,
+                    log_format,
                 })
             }
             _ => Err(ConfigErrors(errors)),

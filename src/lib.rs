@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod model;
 pub mod registry;
 pub mod store;
+pub mod telemetry;
 pub mod text;
 pub mod tokens;
 pub mod web;

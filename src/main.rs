@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use std::sync::Arc;
 use wecom_provider::access::{self, Suites};
 use wecom_provider::app::{self, StartOptions};
-use wecom_provider::config::Config;
+use wecom_provider::config::{Config, LogFormat};
 use wecom_provider::ids::IdKind;
 use wecom_provider::ids::bulk::{self, ConvertJob};
 use wecom_provider::keys;
@@ -273,11 +273,13 @@ async fn main() -> ExitCode {
         }
     };
     let logs = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(&config.log_filter));
-    if let Command::Serve = cli.command {
-        logs.with_ansi(std::io::stdout().is_terminal()).init();
-    } else {
-        // A tool's stdout is its answer (a key, a secret, a list): its logs go to stderr.
-        logs.with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).init();
+    // A tool's stdout is its answer (a key, a secret, a list): its logs go to stderr.
+    let serving = matches!(cli.command, Command::Serve);
+    match (config.log_format, serving) {
+        (LogFormat::Json, true) => logs.json().flatten_event(true).init(),
+        (LogFormat::Json, false) => logs.json().flatten_event(true).with_writer(std::io::stderr).init(),
+        (LogFormat::Text, true) => logs.with_ansi(std::io::stdout().is_terminal()).init(),
+        (LogFormat::Text, false) => logs.with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).init(),
     }
 
     let outcome = match cli.command {

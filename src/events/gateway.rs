@@ -175,7 +175,7 @@ impl Gateway {
         id: &str,
         query: &CallbackQuery,
         body: &[u8],
-    ) -> Result<Stored, CallbackError> {
+    ) -> Result<Accepted, CallbackError> {
         let target = self.target(endpoint, id)?;
         let (signature, timestamp, nonce) = signed_parts(query)?;
         let envelope = parse_envelope(body).map_err(CallbackError::Envelope)?;
@@ -203,8 +203,18 @@ impl Gateway {
                     PrepareError::SuiteMismatch => CallbackError::SuiteMismatch,
                 },
             )?;
-        Ok(self.intake.submit(event).await?)
+        let (suite_id, kind) = (event.suite_id.clone(), event.kind.clone());
+        let stored = self.intake.submit(event).await?;
+        Ok(Accepted { suite_id, kind, stored })
     }
+}
+
+/// A callback stored (or found stored before), for its log line.
+#[derive(Debug)]
+pub struct Accepted {
+    pub suite_id: Option<SuiteId>,
+    pub kind: String,
+    pub stored: Stored,
 }
 
 fn signed_parts(query: &CallbackQuery) -> Result<(&str, &str, &str), CallbackError> {

@@ -11,9 +11,10 @@ use std::sync::Arc;
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::model::EventStatus;
+use crate::model::{EventId, EventStatus};
 use crate::store::events::{NewEvent, append};
 use crate::store::{Conn, Db, StoreError};
+use crate::telemetry;
 
 /// The most events one transaction takes; more wait for the next commit.
 const MAX_BATCH: usize = 512;
@@ -29,7 +30,7 @@ pub enum IntakeError {
 /// What storing an event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stored {
-    New,
+    New(EventId),
     Duplicate,
 }
 
@@ -79,12 +80,15 @@ fn write_batches(db: &Db, mut receiver: mpsc::Receiver<Submission>, stored: &Not
         let (events, replies): (Vec<NewEvent>, Vec<_>) = batch.drain(..).map(|s| (s.event, s.reply)).unzip();
         match store_batch(db, &mut conn, &events) {
             Ok(fresh) => {
+                metrics::histogram!(telemetry::INTAKE_BATCH_SIZE).record(events.len() as f64);
                 // Only new events with an effect are the worker's business.
-                let wake_worker =
-                    fresh.iter().zip(&events).any(|(is_new, event)| *is_new && event.status == EventStatus::Pending);
-                let any_new = fresh.iter().any(|is_new| *is_new);
-                for (reply, is_new) in replies.into_iter().zip(fresh) {
-                    let _ = reply.send(Ok(if is_new { Stored::New } else { Stored::Duplicate }));
+                let wake_worker = fresh
+                    .iter()
+                    .zip(&events)
+                    .any(|(new_id, event)| new_id.is_some() && event.status == EventStatus::Pending);
+                let any_new = fresh.iter().any(Option::is_some);
+                for (reply, new_id) in replies.into_iter().zip(fresh) {
+                    let _ = reply.send(Ok(new_id.map_or(Stored::Duplicate, Stored::New)));
                 }
                 if any_new {
                     db.notify_appended();
@@ -105,7 +109,7 @@ fn write_batches(db: &Db, mut receiver: mpsc::Receiver<Submission>, stored: &Not
     }
 }
 
-fn store_batch(db: &Db, conn: &mut Option<Conn>, events: &[NewEvent]) -> Result<Vec<bool>, StoreError> {
+fn store_batch(db: &Db, conn: &mut Option<Conn>, events: &[NewEvent]) -> Result<Vec<Option<EventId>>, StoreError> {
     let conn = match conn {
         Some(conn) => conn,
         None => conn.insert(db.connection()?),

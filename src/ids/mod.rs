@@ -22,6 +22,7 @@ use crate::model::{CorpId, CorpStatus, ExternalUserId, LinkStatus, ProviderCorpI
 use crate::store::events::NewEvent;
 use crate::store::ids::{self as store, CorpRef, IdentityKey, Link, LinkState, Match, NewLink};
 use crate::store::{Db, StoreError, corps, now_ms, suites};
+use crate::telemetry;
 use crate::tokens::{TokenError, TokenKey, Tokens};
 use crate::wecom::client::WecomError;
 use crate::wecom::idconvert::{Converted, EXTERNAL_USERID_BATCH, PENDING_ID_BATCH, USERID_BATCH};
@@ -241,6 +242,11 @@ impl Ids {
             .run(move |conn| store::find_mappings(conn, &provider, kind.name(), scope.as_ref(), &lookup))
             .await?;
         let missing: Vec<String> = unique.iter().filter(|id| !known.contains_key(*id)).cloned().collect();
+        let from_stored = (unique.len() - missing.len()) as u64;
+        metrics::counter!(telemetry::ID_CONVERSIONS, "kind" => kind.name(), "source" => "stored")
+            .increment(from_stored);
+        metrics::counter!(telemetry::ID_CONVERSIONS, "kind" => kind.name(), "source" => "wecom")
+            .increment(missing.len() as u64);
         let mut conversion = Conversion::default();
         let mut invalid: HashMap<String, String> = HashMap::new();
         for batch in missing.chunks(batch_size) {

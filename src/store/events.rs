@@ -1,6 +1,6 @@
 //! The event log: every verified callback, stored once, then worked off in id order.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use diesel::prelude::*;
 use sha2::{Digest, Sha256};
@@ -134,28 +134,28 @@ impl NewEvent {
 
 /// Inserts events inside the caller's transaction with one multi-row
 /// `INSERT … ON CONFLICT DO NOTHING RETURNING dedupe_key`, after the append lock.
-/// Returns, per event, whether it was new (false: an identical event was stored
-/// before, or earlier in the batch).
+/// Returns, per event, its id when it was new (`None`: an identical event was
+/// stored before, or earlier in the batch).
 pub trait InsertEvents {
-    fn insert_events(&mut self, batch: &[NewEvent]) -> QueryResult<Vec<bool>>;
+    fn insert_events(&mut self, batch: &[NewEvent]) -> QueryResult<Vec<Option<EventId>>>;
 }
 
 /// The same diesel query, compiled once per backend.
 macro_rules! impl_insert_events {
     ($($connection:ty),*) => {$(
         impl InsertEvents for $connection {
-            fn insert_events(&mut self, batch: &[NewEvent]) -> QueryResult<Vec<bool>> {
+            fn insert_events(&mut self, batch: &[NewEvent]) -> QueryResult<Vec<Option<EventId>>> {
                 if batch.is_empty() {
                     return Ok(Vec::new());
                 }
                 self.take_append_lock()?;
-                let inserted: Vec<String> = diesel::insert_into(events::table)
+                let inserted: Vec<(String, EventId)> = diesel::insert_into(events::table)
                     .values(batch)
                     .on_conflict(events::dedupe_key)
                     .do_nothing()
-                    .returning(events::dedupe_key)
+                    .returning((events::dedupe_key, events::id))
                     .get_results(self)?;
-                let mut inserted: HashSet<String> = inserted.into_iter().collect();
+                let mut inserted: HashMap<String, EventId> = inserted.into_iter().collect();
                 Ok(batch.iter().map(|event| inserted.remove(&event.dedupe_key)).collect())
             }
         }
@@ -165,8 +165,23 @@ macro_rules! impl_insert_events {
 impl_insert_events!(diesel::SqliteConnection, diesel::PgConnection);
 
 /// Inserts a batch in one transaction: one fsync for all of them.
-pub fn append(conn: &mut Conn, batch: &[NewEvent]) -> StoreResult<Vec<bool>> {
+pub fn append(conn: &mut Conn, batch: &[NewEvent]) -> StoreResult<Vec<Option<EventId>>> {
     Ok(with_backend!(conn, c => c.write_transaction(|c| c.insert_events(batch))?))
+}
+
+/// Events whose effects are still to apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backlog {
+    pub count: i64,
+    pub oldest_received_at: Option<i64>,
+}
+
+pub fn backlog(conn: &mut Conn) -> StoreResult<Backlog> {
+    let (count, oldest_received_at) = with_backend!(conn, c => events::table
+        .filter(events::status.eq(EventStatus::Pending))
+        .select((diesel::dsl::count_star(), diesel::dsl::min(events::received_at)))
+        .first::<(i64, Option<i64>)>(c)?);
+    Ok(Backlog { count, oldest_received_at })
 }
 
 /// Which events a reader wants; empty means all.

@@ -20,6 +20,7 @@ use crate::registry::Registry;
 use crate::store::events::NewEvent;
 use crate::store::sealing::{SealError, Sealed};
 use crate::store::{Db, StoreError, corps, now_ms, suites, tokens};
+use crate::telemetry;
 use crate::wecom::client::{ERRCODE_INVALID_SUITE_TICKET, Grant, WecomClient, WecomError};
 
 /// Tokens are handed out only while more than this remains of their life.
@@ -284,6 +285,7 @@ impl Tokens {
 
     async fn refresh_claimed(&self, key: &TokenKey) -> Result<Token, TokenError> {
         let (scope, id, holder) = (key.scope(), key.key(), self.holder.clone());
+        let started = std::time::Instant::now();
         let fetched = {
             let fetch = self.fetch(key);
             tokio::pin!(fetch);
@@ -301,6 +303,10 @@ impl Tokens {
                 }
             }
         };
+        let kind = key.scope();
+        let outcome = if fetched.is_ok() { "ok" } else { "error" };
+        metrics::counter!(telemetry::TOKEN_REFRESHES, "kind" => kind, "outcome" => outcome).increment(1);
+        metrics::histogram!(telemetry::TOKEN_REFRESH_SECONDS, "kind" => kind).record(started.elapsed().as_secs_f64());
         match fetched {
             Ok(grant) => {
                 let expires_at = now_ms() + grant.expires_in.saturating_mul(1000);

@@ -1,6 +1,8 @@
 //! The URLs WeCom calls. Every rejection is a short plain-text reason and changes
 //! nothing; `success` is written only after the event is committed.
 
+use std::time::Instant;
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
@@ -11,6 +13,8 @@ use super::State;
 use super::edge::{Edge, FREE_BODY_BYTES};
 use crate::crypto::CryptoError;
 use crate::events::gateway::{CallbackError, CallbackQuery, Endpoint};
+use crate::events::intake::Stored;
+use crate::telemetry;
 
 /// WeCom's callbacks are a few KiB; anything larger is refused unread.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -71,9 +75,25 @@ async fn receive_data(state: State, id: web::Path<String>, request: HttpRequest,
 
 async fn verify(state: State, endpoint: Endpoint, id: &str, request: &HttpRequest) -> HttpResponse {
     let query = CallbackQuery::parse(request.query_string());
-    match state.gateway.verify_url(endpoint, id, &query).await {
+    let response = match state.gateway.verify_url(endpoint, id, &query).await {
         Ok(echo) => HttpResponse::Ok().content_type("text/plain").body(echo),
         Err(error) => rejection(endpoint, id, &error),
+    };
+    count(route(endpoint), "GET", response.status());
+    response
+}
+
+fn count(route: &'static str, method: &'static str, status: StatusCode) {
+    let status = status.as_u16().to_string();
+    metrics::counter!(telemetry::CALLBACKS, "route" => route, "method" => method, "status" => status).increment(1);
+}
+
+/// The metric label of a callback URL.
+fn route(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::Command => "command",
+        Endpoint::Data => "data",
+        Endpoint::Provider => "provider",
     }
 }
 
@@ -83,6 +103,22 @@ async fn receive(
     id: &str,
     request: &HttpRequest,
     body: web::Payload,
+) -> HttpResponse {
+    let started = Instant::now();
+    let response = receive_timed(state, endpoint, id, request, body, started).await;
+    let route = route(endpoint);
+    count(route, "POST", response.status());
+    metrics::histogram!(telemetry::CALLBACK_SECONDS, "route" => route).record(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn receive_timed(
+    state: State,
+    endpoint: Endpoint,
+    id: &str,
+    request: &HttpRequest,
+    body: web::Payload,
+    started: Instant,
 ) -> HttpResponse {
     // An unknown suite or provider is refused before a byte of its body is read.
     if let Err(error) = state.gateway.check_target(endpoint, id) {
@@ -103,7 +139,22 @@ async fn receive(
     // Past WeCom's 1 s it retries anyway: a 503 before then says so. An event that
     // commits after the 503 is stored once all the same (its retry is deduped).
     match tokio::time::timeout(CALLBACK_DEADLINE, state.gateway.receive(endpoint, id, &query, &body)).await {
-        Ok(Ok(_)) => HttpResponse::Ok().content_type("text/plain").body("success"),
+        Ok(Ok(accepted)) => {
+            let event_id = match accepted.stored {
+                Stored::New(id) => Some(id.get()),
+                Stored::Duplicate => None,
+            };
+            tracing::info!(
+                route = route(endpoint),
+                suite = accepted.suite_id.as_ref().map(|suite| suite.as_str()),
+                kind = %crate::text::excerpt(&accepted.kind),
+                event_id,
+                duplicate = event_id.is_none(),
+                latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "callback accepted"
+            );
+            HttpResponse::Ok().content_type("text/plain").body("success")
+        }
         Ok(Err(error)) => rejection(endpoint, id, &error),
         Err(_) => {
             tracing::warn!(?endpoint, "callback not stored within its deadline; answered 503");

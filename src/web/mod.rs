@@ -10,6 +10,7 @@ pub mod edge;
 mod health;
 mod ids;
 pub mod install;
+pub mod request_id;
 mod webhooks;
 
 use std::sync::Arc;

@@ -29,6 +29,7 @@ use crate::store::events::{self, EventRow};
 use crate::store::sealing::Sealer;
 use crate::store::webhooks::{self as rows, DeliveryRow, DeliveryStatus, RetryOutcome, WebhookRow};
 use crate::store::{Db, StoreError, leases, now_ms};
+use crate::telemetry;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests in flight per half (fresh, retries) of one subscription.
@@ -349,6 +350,7 @@ async fn retry_step(shared: &Shared, target: &Target) -> Result<bool, StoreError
         .await;
     let dead = outcomes.iter().filter(|(_, o)| matches!(o, RetryOutcome::Failed { next_attempt_at: None, .. })).count();
     if dead > 0 {
+        metrics::counter!(telemetry::WEBHOOK_DELIVERIES, "outcome" => "dead").increment(dead as u64);
         tracing::warn!(webhook = %target.id, dead, "webhook deliveries given up after 24 hours");
     }
     let id = target.id.clone();
@@ -363,6 +365,13 @@ struct Failure {
 
 /// Posts one event as the feed shows it, signed; any 2xx delivers it.
 async fn attempt(shared: &Shared, target: &Target, event: EventRow) -> Result<(), Failure> {
+    let outcome = post(shared, target, event).await;
+    let label = if outcome.is_ok() { "delivered" } else { "failed" };
+    metrics::counter!(telemetry::WEBHOOK_DELIVERIES, "outcome" => label).increment(1);
+    outcome
+}
+
+async fn post(shared: &Shared, target: &Target, event: EventRow) -> Result<(), Failure> {
     let msg_id = event.id.to_string();
     let body = serde_json::to_vec(&FeedEvent::from(event))
         .map_err(|e| Failure { status: None, error: format!("cannot serialise the event: {e}") })?;

@@ -202,6 +202,13 @@ pub fn config_from(env: &HashMap<String, String>) -> Config {
     Config::from_lookup(|name| env.get(name).cloned()).expect("test configuration is valid")
 }
 
+/// The `addr` field of a log line, as text (`addr=…`) or JSON (`"addr":"…"`) writes it.
+pub fn logged_addr(line: &str) -> Option<String> {
+    let text = line.split("addr=").nth(1).and_then(|rest| rest.split_whitespace().next());
+    let json = line.split("\"addr\":\"").nth(1).and_then(|rest| rest.split('"').next());
+    text.or(json).map(str::to_owned)
+}
+
 /// The service under test, on a random loopback port.
 pub struct TestApp {
     pub base: String,
@@ -289,10 +296,10 @@ impl TestApp {
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     if let Some(tx) = &addr_tx
-                        && line.contains("listening")
-                        && let Some(addr) = line.split("addr=").nth(1).and_then(|rest| rest.split_whitespace().next())
+                        && line.contains("wecom-provider listening")
+                        && let Some(addr) = logged_addr(&line)
                     {
-                        let _ = tx.send(addr.to_owned());
+                        let _ = tx.send(addr);
                     }
                     let mut output = output.lock().expect("output lock");
                     output.push_str(&line);

@@ -12,6 +12,7 @@ mod helpers;
 mod ids;
 mod layers;
 mod lifecycle;
+mod operations;
 mod pipeline;
 mod tokens;
 mod webhooks;
