@@ -34,6 +34,7 @@ pub const VARIABLES: &[&str] = &[
     "EFFECT_CONCURRENCY",
     "SHUTDOWN_GRACE_SECONDS",
     "EVENT_RETENTION_DAYS",
+    "LICENSE_EXPIRY_NOTICE_DAYS",
     "RUST_LOG",
 ];
 
@@ -62,6 +63,8 @@ pub struct Config {
     pub shutdown_grace: std::time::Duration,
     /// Done events older than this are pruned; callbacks signed before it are refused.
     pub event_retention_days: u32,
+    /// `license_expiring` is appended this many days before a code or a trial ends.
+    pub license_expiry_notice_days: u32,
     pub log_filter: String,
 }
 
@@ -181,6 +184,7 @@ impl Config {
         let effect_concurrency = get("EFFECT_CONCURRENCY");
         let shutdown_grace = get("SHUTDOWN_GRACE_SECONDS");
         let event_retention_days = get("EVENT_RETENTION_DAYS");
+        let license_expiry_notice_days = get("LICENSE_EXPIRY_NOTICE_DAYS");
         let log_filter = get("RUST_LOG");
 
         let database = parse_database_url(database_url.as_deref().unwrap_or(DEFAULT_DATABASE_URL))
@@ -312,6 +316,8 @@ impl Config {
         ));
         let event_retention_days =
             whole_number("EVENT_RETENTION_DAYS", event_retention_days.as_deref(), 30, 1..=3650, &mut errors);
+        let license_expiry_notice_days =
+            whole_number("LICENSE_EXPIRY_NOTICE_DAYS", license_expiry_notice_days.as_deref(), 7, 1..=365, &mut errors);
 
         // A bearer anyone can guess is no protection for tokens and permanent data.
         if admin_token.as_ref().is_some_and(|token| token.chars().count() < MIN_BEARER_CHARS) {
@@ -368,6 +374,7 @@ impl Config {
                     effect_concurrency: usize::try_from(effect_concurrency).unwrap_or(16),
                     shutdown_grace,
                     event_retention_days: u32::try_from(event_retention_days).unwrap_or(30),
+                    license_expiry_notice_days: u32::try_from(license_expiry_notice_days).unwrap_or(7),
                     log_filter,
                 })
             }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::ids::Ids;
+use crate::licenses::{self, Licenses};
 use crate::lifecycle::{self, InstallPath, Lifecycle, LifecycleError};
 use crate::model::{CorpId, SuiteId};
 use crate::store::events::PendingEvent;
@@ -82,11 +83,12 @@ pub struct Effects {
     db: Db,
     lifecycle: Arc<Lifecycle>,
     ids: Arc<Ids>,
+    licenses: Arc<Licenses>,
 }
 
 impl Effects {
-    pub fn new(db: Db, lifecycle: Arc<Lifecycle>, ids: Arc<Ids>) -> Self {
-        Effects { db, lifecycle, ids }
+    pub fn new(db: Db, lifecycle: Arc<Lifecycle>, ids: Arc<Ids>, licenses: Arc<Licenses>) -> Self {
+        Effects { db, lifecycle, ids, licenses }
     }
 
     /// Work that batches across events, run when no event is due: matching new
@@ -109,6 +111,11 @@ impl Effects {
         let fields =
             callback::parse_fields(plaintext.expose_secret()).map_err(|e| EffectError::Permanent(e.to_string()))?;
         let message = callback::message_from_fields(&fields).map_err(|e| EffectError::Permanent(e.to_string()))?;
+        // License callbacks come to the provider URL too, where no suite verified them.
+        if licenses::handles(&message) {
+            self.licenses.apply(event.id, &event.provider_corpid, &fields, &message).await?;
+            return Ok(None);
+        }
         // Suite events belong to the suite whose URL and keys verified them, whatever
         // the plaintext's SuiteId claims.
         let suite_id = event.suite_id.as_ref();

@@ -9,6 +9,7 @@ mod callback;
 mod health;
 mod ids;
 pub mod install;
+mod licenses;
 mod webhooks;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::access::Authenticator;
 use crate::error::AppError;
 use crate::events::gateway::Gateway;
 use crate::ids::Ids;
+use crate::licenses::Licenses;
 use crate::lifecycle::Lifecycle;
 use crate::registry::Registry;
 use crate::store::Db;
@@ -36,6 +38,7 @@ pub struct AppState {
     pub tokens: Arc<Tokens>,
     pub lifecycle: Arc<Lifecycle>,
     pub ids: Arc<Ids>,
+    pub licenses: Arc<Licenses>,
     pub access: Authenticator,
     pub install: install::InstallSettings,
 }
@@ -60,6 +63,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .configure(admin::routes)
                 .configure(ids::routes)
                 .configure(api::routes)
+                .configure(licenses::routes)
                 .configure(webhooks::routes)
                 .configure(api_keys::routes)
                 .default_service(web::to(api_not_found)),
@@ -97,7 +101,8 @@ impl ResponseError for AppError {
             | Self::PermanentCodeRejected(_)
             | Self::AuthCodeLost(_)
             | Self::SuiteDisabled
-            | Self::Conflict { .. } => StatusCode::CONFLICT,
+            | Self::Conflict { .. }
+            | Self::LicenseRefused { .. } => StatusCode::CONFLICT,
             Self::Upstream { errcode, .. } if *errcode == ERRCODE_RATE_LIMITED => StatusCode::TOO_MANY_REQUESTS,
             Self::Upstream { .. } | Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
         }
@@ -119,7 +124,7 @@ impl ResponseError for AppError {
             _ => {}
         }
         let mut error = json!({"code": self.code(), "message": self.to_string()});
-        if let Self::Upstream { errcode, errmsg } = self {
+        if let Self::Upstream { errcode, errmsg } | Self::LicenseRefused { errcode, errmsg, .. } = self {
             error["errcode"] = json!(errcode);
             error["errmsg"] = json!(errmsg);
         }

@@ -10,6 +10,7 @@ mod fake_wecom;
 mod helpers;
 mod ids;
 mod layers;
+mod licenses;
 mod lifecycle;
 mod pipeline;
 mod tokens;
