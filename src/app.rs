@@ -229,6 +229,13 @@ pub async fn id_service(config: &Config) -> Result<Ids, StartError> {
     Ok(Ids::new(db, tokens))
 }
 
+/// The license service on the prepared database, for `licenses sync`.
+pub async fn license_service(config: &Config) -> Result<Licenses, StartError> {
+    let Prepared { db, registry } = prepare(config).await?;
+    let tokens = Arc::new(Tokens::new(db.clone(), registry.clone(), WecomClient::new(config.wecom_api_base.clone())));
+    Ok(Licenses::new(db, tokens, registry, config.license_expiry_notice_days))
+}
+
 /// A migrated database whose secrets are sealed under the configured key, and the
 /// registry of its providers and suites.
 pub struct Prepared {

@@ -12,6 +12,7 @@
 
 pub mod client;
 pub mod errcodes;
+pub mod sync;
 
 use std::sync::Arc;
 use std::time::Duration;

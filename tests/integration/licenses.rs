@@ -352,3 +352,61 @@ async fn expiring_codes_and_trials_are_announced_once_per_threshold() {
         app.stop().await;
     }
 }
+
+/// `licenses sync` as the binary runs it, against the fake.
+async fn sync_cli(db: &TestDb, fake: &FakeWecom) -> (bool, String) {
+    let mut env = env_for(db);
+    env.insert("WECOM_API_BASE".into(), fake.base.clone());
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wecom-provider"))
+            .args(["licenses", "sync", "--calls-per-minute", "6000"])
+            .env_clear()
+            .envs(&env)
+            .output()
+            .expect("the binary runs")
+    })
+    .await
+    .expect("joined");
+    (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[tokio::test]
+async fn sync_restores_what_a_late_deployment_missed_and_resumes_where_it_stopped() {
+    let db = TestDb::new();
+    let fake = FakeWecom::start().await;
+    let app = licensed_app(&db, &fake, &[CORP], &[]).await;
+    buy(&app, CORP, 3).await;
+    let codes = fake.free_codes(CORP);
+    assert_eq!(activate(&app, CORP, &json!({"userid": "zhangsan", "active_code": codes[0]})).await.0, 200);
+    let expected = overview(&app, CORP).await;
+    app.stop().await;
+    // A deployment that never saw any of it.
+    for table in ["license_orders", "license_codes", "license_apps"] {
+        db.execute(&format!("DELETE FROM {table}"));
+    }
+
+    // Stopped by an error in its last step: the steps before it are saved.
+    fake.inject("license/list_order", crate::fake_wecom::Injection::Errcode(701005));
+    let (ok, stderr) = sync_cli(&db, &fake).await;
+    assert!(!ok, "{stderr}");
+    assert_eq!(db.count("SELECT COUNT(*) FROM license_sync WHERE step = 'orders' AND finished_at IS NULL"), 1);
+    let app_reads = fake.calls("license/get_app_license_info");
+
+    let (ok, stderr) = sync_cli(&db, &fake).await;
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("[1/1]") && stderr.contains("from step orders"), "{stderr}");
+    assert_eq!(fake.calls("license/get_app_license_info"), app_reads, "resumed, not started again");
+    assert_eq!(db.count("SELECT COUNT(*) FROM license_sync WHERE step = 'done' AND finished_at IS NOT NULL"), 1);
+
+    let app = licensed_app(&db, &fake, &[], &[]).await;
+    let synced = overview(&app, CORP).await;
+    assert_eq!(synced["codes"], expected["codes"]);
+    assert_eq!(synced["members"], expected["members"]);
+    assert_eq!(events_of(&app, "license_paid").await.len(), 1, "the order was reported once");
+    app.stop().await;
+
+    // Every corp synced whole: the next run starts over.
+    let (ok, stderr) = sync_cli(&db, &fake).await;
+    assert!(ok && stderr.contains("from step app"), "{stderr}");
+    assert_eq!(fake.calls("license/get_app_license_info"), app_reads + 1);
+}
