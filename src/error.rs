@@ -53,6 +53,9 @@ pub enum AppError {
     /// WeCom refused a license request (701xxx): its errcode and what it means.
     #[error("{meaning}")]
     LicenseRefused { errcode: i64, errmsg: String, meaning: &'static str },
+    /// A request sent once (it buys or binds) may have been applied; its answer is lost.
+    #[error("{0}")]
+    AnswerLost(String),
 }
 
 impl AppError {
@@ -77,6 +80,7 @@ impl AppError {
             Self::Conflict { code, .. } => code,
             Self::SecretsUnavailable => "secrets_unavailable",
             Self::LicenseRefused { .. } => "license_refused",
+            Self::AnswerLost(_) => "wecom_answer_lost",
         }
     }
 
@@ -214,6 +218,7 @@ impl From<LicenseError> for AppError {
             LicenseError::Unknown(what) => Self::NotFound(what),
             LicenseError::CorpNotActive => Self::CorpNotActive,
             LicenseError::Invalid(message) => Self::bad_request("invalid_body", message),
+            lost @ LicenseError::AnswerLost => Self::AnswerLost(lost.to_string()),
         }
     }
 }

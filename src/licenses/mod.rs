@@ -79,6 +79,11 @@ pub enum LicenseError {
     CorpNotActive,
     #[error("{0}")]
     Invalid(String),
+    /// A request that buys or binds reached WeCom, maybe, but its answer did not.
+    #[error(
+        "WeCom's answer was lost; the request may have been applied: its callback or `licenses sync` will tell, do not repeat it blindly"
+    )]
+    AnswerLost,
 }
 
 impl From<TokenError> for LicenseError {
@@ -88,6 +93,10 @@ impl From<TokenError> for LicenseError {
                 Some(meaning) => Self::Refused { errcode, errmsg, meaning },
                 None => Self::Token(TokenError::Upstream(WecomError::Api { errcode, errmsg })),
             },
+            TokenError::Upstream(WecomError::AnswerLost(cause)) => {
+                tracing::warn!(%cause, "a license request's answer was lost");
+                Self::AnswerLost
+            }
             other => Self::Token(other),
         }
     }
@@ -101,7 +110,7 @@ impl From<LicenseError> for EffectError {
             LicenseError::Refused { .. } | LicenseError::Unknown(_) | LicenseError::Invalid(_) => {
                 Self::Permanent(error.to_string())
             }
-            LicenseError::CorpNotActive => Self::Permanent(error.to_string()),
+            LicenseError::CorpNotActive | LicenseError::AnswerLost => Self::Permanent(error.to_string()),
             LicenseError::Token(token) => LifecycleError::Token(token).into(),
             LicenseError::Store(store) => store.into(),
         }

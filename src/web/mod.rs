@@ -104,7 +104,7 @@ impl ResponseError for AppError {
             | Self::Conflict { .. }
             | Self::LicenseRefused { .. } => StatusCode::CONFLICT,
             Self::Upstream { errcode, .. } if *errcode == ERRCODE_RATE_LIMITED => StatusCode::TOO_MANY_REQUESTS,
-            Self::Upstream { .. } | Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            Self::Upstream { .. } | Self::UpstreamUnavailable | Self::AnswerLost(_) => StatusCode::BAD_GATEWAY,
         }
     }
 

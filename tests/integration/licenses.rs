@@ -410,3 +410,58 @@ async fn sync_restores_what_a_late_deployment_missed_and_resumes_where_it_stoppe
     assert!(ok && stderr.contains("from step app"), "{stderr}");
     assert_eq!(fake.calls("license/get_app_license_info"), app_reads + 1);
 }
+
+#[tokio::test]
+async fn an_order_whose_answer_is_lost_is_not_sent_again() {
+    let db = TestDb::new();
+    let fake = FakeWecom::start().await;
+    let app = licensed_app(&db, &fake, &[CORP], &[]).await;
+    // WeCom creates (and, for a test corp, pays) the order, but its answer is lost.
+    fake.inject("license/create_new_order", crate::fake_wecom::Injection::DelayThen500(std::time::Duration::ZERO));
+    let body = json!({"buyer_userid": "boss", "base_count": 1, "months": 1});
+    let (status, answer) = app.send(Method::POST, &format!("{}/orders", licenses_path(&app, CORP)), Some(&body)).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (502, Some("wecom_answer_lost")), "{answer}");
+    assert_eq!(fake.calls("license/create_new_order"), 1, "money is spent once at most");
+    // The pay callback still tells the service what was bought.
+    eventually("the lost order arrives by its callback", || async {
+        (events_of(&app, "license_paid").await.len() == 1).then_some(())
+    })
+    .await;
+    app.settled().await;
+    assert_eq!(overview(&app, CORP).await["codes"]["free"], 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_tokens_key_reads_licenses_but_only_an_admin_buys_or_binds() {
+    let db = TestDb::new();
+    let fake = FakeWecom::start().await;
+    let app = licensed_app(&db, &fake, &[CORP], &[]).await;
+    let created = json!({"name": "license-reader", "scopes": ["tokens"]});
+    let (status, key) = app.send(Method::POST, "/api/v1/admin/api-keys", Some(&created)).await;
+    assert_eq!(status, 201, "{key}");
+    let key = key["key"].as_str().expect("the key").to_owned();
+    let as_reader = |method: Method, path: String, body: Value| {
+        let request = app.client.request(method, app.url(&path)).bearer_auth(&key).json(&body);
+        async move {
+            let response = request.send().await.expect("request");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let base = licenses_path(&app, CORP);
+    let (status, view) = as_reader(Method::GET, base.clone(), Value::Null).await;
+    assert_eq!(status, 200, "{view}");
+    let order = json!({"base_count": 1, "months": 1, "dry_run": true});
+    for (method, path, body) in [
+        (Method::POST, format!("{base}/orders"), order),
+        (Method::POST, format!("{base}/activations"), json!({"userid": "u", "active_code": "c"})),
+        (Method::POST, format!("{base}/transfers"), json!({"handover_userid": "a", "takeover_userid": "b"})),
+        (Method::PUT, format!("{base}/auto_activate"), json!({"auto_active_status": 1})),
+    ] {
+        let (status, answer) = as_reader(method, path, body).await;
+        assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("forbidden_scope")), "{answer}");
+    }
+    assert_eq!(fake.calls("license/set_auto_active_status") + fake.calls("license/active_account"), 0);
+    app.stop().await;
+}
