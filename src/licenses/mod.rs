@@ -400,6 +400,10 @@ impl Licenses {
         items: Vec<Transfer>,
     ) -> Result<Results<Transfer>, LicenseError> {
         check_batch(&items, "transfers")?;
+        if items.iter().any(|item| item.handover_userid.as_str().is_empty() || item.takeover_userid.as_str().is_empty())
+        {
+            return Err(LicenseError::Invalid("every transfer needs a handover_userid and a takeover_userid".into()));
+        }
         let provider = self.active_corp(suite_id, corpid).await?;
         let client = &self.client;
         let request = BatchTransferLicense { corpid, transfer_list: &items };
@@ -803,7 +807,8 @@ fn derived(
         .collect())
 }
 
-/// `license_activated` per code, once per code and expiry.
+/// `license_activated` per code, once per code, holder and expiry (a transfer
+/// hands the code to a new holder).
 fn activation_events(
     conn: &mut Conn,
     provider: &ProviderCorpId,
@@ -822,7 +827,8 @@ fn activation_events(
             "scene": scene,
         });
         let expiry = code.expire_time.to_string();
-        events.extend(derived(conn, provider, corpid, LICENSE_ACTIVATED, &[&code.active_code, &expiry], &fields)?);
+        let identity = [code.active_code.as_str(), code.userid.as_str(), expiry.as_str()];
+        events.extend(derived(conn, provider, corpid, LICENSE_ACTIVATED, &identity, &fields)?);
     }
     Ok(events)
 }

@@ -210,6 +210,10 @@ async fn a_transfer_moves_a_license_and_one_to_a_licensed_member_is_refused() {
     assert_eq!(holder("wangwu").expect("wangwu holds it")["active_code"], codes[0].as_str());
     assert!(holder("zhangsan").is_none(), "{view}");
     assert_eq!(view["codes"]["active"], 2);
+    let activated = events_of(&app, "license_activated").await;
+    let taken: Vec<&Value> = activated.iter().filter(|e| e["fields"]["userid"] == "wangwu").collect();
+    assert_eq!(taken.len(), 1, "the new holder is reported: {activated:?}");
+    assert_eq!(taken[0]["fields"]["active_code"], codes[0].as_str());
     app.stop().await;
 }
 
