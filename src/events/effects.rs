@@ -6,7 +6,7 @@ use std::sync::Arc;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::ids::Ids;
-use crate::licenses::{self, Licenses};
+use crate::licenses::{self, LicenseError, Licenses};
 use crate::lifecycle::{self, InstallPath, Lifecycle, LifecycleError};
 use crate::model::{CorpId, SuiteId};
 use crate::store::events::PendingEvent;
@@ -51,6 +51,21 @@ impl From<LifecycleError> for EffectError {
             },
         };
         if retryable { Self::Retryable(error.to_string()) } else { Self::Permanent(error.to_string()) }
+    }
+}
+
+impl From<LicenseError> for EffectError {
+    fn from(error: LicenseError) -> Self {
+        match error {
+            // Codes still being generated, or a concurrent change: later will do.
+            LicenseError::Refused { errcode: 701022 | 701081, .. } => Self::Retryable(error.to_string()),
+            LicenseError::Refused { .. } | LicenseError::Unknown(_) | LicenseError::Invalid(_) => {
+                Self::Permanent(error.to_string())
+            }
+            LicenseError::CorpNotActive | LicenseError::AnswerLost => Self::Permanent(error.to_string()),
+            LicenseError::Token(token) => LifecycleError::Token(token).into(),
+            LicenseError::Store(store) => store.into(),
+        }
     }
 }
 

@@ -25,9 +25,7 @@ use self::client::{
     AccountCount, AccountDuration, Activation, ActiveAccount, AppOf, BatchActiveAccount, BatchTransferLicense, CorpOf,
     CreateNewOrder, LicenseClient, OrderIdOf, Page, SetAutoActiveStatus, Transfer, UserOf,
 };
-use crate::events::effects::EffectError;
 use crate::feed::rfc3339;
-use crate::lifecycle::LifecycleError;
 use crate::model::{CorpId, CorpStatus, EventId, ProviderCorpId, SuiteId, UserId};
 use crate::registry::Registry;
 use crate::store::events::NewEvent;
@@ -98,21 +96,6 @@ impl From<TokenError> for LicenseError {
                 Self::AnswerLost
             }
             other => Self::Token(other),
-        }
-    }
-}
-
-impl From<LicenseError> for EffectError {
-    fn from(error: LicenseError) -> Self {
-        match error {
-            // Codes still being generated, or a concurrent change: later will do.
-            LicenseError::Refused { errcode: 701022 | 701081, .. } => Self::Retryable(error.to_string()),
-            LicenseError::Refused { .. } | LicenseError::Unknown(_) | LicenseError::Invalid(_) => {
-                Self::Permanent(error.to_string())
-            }
-            LicenseError::CorpNotActive | LicenseError::AnswerLost => Self::Permanent(error.to_string()),
-            LicenseError::Token(token) => LifecycleError::Token(token).into(),
-            LicenseError::Store(store) => store.into(),
         }
     }
 }
@@ -624,10 +607,10 @@ impl Licenses {
         provider: &ProviderCorpId,
         fields: &Fields,
         message: &Message,
-    ) -> Result<bool, EffectError> {
+    ) -> Result<bool, LicenseError> {
         let text = |name: &str| fields.get(name).and_then(Value::as_str).filter(|v| !v.is_empty()).map(str::to_owned);
         let required = |name: &'static str| {
-            text(name).ok_or_else(|| EffectError::Permanent(format!("{} without <{name}>", message.kind())))
+            text(name).ok_or_else(|| LicenseError::Invalid(format!("{} without <{name}>", message.kind())))
         };
         match message.kind() {
             "license_pay_success" => {
