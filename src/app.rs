@@ -16,6 +16,7 @@ use crate::events::intake::Intake;
 use crate::events::retention::Retention;
 use crate::events::worker::{Worker, WorkerHandle};
 use crate::ids::Ids;
+use crate::licenses::Licenses;
 use crate::lifecycle::Lifecycle;
 use crate::registry::{Registry, RegistryError, seed_from_environment};
 use crate::store::sealing::{self, KeyringError, ResealError, Sealer};
@@ -99,8 +100,10 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
     let tokens = Arc::new(Tokens::new(db.clone(), registry.clone(), WecomClient::new(config.wecom_api_base.clone())));
     let lifecycle = Arc::new(Lifecycle::new(db.clone(), tokens.clone()));
     let ids = Arc::new(Ids::new(db.clone(), tokens.clone()));
+    let licenses =
+        Arc::new(Licenses::new(db.clone(), tokens.clone(), registry.clone(), config.license_expiry_notice_days));
     let worker = options.run_worker.then(|| {
-        let effects = Effects::new(db.clone(), lifecycle.clone(), ids.clone());
+        let effects = Effects::new(db.clone(), lifecycle.clone(), ids.clone(), licenses.clone());
         Arc::new(Worker::new(db.clone(), effects, stored, config.effect_concurrency)).spawn()
     });
     let retention = Retention::days(config.event_retention_days);
@@ -112,6 +115,7 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
         tokens,
         lifecycle: lifecycle.clone(),
         ids,
+        licenses: licenses.clone(),
         access: Authenticator::new(db.clone(), config.admin_token.clone()),
         install: InstallSettings {
             public_base_url: config.public_base_url.clone(),
@@ -158,6 +162,9 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
     let mut background: Vec<JoinHandle<()>> = db.spawn_checkpointer().into_iter().collect();
     background.push(registry.spawn_refresher());
     background.push(retention.spawn_pruner(db.clone()));
+    if options.run_worker {
+        background.push(licenses.spawn_expiry_scan());
+    }
     let webhooks = options.run_webhooks.then(|| Deliverer::start(db.clone(), options.webhook_retries));
     Ok(Running {
         addr: bound,
@@ -282,6 +289,13 @@ pub async fn id_service(config: &Config) -> Result<Ids, StartError> {
     let Prepared { db, registry } = prepare(config).await?;
     let tokens = Arc::new(Tokens::new(db.clone(), registry, WecomClient::new(config.wecom_api_base.clone())));
     Ok(Ids::new(db, tokens))
+}
+
+/// The license service on the prepared database, for `licenses sync`.
+pub async fn license_service(config: &Config) -> Result<Licenses, StartError> {
+    let Prepared { db, registry } = prepare(config).await?;
+    let tokens = Arc::new(Tokens::new(db.clone(), registry.clone(), WecomClient::new(config.wecom_api_base.clone())));
+    Ok(Licenses::new(db, tokens, registry, config.license_expiry_notice_days))
 }
 
 /// A migrated database whose secrets are sealed under the configured key, and the

@@ -34,6 +34,7 @@ pub const VARIABLES: &[&str] = &[
     "EFFECT_CONCURRENCY",
     "SHUTDOWN_GRACE_SECONDS",
     "EVENT_RETENTION_DAYS",
+    "LICENSE_EXPIRY_NOTICE_DAYS",
     "REQUEST_READ_TIMEOUT_SECONDS",
     "MAX_CONNECTIONS",
     "CALLBACK_BODY_BUDGET_MIB",
@@ -70,6 +71,8 @@ pub struct Config {
     pub shutdown_grace: std::time::Duration,
     /// Done events older than this are pruned; callbacks signed before it are refused.
     pub event_retention_days: u32,
+    /// `license_expiring` is appended this many days before a code or a trial ends.
+    pub license_expiry_notice_days: u32,
     pub edge: EdgeLimits,
     /// Where `/metrics` is served; `None`: nowhere.
     pub metrics_addr: Option<SocketAddr>,
@@ -220,6 +223,7 @@ impl Config {
         let effect_concurrency = get("EFFECT_CONCURRENCY");
         let shutdown_grace = get("SHUTDOWN_GRACE_SECONDS");
         let event_retention_days = get("EVENT_RETENTION_DAYS");
+        let license_expiry_notice_days = get("LICENSE_EXPIRY_NOTICE_DAYS");
         let request_read_timeout = get("REQUEST_READ_TIMEOUT_SECONDS");
         let max_connections = get("MAX_CONNECTIONS");
         let callback_body_budget = get("CALLBACK_BODY_BUDGET_MIB");
@@ -359,6 +363,8 @@ impl Config {
         ));
         let event_retention_days =
             whole_number("EVENT_RETENTION_DAYS", event_retention_days.as_deref(), 30, 1..=3650, &mut errors);
+        let license_expiry_notice_days =
+            whole_number("LICENSE_EXPIRY_NOTICE_DAYS", license_expiry_notice_days.as_deref(), 7, 1..=365, &mut errors);
         let edge = edge_limits(
             [request_read_timeout, max_connections, callback_body_budget, api_rate_limit, install_rate_limit],
             trusted_proxies.as_deref(),
@@ -436,6 +442,7 @@ impl Config {
                     effect_concurrency: usize::try_from(effect_concurrency).unwrap_or(16),
                     shutdown_grace,
                     event_retention_days: u32::try_from(event_retention_days).unwrap_or(30),
+                    license_expiry_notice_days: u32::try_from(license_expiry_notice_days).unwrap_or(7),
                     edge,
                     metrics_addr,
                     log_filter,

@@ -4,6 +4,7 @@
 
 use crate::access::{AccessError, Denied, Refusal};
 use crate::ids::IdError;
+use crate::licenses::LicenseError;
 use crate::lifecycle::LifecycleError;
 use crate::registry::RegistryError;
 use crate::store::StoreError;
@@ -51,6 +52,12 @@ pub enum AppError {
     Conflict { code: &'static str, message: String },
     #[error("a stored secret cannot be opened with the configured master key")]
     SecretsUnavailable,
+    /// WeCom refused a license request (701xxx): its errcode and what it means.
+    #[error("{meaning}")]
+    LicenseRefused { errcode: i64, errmsg: String, meaning: &'static str },
+    /// A request sent once (it buys or binds) may have been applied; its answer is lost.
+    #[error("{0}")]
+    AnswerLost(String),
 }
 
 impl AppError {
@@ -75,6 +82,8 @@ impl AppError {
             Self::SuiteDisabled => "suite_disabled",
             Self::Conflict { code, .. } => code,
             Self::SecretsUnavailable => "secrets_unavailable",
+            Self::LicenseRefused { .. } => "license_refused",
+            Self::AnswerLost(_) => "wecom_answer_lost",
         }
     }
 
@@ -199,6 +208,20 @@ impl From<AccessError> for AppError {
             AccessError::NameTaken(_) => Self::Conflict { code: "already_exists", message: error.to_string() },
             AccessError::NotFound => Self::NotFound("api key"),
             AccessError::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<LicenseError> for AppError {
+    fn from(error: LicenseError) -> Self {
+        match error {
+            LicenseError::Refused { errcode, errmsg, meaning } => Self::LicenseRefused { errcode, errmsg, meaning },
+            LicenseError::Token(token) => token.into(),
+            LicenseError::Store(store) => store.into(),
+            LicenseError::Unknown(what) => Self::NotFound(what),
+            LicenseError::CorpNotActive => Self::CorpNotActive,
+            LicenseError::Invalid(message) => Self::bad_request("invalid_body", message),
+            lost @ LicenseError::AnswerLost => Self::AnswerLost(lost.to_string()),
         }
     }
 }

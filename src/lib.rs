@@ -12,6 +12,7 @@ pub mod events;
 pub mod feed;
 pub mod ids;
 pub mod keys;
+pub mod licenses;
 pub mod lifecycle;
 pub mod model;
 pub mod registry;

@@ -12,6 +12,7 @@ use wecom_provider::config::{Config, LogFormat};
 use wecom_provider::ids::IdKind;
 use wecom_provider::ids::bulk::{self, ConvertJob};
 use wecom_provider::keys;
+use wecom_provider::licenses::sync::SyncJob;
 use wecom_provider::model::{CorpId, ProviderCorpId, SuiteId, SuiteKind};
 use wecom_provider::registry::apply::{Outcome, apply_file, secret_value};
 use wecom_provider::registry::{ProviderInput, ProviderPatch, Registry, SuiteInput, SuitePatch};
@@ -61,6 +62,11 @@ enum Command {
     },
     /// Create or update the providers and suites FILE.toml declares; prints what changed.
     Apply { file: PathBuf },
+    /// Interface licenses (接口调用许可).
+    Licenses {
+        #[command(subcommand)]
+        command: LicensesCommand,
+    },
     /// The master key that seals stored secrets.
     Keys {
         #[command(subcommand)]
@@ -214,6 +220,24 @@ enum WebhooksCommand {
 }
 
 #[derive(Subcommand)]
+enum LicensesCommand {
+    /// Read every active corp's licenses from WeCom into the database (trial,
+    /// auto-activation, members' codes, orders): paced, resumable (an interrupted run
+    /// is continued where it stopped), progress on stderr.
+    Sync {
+        /// Only this suite's corps.
+        #[arg(long)]
+        suite: Option<SuiteId>,
+        /// Only this corp.
+        #[arg(long)]
+        corp: Option<CorpId>,
+        /// At most this many WeCom calls per minute.
+        #[arg(long, default_value_t = 300)]
+        calls_per_minute: u32,
+    },
+}
+
+#[derive(Subcommand)]
 enum IdsCommand {
     /// Convert a CSV column of plaintext IDs to ciphertext IDs: resumable (stored
     /// conversions cost no call), paced under WeCom's limits. Exit status 3 when rows
@@ -296,6 +320,9 @@ async fn main() -> ExitCode {
             Ok(())
         }
         Command::Keys { command: KeysCommand::Rotate { retire_old } } => rotate_keys(&config, retire_old).await,
+        Command::Licenses { command: LicensesCommand::Sync { suite, corp, calls_per_minute } } => {
+            sync_licenses(&config, SyncJob { suite_id: suite, corpid: corp, calls_per_minute }).await
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -549,6 +576,16 @@ async fn manage_api_keys(config: &Config, command: ApiKeysCommand) -> Result<(),
             println!("revoked {name}");
         }
     }
+    Ok(())
+}
+
+async fn sync_licenses(config: &Config, job: SyncJob) -> Result<(), String> {
+    let licenses = app::license_service(config).await.map_err(|e| e.to_string())?;
+    let summary = licenses.sync(&job, &mut |line| eprintln!("{line}")).await.map_err(|e| e.to_string())?;
+    eprintln!(
+        "{} corps synced ({} already by the interrupted run): {} members, {} orders",
+        summary.corps, summary.already_done, summary.members, summary.orders
+    );
     Ok(())
 }
 

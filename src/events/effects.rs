@@ -6,6 +6,7 @@ use std::sync::Arc;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::ids::Ids;
+use crate::licenses::{self, LicenseError, Licenses};
 use crate::lifecycle::{self, InstallPath, Lifecycle, LifecycleError};
 use crate::model::{CorpId, SuiteId};
 use crate::store::events::PendingEvent;
@@ -53,6 +54,21 @@ impl From<LifecycleError> for EffectError {
     }
 }
 
+impl From<LicenseError> for EffectError {
+    fn from(error: LicenseError) -> Self {
+        match error {
+            // Codes still being generated, or a concurrent change: later will do.
+            LicenseError::Refused { errcode: 701022 | 701081, .. } => Self::Retryable(error.to_string()),
+            LicenseError::Refused { .. } | LicenseError::Unknown(_) | LicenseError::Invalid(_) => {
+                Self::Permanent(error.to_string())
+            }
+            LicenseError::CorpNotActive | LicenseError::AnswerLost => Self::Permanent(error.to_string()),
+            LicenseError::Token(token) => LifecycleError::Token(token).into(),
+            LicenseError::Store(store) => store.into(),
+        }
+    }
+}
+
 /// Whether a suite's message has an effect. Every other event is stored as done:
 /// the worker never touches it, and ingest pays no second write for it.
 pub fn needs_effect(message: &Message) -> bool {
@@ -82,11 +98,12 @@ pub struct Effects {
     db: Db,
     lifecycle: Arc<Lifecycle>,
     ids: Arc<Ids>,
+    licenses: Arc<Licenses>,
 }
 
 impl Effects {
-    pub fn new(db: Db, lifecycle: Arc<Lifecycle>, ids: Arc<Ids>) -> Self {
-        Effects { db, lifecycle, ids }
+    pub fn new(db: Db, lifecycle: Arc<Lifecycle>, ids: Arc<Ids>, licenses: Arc<Licenses>) -> Self {
+        Effects { db, lifecycle, ids, licenses }
     }
 
     /// Work that batches across events, run when no event is due: matching new
@@ -109,6 +126,11 @@ impl Effects {
         let fields =
             callback::parse_fields(plaintext.expose_secret()).map_err(|e| EffectError::Permanent(e.to_string()))?;
         let message = callback::message_from_fields(&fields).map_err(|e| EffectError::Permanent(e.to_string()))?;
+        // License callbacks come to the provider URL too, where no suite verified them.
+        if licenses::handles(&message) {
+            self.licenses.apply(event.id, &event.provider_corpid, &fields, &message).await?;
+            return Ok(None);
+        }
         // Suite events belong to the suite whose URL and keys verified them, whatever
         // the plaintext's SuiteId claims.
         let suite_id = event.suite_id.as_ref();

@@ -86,8 +86,9 @@ pub fn prepare(
         Source::Suite { suite_id, .. } => Some(suite_id.clone()),
         Source::Provider { .. } => None,
     };
-    // Only suite events have effects (the provider URL's are for the feed).
-    let pending = suite_id.is_some() && effects::needs_effect(&message);
+    // Suite events have effects; of the provider URL's, only the license callbacks
+    // (the others are for the feed).
+    let pending = (suite_id.is_some() && effects::needs_effect(&message)) || crate::licenses::handles(&message);
     Ok(NewEvent {
         provider_corpid: source.provider_corpid().clone(),
         suite_id,

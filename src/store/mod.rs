@@ -13,6 +13,7 @@ pub mod events;
 pub mod ids;
 pub mod install_states;
 pub mod leases;
+pub mod licenses;
 pub mod schema;
 pub mod sealing;
 pub mod suites;

@@ -231,3 +231,71 @@ diesel::table! {
         revoked_at -> Nullable<BigInt>,
     }
 }
+
+diesel::table! {
+    license_orders (provider_corpid, order_id) {
+        provider_corpid -> Text,
+        order_id -> Text,
+        corpid -> Text,
+        order_type -> Integer,
+        order_status -> Integer,
+        base_count -> BigInt,
+        external_contact_count -> BigInt,
+        months -> BigInt,
+        days -> BigInt,
+        price -> BigInt,
+        create_time -> BigInt,
+        pay_time -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    license_codes (provider_corpid, active_code) {
+        provider_corpid -> Text,
+        active_code -> Text,
+        corpid -> Text,
+        order_id -> Nullable<Text>,
+        account_type -> Integer,
+        status -> Integer,
+        userid -> Nullable<Text>,
+        active_time -> Nullable<BigInt>,
+        expire_time -> Nullable<BigInt>,
+        expiry_notice -> Nullable<Text>,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    license_unlicensed (provider_corpid, corpid, userid) {
+        provider_corpid -> Text,
+        corpid -> Text,
+        userid -> Text,
+        noticed_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    license_apps (suite_id, corpid) {
+        suite_id -> Text,
+        corpid -> Text,
+        license_status -> Integer,
+        trial_start_time -> BigInt,
+        trial_end_time -> BigInt,
+        license_check_time -> BigInt,
+        auto_active_status -> Nullable<Integer>,
+        trial_notice -> Nullable<Text>,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    license_sync (suite_id, corpid) {
+        suite_id -> Text,
+        corpid -> Text,
+        step -> Text,
+        cursor -> Text,
+        started_at -> BigInt,
+        finished_at -> Nullable<BigInt>,
+    }
+}

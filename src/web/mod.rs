@@ -10,6 +10,7 @@ pub mod edge;
 mod health;
 mod ids;
 pub mod install;
+mod licenses;
 pub mod request_id;
 mod webhooks;
 
@@ -23,6 +24,7 @@ use crate::access::Authenticator;
 use crate::error::AppError;
 use crate::events::gateway::Gateway;
 use crate::ids::Ids;
+use crate::licenses::Licenses;
 use crate::lifecycle::Lifecycle;
 use crate::registry::Registry;
 use crate::store::Db;
@@ -38,6 +40,7 @@ pub struct AppState {
     pub tokens: Arc<Tokens>,
     pub lifecycle: Arc<Lifecycle>,
     pub ids: Arc<Ids>,
+    pub licenses: Arc<Licenses>,
     pub access: Authenticator,
     pub install: install::InstallSettings,
     pub edge: edge::Edge,
@@ -65,6 +68,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .configure(admin::routes)
                 .configure(ids::routes)
                 .configure(api::routes)
+                .configure(licenses::routes)
                 .configure(webhooks::routes)
                 .configure(api_keys::routes)
                 .default_service(web::to(api_not_found)),
@@ -102,9 +106,10 @@ impl ResponseError for AppError {
             | Self::PermanentCodeRejected(_)
             | Self::AuthCodeLost(_)
             | Self::SuiteDisabled
-            | Self::Conflict { .. } => StatusCode::CONFLICT,
+            | Self::Conflict { .. }
+            | Self::LicenseRefused { .. } => StatusCode::CONFLICT,
             Self::Upstream { errcode, .. } if *errcode == ERRCODE_RATE_LIMITED => StatusCode::TOO_MANY_REQUESTS,
-            Self::Upstream { .. } | Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            Self::Upstream { .. } | Self::UpstreamUnavailable | Self::AnswerLost(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -124,7 +129,7 @@ impl ResponseError for AppError {
             _ => {}
         }
         let mut error = json!({"code": self.code(), "message": self.to_string()});
-        if let Self::Upstream { errcode, errmsg } = self {
+        if let Self::Upstream { errcode, errmsg } | Self::LicenseRefused { errcode, errmsg, .. } = self {
             error["errcode"] = json!(errcode);
             error["errmsg"] = json!(errmsg);
         }

@@ -266,6 +266,18 @@ impl WecomClient {
         self.send(|| self.http.post(url.clone()).json(body)).await
     }
 
+    /// POST JSON that spends money or changes state at WeCom (an order, an
+    /// activation): sent once, never retried once it may have reached WeCom.
+    pub async fn post_once<B: Serialize>(
+        &self,
+        path: &str,
+        token: Option<(TokenParam, &SecretString)>,
+        body: &B,
+    ) -> Result<Value, WecomError> {
+        let url = self.url(path, token, &[])?;
+        self.spend_once(self.http.post(url).json(body)).await
+    }
+
     pub async fn get(
         &self,
         path: &str,

@@ -15,6 +15,9 @@ use wecom_provider::crypto::CallbackKeys;
 
 use crate::helpers::Sealed;
 
+#[path = "fake_wecom_licenses.rs"]
+mod licenses;
+
 #[derive(Debug, Clone)]
 pub enum Injection {
     Errcode(i64),
@@ -80,6 +83,7 @@ struct State {
     busy_corps: HashSet<String>,
     serial: u64,
     issued_secrets: Vec<String>,
+    licenses: licenses::Licenses,
 }
 
 impl State {
@@ -379,6 +383,8 @@ async fn answer(
         return HttpResponse::Ok().json(error(-1, "system busy"));
     }
     let answer = route(&mut state, endpoint, query, body).unwrap_or_else(|e| e);
+    let (pushes, sink) = licenses::take_pushes(&mut state);
+    licenses::deliver(pushes, sink);
     if lose_answer {
         return HttpResponse::InternalServerError().body("injected after the work was done");
     }
@@ -581,7 +587,7 @@ fn route(state: &mut State, endpoint: &str, query: &HashMap<String, String>, bod
                 .collect();
             Ok(json!({"errcode": 0, "errmsg": "ok", "result": result}))
         }
-        _ => Err(error(404, "no such fake endpoint")),
+        other => licenses::route(state, other, query, body).unwrap_or_else(|| Err(error(404, "no such fake endpoint"))),
     }
 }
 

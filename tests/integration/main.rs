@@ -11,6 +11,7 @@ mod fake_wecom;
 mod helpers;
 mod ids;
 mod layers;
+mod licenses;
 mod lifecycle;
 mod operations;
 mod pipeline;
