@@ -202,6 +202,12 @@ pub fn config_from(env: &HashMap<String, String>) -> Config {
     Config::from_lookup(|name| env.get(name).cloned()).expect("test configuration is valid")
 }
 
+/// A client that never reuses a connection the service may be closing: pooled
+/// connections are dropped after 2 s idle, before the service's 5 s keep-alive ends.
+pub fn test_client() -> reqwest::Client {
+    reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(2)).build().expect("HTTP client")
+}
+
 /// The `addr` field of a log line, as text (`addr=…`) or JSON (`"addr":"…"`) writes it.
 pub fn logged_addr(line: &str) -> Option<String> {
     let text = line.split("addr=").nth(1).and_then(|rest| rest.split_whitespace().next());
@@ -243,7 +249,7 @@ impl TestApp {
         let running = app::start(&config_from(&env), options).await.expect("app starts");
         TestApp {
             base: format!("http://{}", running.addr),
-            client: reqwest::Client::new(),
+            client: test_client(),
             process: Process::InProcess(running),
             seeded_suite: env["WECOM_SUITE_ID"].clone(),
             seeded_provider: env["WECOM_PROVIDER_CORPID"].clone(),
@@ -313,7 +319,7 @@ impl TestApp {
             .expect("the service logs its address");
         TestApp {
             base: format!("http://{addr}"),
-            client: reqwest::Client::new(),
+            client: test_client(),
             process: Process::Child { child, output },
             seeded_suite: env["WECOM_SUITE_ID"].clone(),
             seeded_provider: env["WECOM_PROVIDER_CORPID"].clone(),
