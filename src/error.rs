@@ -10,7 +10,8 @@ use crate::store::StoreError;
 use crate::store::sealing::SealError;
 use crate::tokens::TokenError;
 use crate::webhooks::WebhookError;
-use crate::wecom::client::{ERRCODE_RATE_LIMITED, WecomError};
+use crate::wecom::client::WecomError;
+use crate::wecom::errcodes::{ErrcodeClass, classify};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -63,7 +64,7 @@ impl AppError {
             Self::NoSuiteTicket(_) => "no_suite_ticket",
             Self::CorpNotActive => "corp_not_active",
             Self::PermanentCodeRejected(_) => "permanent_code_rejected",
-            Self::Upstream { errcode, .. } if *errcode == ERRCODE_RATE_LIMITED => "wecom_rate_limited",
+            Self::Upstream { errcode, .. } if classify(*errcode) == ErrcodeClass::RateLimited => "wecom_rate_limited",
             Self::Upstream { .. } => "wecom_error",
             Self::UpstreamUnavailable => "wecom_unavailable",
             Self::Unavailable => "unavailable",

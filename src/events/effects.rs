@@ -12,6 +12,7 @@ use crate::store::events::PendingEvent;
 use crate::store::{Db, StoreError, suites};
 use crate::tokens::TokenError;
 use crate::wecom::callback::{self, Message};
+use crate::wecom::errcodes::ErrcodeClass;
 
 /// Why an effect did not complete, and whether trying again can help.
 #[derive(Debug, thiserror::Error)]
@@ -34,9 +35,10 @@ impl From<LifecycleError> for EffectError {
             LifecycleError::Store(_) | LifecycleError::ExchangeInProgress => true,
             LifecycleError::UnknownCorp | LifecycleError::AuthCodeLost => false,
             LifecycleError::Token(token) => match token {
-                TokenError::Upstream(upstream) => {
-                    upstream.is_transient() || upstream.is_token_invalid() || upstream.is_rate_limited()
-                }
+                TokenError::Upstream(upstream) => matches!(
+                    upstream.class(),
+                    ErrcodeClass::Transient | ErrcodeClass::BadToken | ErrcodeClass::RateLimited
+                ),
                 // A ticket arrives every 10 minutes; another instance may finish its refresh.
                 // A disabled suite's events wait for it to be enabled again; a ring
                 // missing a key may get it back.

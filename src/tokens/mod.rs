@@ -20,7 +20,8 @@ use crate::registry::Registry;
 use crate::store::events::NewEvent;
 use crate::store::sealing::{SealError, Sealed};
 use crate::store::{Db, StoreError, corps, now_ms, suites, tokens};
-use crate::wecom::client::{ERRCODE_INVALID_SUITE_TICKET, Grant, WecomClient, WecomError};
+use crate::wecom::client::{Grant, WecomClient, WecomError};
+use crate::wecom::errcodes::{self, ErrcodeClass};
 
 /// Tokens are handed out only while more than this remains of their life.
 pub const MARGIN_MS: i64 = 5 * 60 * 1000;
@@ -222,7 +223,7 @@ impl Tokens {
     {
         let token = self.get(key).await?;
         match call(token.access_token.clone()).await {
-            Err(error) if error.is_token_invalid() => {
+            Err(error) if error.class() == ErrcodeClass::BadToken => {
                 tracing::info!(
                     scope = key.scope(),
                     errcode = error.errcode(),
@@ -344,7 +345,7 @@ impl Tokens {
             _ => return Err(TokenError::NoSuiteTicket),
         };
         match self.client.get_suite_token(suite_id, &suite.secret, &ticket).await {
-            Err(error) if error.errcode() == Some(ERRCODE_INVALID_SUITE_TICKET) => {
+            Err(error) if error.errcode() == Some(errcodes::INVALID_SUITE_TICKET) => {
                 let age_seconds = (now_ms() - arrived_at) / 1000;
                 tracing::warn!(suite = %suite_id, age_seconds, "WeCom rejected the stored suite_ticket (40085)");
                 Err(TokenError::TicketRejected { age_seconds })
@@ -390,7 +391,7 @@ impl Tokens {
         result: Result<T, TokenError>,
     ) -> Result<T, TokenError> {
         match result {
-            Err(TokenError::Upstream(error)) if error.is_authorization_revoked() => {
+            Err(TokenError::Upstream(error)) if error.class() == ErrcodeClass::AuthorizationRevoked => {
                 let reason = format!("errcode {}", error.errcode().unwrap_or_default());
                 let (sid, cid, note) = (suite_id.to_owned(), corpid.to_owned(), reason.clone());
                 self.db

@@ -26,7 +26,7 @@ use crate::registry::Registry;
 use crate::store::Db;
 use crate::text::{excerpt, excerpt_of};
 use crate::tokens::Tokens;
-use crate::wecom::client::ERRCODE_RATE_LIMITED;
+use crate::wecom::errcodes::{ErrcodeClass, classify};
 
 /// Shared state of every handler.
 pub struct AppState {
@@ -98,7 +98,9 @@ impl ResponseError for AppError {
             | Self::AuthCodeLost(_)
             | Self::SuiteDisabled
             | Self::Conflict { .. } => StatusCode::CONFLICT,
-            Self::Upstream { errcode, .. } if *errcode == ERRCODE_RATE_LIMITED => StatusCode::TOO_MANY_REQUESTS,
+            Self::Upstream { errcode, .. } if classify(*errcode) == ErrcodeClass::RateLimited => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::Upstream { .. } | Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
         }
     }

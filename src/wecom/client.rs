@@ -12,15 +12,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use url::Url;
 
+use super::errcodes::{self, ErrcodeClass};
 use crate::model::{CorpId, ProviderCorpId, SuiteId};
-
-/// Errcodes that mean "this token is invalid or expired": drop it, fetch a new one, retry once.
-pub const TOKEN_INVALID_ERRCODES: [i64; 5] = [40001, 40014, 42001, 40082, 42009];
-pub const ERRCODE_SYSTEM_BUSY: i64 = -1;
-pub const ERRCODE_INVALID_SUITE_TICKET: i64 = 40085;
-pub const ERRCODE_RATE_LIMITED: i64 = 45009;
-/// The permanent code is no longer valid (40084) or the authorization is gone (48004).
-pub const AUTHORIZATION_REVOKED_ERRCODES: [i64; 2] = [40084, 48004];
 
 const RETRIES: u32 = 3;
 /// One API operation, its retries included, answers within this.
@@ -55,26 +48,14 @@ impl WecomError {
         }
     }
 
-    pub fn is_token_invalid(&self) -> bool {
-        self.errcode().is_some_and(|code| TOKEN_INVALID_ERRCODES.contains(&code))
-    }
-
-    /// Worth another attempt later: busy, 5xx, network.
-    pub fn is_transient(&self) -> bool {
+    /// What the failure means ([`errcodes::classify`]); 5xx and network failures are
+    /// transient, an answer that cannot be read or was lost is final.
+    pub fn class(&self) -> ErrcodeClass {
         match self {
-            Self::Api { errcode, .. } => *errcode == ERRCODE_SYSTEM_BUSY,
-            Self::Transport(_) | Self::Http(_) => true,
-            Self::Decode(_) | Self::AnswerLost(_) => false,
+            Self::Api { errcode, .. } => errcodes::classify(*errcode),
+            Self::Transport(_) | Self::Http(_) => ErrcodeClass::Transient,
+            Self::Decode(_) | Self::AnswerLost(_) => ErrcodeClass::Final,
         }
-    }
-
-    /// 45009: over a frequency limit; only waiting helps.
-    pub fn is_rate_limited(&self) -> bool {
-        self.errcode() == Some(ERRCODE_RATE_LIMITED)
-    }
-
-    pub fn is_authorization_revoked(&self) -> bool {
-        self.errcode().is_some_and(|code| AUTHORIZATION_REVOKED_ERRCODES.contains(&code))
     }
 }
 
@@ -306,7 +287,7 @@ impl WecomClient {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let result = self.send_once(request().timeout(left.min(ATTEMPT_TIMEOUT))).await;
             match result {
-                Err(error) if error.is_transient() && attempt < RETRIES => {
+                Err(error) if error.class() == ErrcodeClass::Transient && attempt < RETRIES => {
                     let delay = FIRST_BACKOFF * 2u32.pow(attempt);
                     if tokio::time::Instant::now() + delay >= deadline {
                         tracing::warn!(%error, attempts = attempt + 1, "WeCom call failed; its deadline is spent");
@@ -342,7 +323,7 @@ impl WecomClient {
         let answer: Value = serde_json::from_slice(&bytes)
             .map_err(|_| WecomError::AnswerLost(format!("HTTP {} without a JSON answer", status.as_u16())))?;
         match check_errcode(answer) {
-            Err(error) if error.errcode() == Some(ERRCODE_SYSTEM_BUSY) => {
+            Err(error) if error.errcode() == Some(errcodes::SYSTEM_BUSY) => {
                 Err(WecomError::AnswerLost("WeCom answered -1 (system busy)".into()))
             }
             other => other,
@@ -433,33 +414,13 @@ mod tests {
     }
 
     #[test]
-    fn exactly_the_token_errcodes_mean_token_invalid() {
-        for code in [40001, 40014, 42001, 40082, 42009] {
-            let error = WecomError::Api { errcode: code, errmsg: String::new() };
-            assert!(error.is_token_invalid(), "{code}");
-            assert!(!error.is_transient(), "{code}");
-        }
-        for code in [-1, 0, 40013, 40029, 40078, 40084, 40085, 45009, 48002, 60020] {
-            let error = WecomError::Api { errcode: code, errmsg: String::new() };
-            assert!(!error.is_token_invalid(), "{code}");
-        }
-    }
-
-    #[test]
-    fn only_busy_and_transport_failures_are_transient() {
-        assert!(WecomError::Api { errcode: -1, errmsg: String::new() }.is_transient());
-        assert!(WecomError::Transport("reset".into()).is_transient());
-        assert!(WecomError::Http(502).is_transient());
-        assert!(!WecomError::Api { errcode: 45009, errmsg: String::new() }.is_transient());
-        assert!(!WecomError::Decode("x".into()).is_transient());
-    }
-
-    #[test]
-    fn revoked_authorizations_are_recognised() {
-        for code in [40084, 48004] {
-            assert!(WecomError::Api { errcode: code, errmsg: String::new() }.is_authorization_revoked());
-        }
-        assert!(!WecomError::Api { errcode: 40014, errmsg: String::new() }.is_authorization_revoked());
+    fn failures_without_an_errcode_are_classified_by_what_went_wrong() {
+        assert_eq!(WecomError::Api { errcode: -1, errmsg: String::new() }.class(), ErrcodeClass::Transient);
+        assert_eq!(WecomError::Transport("reset".into()).class(), ErrcodeClass::Transient);
+        assert_eq!(WecomError::Http(502).class(), ErrcodeClass::Transient);
+        assert_eq!(WecomError::Api { errcode: 45009, errmsg: String::new() }.class(), ErrcodeClass::RateLimited);
+        assert_eq!(WecomError::Decode("x".into()).class(), ErrcodeClass::Final);
+        assert_eq!(WecomError::AnswerLost("x".into()).class(), ErrcodeClass::Final);
     }
 
     #[test]

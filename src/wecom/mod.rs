@@ -2,4 +2,5 @@
 
 pub mod callback;
 pub mod client;
+pub mod errcodes;
 pub mod idconvert;
