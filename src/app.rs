@@ -92,7 +92,7 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
     let stored = Arc::new(Notify::new());
     let intake = Intake::start(db.clone(), stored.clone()).map_err(StartError::Writer)?;
     let tokens = Arc::new(Tokens::new(db.clone(), registry.clone(), WecomClient::new(config.wecom_api_base.clone())));
-    let lifecycle = Arc::new(Lifecycle::new(db.clone(), tokens.clone()));
+    let lifecycle = Arc::new(Lifecycle::new(db.clone(), registry.clone(), tokens.clone()));
     let ids = Arc::new(Ids::new(db.clone(), tokens.clone()));
     let worker = options.run_worker.then(|| {
         let effects = Effects::new(db.clone(), lifecycle.clone(), ids.clone());

@@ -12,7 +12,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::model::{CorpId, EventId, ProviderCorpId, SuiteId};
+use crate::model::{CorpId, EventId, PermanentCodeApi, ProviderCorpId, SuiteId};
+use crate::registry::Registry;
 use crate::store::auth_codes::{self, CodeClaim};
 use crate::store::events::NewEvent;
 use crate::store::{Db, StoreError, corps, suites};
@@ -73,6 +74,7 @@ pub struct Authorized {
 
 pub struct Lifecycle {
     db: Db,
+    registry: Arc<Registry>,
     tokens: Arc<Tokens>,
     /// Names this process on the auth-code claims it holds.
     holder: String,
@@ -87,9 +89,9 @@ async fn provider_of(db: &Db, suite_id: &SuiteId) -> Result<ProviderCorpId, Stor
 }
 
 impl Lifecycle {
-    pub fn new(db: Db, tokens: Arc<Tokens>) -> Self {
+    pub fn new(db: Db, registry: Arc<Registry>, tokens: Arc<Tokens>) -> Self {
         let holder = format!("{}-{:016x}", std::process::id(), rand::random::<u64>());
-        Lifecycle { db, tokens, holder }
+        Lifecycle { db, registry, tokens, holder }
     }
 
     /// Exchanges an auth code at most once per code, whichever path carries it, and
@@ -182,7 +184,9 @@ impl Lifecycle {
         }
     }
 
-    /// Commits that the code is being sent, then sends it once.
+    /// Commits that the code is being sent, then sends it once, with the suite's
+    /// `permanent_code_api`; after v2, get_auth_info adds what v2 leaves out, so
+    /// the stored corp is the same either way.
     async fn spend_claimed(
         &self,
         claimed: &ClaimedCode<'_>,
@@ -193,12 +197,36 @@ impl Lifecycle {
         if !self.db.run(move |conn| auth_codes::mark_sent(conn, &sid, &hash, &holder)).await? {
             return Err(LifecycleError::ExchangeInProgress);
         }
+        let suite = self.registry.suite(claimed.suite_id).ok_or(TokenError::Unknown("suite"))?;
+        let (api, kind) = (suite.permanent_code_api, suite.kind);
         let client = self.tokens.client();
         let suite_key = TokenKey::suite(claimed.suite_id);
-        Ok(self
+        let grant = self
             .tokens
-            .call(&suite_key, |suite_token| async move { client.get_permanent_code(&suite_token, auth_code).await })
-            .await?)
+            .call(
+                &suite_key,
+                |suite_token| async move { client.get_permanent_code(api, &suite_token, auth_code).await },
+            )
+            .await?;
+        if api == PermanentCodeApi::V1 {
+            return Ok(grant);
+        }
+        let (permanent_code, corpid) = (&grant.permanent_code, &grant.corpid);
+        let details = self
+            .tokens
+            .call(&suite_key, |suite_token| async move {
+                client.get_auth_info(kind, &suite_token, corpid, permanent_code).await
+            })
+            .await;
+        match details {
+            Ok(details) => Ok(grant.with_details(details)),
+            Err(error) => {
+                // The permanent code is what matters: it is stored, and the next
+                // change_auth brings the details.
+                tracing::warn!(suite = %claimed.suite_id, %corpid, %error, "get_auth_info after a v2 exchange failed");
+                Ok(grant)
+            }
+        }
     }
 
     async fn store_grant(
@@ -297,10 +325,11 @@ impl Lifecycle {
         let permanent_code = self.db.sealer().open(&sealed).map_err(TokenError::from)?;
         let client = self.tokens.client();
         let permanent_code = &permanent_code;
+        let kind = self.registry.suite(suite_id).ok_or(TokenError::Unknown("suite"))?.kind;
         let fetched = self
             .tokens
             .call(&TokenKey::suite(suite_id), |suite_token| async move {
-                client.get_auth_info(&suite_token, corpid, permanent_code).await
+                client.get_auth_info(kind, &suite_token, corpid, permanent_code).await
             })
             .await;
         let info = self.tokens.mark_if_revoked(suite_id, corpid, fetched).await?;

@@ -28,6 +28,7 @@ diesel::table! {
         name -> Text,
         enabled -> Bool,
         version -> BigInt,
+        permanent_code_api -> Text,
     }
 }
 
@@ -229,5 +230,22 @@ diesel::table! {
         created_at -> BigInt,
         last_used_at -> Nullable<BigInt>,
         revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    login_codes (kind, owner, code_hash) {
+        kind -> Text,
+        owner -> Text,
+        code_hash -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    ticket_budgets (counter) {
+        counter -> Text,
+        fetched_at -> Text,
+        version -> BigInt,
     }
 }

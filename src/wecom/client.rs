@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use url::Url;
 
 use super::errcodes::{self, ErrcodeClass};
-use crate::model::{CorpId, ProviderCorpId, SuiteId};
+use crate::model::{CorpId, PermanentCodeApi, ProviderCorpId, SuiteId, SuiteKind};
 
 const RETRIES: u32 = 3;
 /// One API operation, its retries included, answers within this.
@@ -101,6 +101,26 @@ pub struct PermanentCodeGrant {
     pub auth_info: Value,
 }
 
+impl PermanentCodeGrant {
+    /// A v2 grant completed with get_auth_info's answer: its corp info, agents and
+    /// edition, plus what only the exchange tells (the installing admin, the state,
+    /// the register code).
+    pub fn with_details(self, mut details: Value) -> Self {
+        if let (Some(merged), Value::Object(exchanged)) = (details.as_object_mut(), self.auth_info) {
+            for (field, value) in exchanged {
+                merged.entry(field).or_insert(value);
+            }
+        }
+        let corp_name = details["auth_corp_info"]["corp_name"].as_str().filter(|n| !n.is_empty());
+        PermanentCodeGrant {
+            agent_id: first_agent_id(&details),
+            corp_name: corp_name.map_or(self.corp_name, str::to_owned),
+            auth_info: details,
+            ..self
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct WecomClient {
     http: reqwest::Client,
@@ -172,13 +192,22 @@ impl WecomClient {
         self.post("cgi-bin/service/set_session_info", Some((TokenParam::Suite, suite_token)), &body).await.map(drop)
     }
 
+    /// Exchanges an auth code (single use: sent once). v1 answers the whole
+    /// authorization (and, for third-party apps, a first corp token); v2 only the
+    /// permanent code, the corp's identity and the installing admin, so the rest is
+    /// for [`WecomClient::get_auth_info`].
     pub async fn get_permanent_code(
         &self,
+        api: PermanentCodeApi,
         suite_token: &SecretString,
         auth_code: &SecretString,
     ) -> Result<PermanentCodeGrant, WecomError> {
+        let path = match api {
+            PermanentCodeApi::V1 => "cgi-bin/service/get_permanent_code",
+            PermanentCodeApi::V2 => "cgi-bin/service/v2/get_permanent_code",
+        };
         let body = json!({"auth_code": auth_code.expose_secret()});
-        let url = self.url("cgi-bin/service/get_permanent_code", Some((TokenParam::Suite, suite_token)), &[])?;
+        let url = self.url(path, Some((TokenParam::Suite, suite_token)), &[])?;
         let mut answer = self.spend_once(self.http.post(url).json(&body)).await?;
         let permanent_code = take_string(&mut answer, "permanent_code")?;
         let corp_token = match take_string(&mut answer, "access_token") {
@@ -187,6 +216,7 @@ impl WecomClient {
             }
             Err(_) => None,
         };
+        strip_status(&mut answer);
         let (corpid, corp_name) = corp_identity(&answer)?;
         Ok(PermanentCodeGrant {
             permanent_code: permanent_code.into(),
@@ -198,15 +228,24 @@ impl WecomClient {
         })
     }
 
-    /// Current authorization details of a corp (after change_auth).
+    /// Current authorization details of a corp: after a v2 exchange and after
+    /// change_auth. Customized-app templates use v2 (documented for them), other
+    /// suites v1. The answer comes without errcode and errmsg.
     pub async fn get_auth_info(
         &self,
+        kind: SuiteKind,
         suite_token: &SecretString,
         auth_corpid: &CorpId,
         permanent_code: &SecretString,
     ) -> Result<Value, WecomError> {
+        let path = match kind {
+            SuiteKind::CustomizedTemplate => "cgi-bin/service/v2/get_auth_info",
+            SuiteKind::ThirdParty | SuiteKind::Login => "cgi-bin/service/get_auth_info",
+        };
         let body = json!({"auth_corpid": auth_corpid, "permanent_code": permanent_code.expose_secret()});
-        self.post("cgi-bin/service/get_auth_info", Some((TokenParam::Suite, suite_token)), &body).await
+        let mut answer = self.post(path, Some((TokenParam::Suite, suite_token)), &body).await?;
+        strip_status(&mut answer);
+        Ok(answer)
     }
 
     /// Corp token of a third-party app.
@@ -374,6 +413,14 @@ fn take_string(answer: &mut Value, field: &str) -> Result<String, WecomError> {
     match answer.as_object_mut().and_then(|object| object.remove(field)) {
         Some(Value::String(value)) if !value.is_empty() => Ok(value),
         _ => Err(WecomError::Decode(format!("{field} missing"))),
+    }
+}
+
+/// errcode and errmsg say how the call went, not what the corp authorized.
+fn strip_status(answer: &mut Value) {
+    if let Some(object) = answer.as_object_mut() {
+        object.remove("errcode");
+        object.remove("errmsg");
     }
 }
 

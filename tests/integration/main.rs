@@ -7,6 +7,7 @@ mod callbacks;
 mod control_plane;
 mod durability;
 mod fake_wecom;
+mod front_door;
 mod helpers;
 mod ids;
 mod layers;

@@ -1,0 +1,3 @@
+DROP TABLE ticket_budgets;
+DROP TABLE login_codes;
+ALTER TABLE suites DROP COLUMN permanent_code_api;
