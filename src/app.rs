@@ -17,6 +17,7 @@ use crate::events::retention::Retention;
 use crate::events::worker::{Worker, WorkerHandle};
 use crate::ids::Ids;
 use crate::lifecycle::Lifecycle;
+use crate::login::Login;
 use crate::registry::{Registry, RegistryError, seed_from_environment};
 use crate::store::sealing::{self, KeyringError, ResealError, Sealer};
 use crate::store::{Db, StoreError};
@@ -104,6 +105,7 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
         db: db.clone(),
         gateway: Gateway::new(db.clone(), intake, retention, registry.clone()),
         registry: registry.clone(),
+        login: Arc::new(Login::new(db.clone(), registry.clone(), tokens.clone())),
         tokens,
         lifecycle: lifecycle.clone(),
         ids,

@@ -5,6 +5,7 @@
 use crate::access::{AccessError, Denied, Refusal};
 use crate::ids::IdError;
 use crate::lifecycle::LifecycleError;
+use crate::login::LoginError;
 use crate::registry::RegistryError;
 use crate::store::StoreError;
 use crate::store::sealing::SealError;
@@ -50,6 +51,9 @@ pub enum AppError {
     Conflict { code: &'static str, message: String },
     #[error("a stored secret cannot be opened with the configured master key")]
     SecretsUnavailable,
+    /// WeCom's hourly limit on JS-SDK ticket fetches would be passed.
+    #[error("{message}")]
+    TicketLimit { message: String, retry_after_secs: u64 },
 }
 
 impl AppError {
@@ -73,6 +77,7 @@ impl AppError {
             Self::SuiteDisabled => "suite_disabled",
             Self::Conflict { code, .. } => code,
             Self::SecretsUnavailable => "secrets_unavailable",
+            Self::TicketLimit { .. } => "ticket_rate_limited",
         }
     }
 
@@ -113,6 +118,9 @@ impl From<TokenError> for AppError {
             TokenError::TicketRejected { .. } => Self::SuiteTicketRejected(error.to_string()),
             TokenError::SuiteDisabled => Self::SuiteDisabled,
             TokenError::Sealing(sealing) => sealing.into(),
+            TokenError::TicketLimit { retry_after_secs, .. } => {
+                Self::TicketLimit { message: error.to_string(), retry_after_secs }
+            }
         }
     }
 }
@@ -158,6 +166,20 @@ impl From<LifecycleError> for AppError {
             LifecycleError::ExchangeInProgress => Self::Unavailable,
             LifecycleError::UnknownCorp => Self::NotFound("corp"),
             LifecycleError::AuthCodeLost => Self::AuthCodeLost(error.to_string()),
+        }
+    }
+}
+
+impl From<LoginError> for AppError {
+    fn from(error: LoginError) -> Self {
+        let message = error.to_string();
+        match error {
+            LoginError::Invalid { code, message } => Self::bad_request(code, message),
+            LoginError::WrongSuiteKind(..) => Self::bad_request("wrong_suite_kind", message),
+            LoginError::CodeUsed => Self::Conflict { code: "oauth_code_used", message },
+            LoginError::CodeInvalid => Self::bad_request("oauth_code_invalid", message),
+            LoginError::Token(token) => token.into(),
+            LoginError::Store(store) => store.into(),
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod feed;
 pub mod ids;
 pub mod keys;
 pub mod lifecycle;
+pub mod login;
 pub mod model;
 pub mod registry;
 pub mod store;

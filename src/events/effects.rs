@@ -48,7 +48,10 @@ impl From<LifecycleError> for EffectError {
                 | TokenError::Store(_)
                 | TokenError::SuiteDisabled
                 | TokenError::Sealing(_) => true,
-                TokenError::Unknown(_) | TokenError::CorpNotActive | TokenError::PermanentCodeRejected(_) => false,
+                TokenError::Unknown(_)
+                | TokenError::CorpNotActive
+                | TokenError::PermanentCodeRejected(_)
+                | TokenError::TicketLimit { .. } => false,
             },
         };
         if retryable { Self::Retryable(error.to_string()) } else { Self::Permanent(error.to_string()) }

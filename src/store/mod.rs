@@ -13,9 +13,11 @@ pub mod events;
 pub mod ids;
 pub mod install_states;
 pub mod leases;
+pub mod login_codes;
 pub mod schema;
 pub mod sealing;
 pub mod suites;
+pub mod ticket_budgets;
 pub mod tokens;
 pub mod webhooks;
 

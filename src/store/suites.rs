@@ -271,8 +271,13 @@ pub fn delete_suite(conn: &mut Conn, suite_id: &SuiteId, force: bool, entry: &Ne
             return Ok(Removal::InUse(active));
         }
         let corp_prefix = format!("{suite_id}/");
-        diesel::delete(tokens::table.filter(tokens::scope.eq("corp")).filter(tokens::key.like(format!("{corp_prefix}%"))))
-            .execute(c)?;
+        // Corp tokens and both JS-SDK tickets are keyed "suite/corp".
+        diesel::delete(
+            tokens::table
+                .filter(tokens::scope.eq_any(["corp", "jsapi_ticket", "agent_config_ticket"]))
+                .filter(tokens::key.like(format!("{corp_prefix}%"))),
+        )
+        .execute(c)?;
         diesel::delete(tokens::table.filter(tokens::scope.eq("suite")).filter(tokens::key.eq(suite_id))).execute(c)?;
         diesel::delete(corps::table.filter(corps::suite_id.eq(suite_id))).execute(c)?;
         let deleted = diesel::delete(suites::table.find(suite_id)).execute(c)?;

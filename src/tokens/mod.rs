@@ -38,12 +38,13 @@ const WAIT_FOR_OTHERS: Duration = Duration::from_secs(35);
 /// invalid) stops being handed out here within this time.
 const MEMORY_TTL_MS: i64 = 1_000;
 
-/// Which token.
+/// Which token. A JS-SDK ticket is one too: cached, refreshed and shared the same way.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TokenKey {
     Provider { provider_corpid: ProviderCorpId },
     Suite { suite_id: SuiteId },
     Corp { suite_id: SuiteId, corpid: CorpId },
+    Ticket { suite_id: SuiteId, corpid: CorpId, kind: TicketKind },
 }
 
 impl TokenKey {
@@ -60,6 +61,8 @@ impl TokenKey {
             Self::Provider { .. } => "provider",
             Self::Suite { .. } => "suite",
             Self::Corp { .. } => "corp",
+            Self::Ticket { kind: TicketKind::Jsapi, .. } => "jsapi_ticket",
+            Self::Ticket { kind: TicketKind::AgentConfig, .. } => "agent_config_ticket",
         }
     }
 
@@ -69,7 +72,7 @@ impl TokenKey {
         match self {
             Self::Provider { provider_corpid } => provider_corpid.to_string(),
             Self::Suite { suite_id } => suite_id.to_string(),
-            Self::Corp { suite_id, corpid } => format!("{suite_id}/{corpid}"),
+            Self::Corp { suite_id, corpid } | Self::Ticket { suite_id, corpid, .. } => format!("{suite_id}/{corpid}"),
         }
     }
 }
@@ -107,6 +110,10 @@ pub enum TokenError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Sealing(#[from] SealError),
+    #[error(
+        "WeCom allows {limit} {kind} fetches per hour and this hour's are spent; try again in {retry_after_secs} s"
+    )]
+    TicketLimit { kind: &'static str, limit: usize, retry_after_secs: u64 },
 }
 
 type Fetch<'a> = Pin<Box<dyn Future<Output = Result<Grant, TokenError>> + Send + 'a>>;
@@ -119,6 +126,10 @@ struct Remembered {
     until: i64,
     rereading: bool,
 }
+
+mod tickets;
+
+pub use tickets::{JsapiSignatures, TicketKind};
 
 pub struct Tokens {
     db: Db,
@@ -204,7 +215,8 @@ impl Tokens {
 
     /// A disabled suite's tokens are not handed out, and an unknown suite's never fetched.
     fn check_suite(&self, key: &TokenKey) -> Result<(), TokenError> {
-        let (TokenKey::Suite { suite_id } | TokenKey::Corp { suite_id, .. }) = key else {
+        let (TokenKey::Suite { suite_id } | TokenKey::Corp { suite_id, .. } | TokenKey::Ticket { suite_id, .. }) = key
+        else {
             return Ok(());
         };
         match self.registry.suite(suite_id) {
@@ -332,6 +344,7 @@ impl Tokens {
                 }
                 TokenKey::Suite { suite_id } => self.fetch_suite_token(suite_id).await,
                 TokenKey::Corp { suite_id, corpid } => self.fetch_corp_token(suite_id, corpid).await,
+                TokenKey::Ticket { suite_id, corpid, kind } => self.fetch_ticket(suite_id, corpid, *kind).await,
             }
         })
     }

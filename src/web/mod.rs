@@ -6,6 +6,7 @@ mod api;
 mod api_keys;
 mod auth;
 mod callback;
+mod front;
 mod health;
 mod ids;
 pub mod install;
@@ -22,6 +23,7 @@ use crate::error::AppError;
 use crate::events::gateway::Gateway;
 use crate::ids::Ids;
 use crate::lifecycle::Lifecycle;
+use crate::login::Login;
 use crate::registry::Registry;
 use crate::store::Db;
 use crate::text::{excerpt, excerpt_of};
@@ -35,6 +37,7 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub tokens: Arc<Tokens>,
     pub lifecycle: Arc<Lifecycle>,
+    pub login: Arc<Login>,
     pub ids: Arc<Ids>,
     pub access: Authenticator,
     pub install: install::InstallSettings,
@@ -60,6 +63,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .configure(admin::routes)
                 .configure(ids::routes)
                 .configure(api::routes)
+                .configure(front::routes)
                 .configure(webhooks::routes)
                 .configure(api_keys::routes)
                 .default_service(web::to(api_not_found)),
@@ -85,7 +89,7 @@ impl ResponseError for AppError {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::TooManyFailedAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyFailedAttempts { .. } | Self::TicketLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::AdminTokenUnset
             | Self::Unavailable
             | Self::NoSuiteTicket(_)
@@ -111,7 +115,7 @@ impl ResponseError for AppError {
             Self::Unauthorized => {
                 response.insert_header(("WWW-Authenticate", "Bearer"));
             }
-            Self::TooManyFailedAttempts { retry_after_secs } => {
+            Self::TooManyFailedAttempts { retry_after_secs } | Self::TicketLimit { retry_after_secs, .. } => {
                 response.insert_header(("Retry-After", retry_after_secs.to_string()));
             }
             // WeCom's frequency limits count per minute.

@@ -65,6 +65,8 @@ pub enum TokenParam {
     Provider,
     Suite,
     Corp,
+    /// The provider token under the name `access_token`: get_login_info wants it so.
+    ProviderAsAccessToken,
 }
 
 impl TokenParam {
@@ -72,7 +74,7 @@ impl TokenParam {
         match self {
             Self::Provider => "provider_access_token",
             Self::Suite => "suite_access_token",
-            Self::Corp => "access_token",
+            Self::Corp | Self::ProviderAsAccessToken => "access_token",
         }
     }
 }
@@ -123,7 +125,7 @@ impl PermanentCodeGrant {
 
 #[derive(Clone)]
 pub struct WecomClient {
-    http: reqwest::Client,
+    pub(super) http: reqwest::Client,
     base: Url,
 }
 
@@ -296,7 +298,7 @@ impl WecomClient {
         self.send(|| self.http.get(url.clone())).await
     }
 
-    fn url(
+    pub(super) fn url(
         &self,
         path: &str,
         token: Option<(TokenParam, &SecretString)>,
@@ -345,7 +347,7 @@ impl WecomClient {
     /// connect proves it was not sent ([`WecomError::Transport`], safe to retry); a
     /// refused token proves it was not applied (the token center retries); any other
     /// failure after sending, 5xx or `-1` included, is [`WecomError::AnswerLost`].
-    async fn spend_once(&self, request: reqwest::RequestBuilder) -> Result<Value, WecomError> {
+    pub(super) async fn spend_once(&self, request: reqwest::RequestBuilder) -> Result<Value, WecomError> {
         let lost = |e: reqwest::Error| {
             if e.is_connect() {
                 WecomError::Transport(e.without_url().to_string())
@@ -399,7 +401,7 @@ pub fn check_errcode(answer: Value) -> Result<Value, WecomError> {
     }
 }
 
-fn grant(answer: &Value, token_field: &str) -> Result<Grant, WecomError> {
+pub(super) fn grant(answer: &Value, token_field: &str) -> Result<Grant, WecomError> {
     let token = answer
         .get(token_field)
         .and_then(Value::as_str)
