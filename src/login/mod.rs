@@ -175,10 +175,12 @@ impl Login {
         let detail = match &user.user_ticket {
             Some(ticket) => {
                 let client = self.tokens.client();
-                let fetched = self
-                    .tokens
-                    .call(&TokenKey::suite(suite_id), |token| async move { client.getuserdetail3rd(&token, ticket).await })
-                    .await;
+                let fetched =
+                    self.tokens
+                        .call(&TokenKey::suite(suite_id), |token| async move {
+                            client.getuserdetail3rd(&token, ticket).await
+                        })
+                        .await;
                 match fetched {
                     Ok(detail) => Some(detail),
                     // The identity stands without the detail; the code is spent.
@@ -201,7 +203,11 @@ impl Login {
     }
 
     /// The provider admin's login: get_login_info with the provider token.
-    pub async fn admin_login(&self, provider_corpid: &ProviderCorpId, auth_code: &str) -> Result<LoginInfo, LoginError> {
+    pub async fn admin_login(
+        &self,
+        provider_corpid: &ProviderCorpId,
+        auth_code: &str,
+    ) -> Result<LoginInfo, LoginError> {
         if self.registry.provider(provider_corpid).is_none() {
             return Err(LoginError::Token(TokenError::Unknown("provider")));
         }
@@ -218,7 +224,12 @@ impl Login {
         self.settle(recorded, result, sent.load(Ordering::SeqCst)).await
     }
 
-    async fn exchange_member_code(&self, kind: CodeKind, suite_id: &SuiteId, code: &str) -> Result<CodeUser, LoginError> {
+    async fn exchange_member_code(
+        &self,
+        kind: CodeKind,
+        suite_id: &SuiteId,
+        code: &str,
+    ) -> Result<CodeUser, LoginError> {
         let recorded = self.record(kind, suite_id.as_str(), code).await?;
         let (client, sent, code) = (self.tokens.client(), AtomicBool::new(false), &recorded.code);
         let result = self

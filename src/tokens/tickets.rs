@@ -65,7 +65,8 @@ impl Tokens {
         url: &PageUrl,
     ) -> Result<JsapiSignatures, TokenError> {
         let (sid, cid) = (suite_id.to_owned(), corpid.to_owned());
-        let corp = self.db.run(move |conn| corps::credentials(conn, &sid, &cid)).await?.ok_or(TokenError::Unknown("corp"))?;
+        let corp =
+            self.db.run(move |conn| corps::credentials(conn, &sid, &cid)).await?.ok_or(TokenError::Unknown("corp"))?;
         if corp.status != CorpStatus::Active {
             return Err(TokenError::CorpNotActive);
         }
@@ -80,7 +81,8 @@ impl Tokens {
             Some(agentid) => {
                 let agent = self.get(&ticket(TicketKind::AgentConfig)).await?;
                 let nonce_str = nonce();
-                let signature = jssdk::signature(agent.access_token.expose_secret(), &nonce_str, timestamp, url.as_str());
+                let signature =
+                    jssdk::signature(agent.access_token.expose_secret(), &nonce_str, timestamp, url.as_str());
                 Some(AgentConfigSignature { corpid: corpid.clone(), agentid, timestamp, nonce_str, signature })
             }
             None => None,

@@ -76,7 +76,11 @@ fn decode<T: for<'de> Deserialize<'de>>(answer: Value) -> Result<T, WecomError> 
 impl WecomClient {
     /// Exchanges a member's OAuth or web-login code (single use) with the token of
     /// the suite it was issued for.
-    pub async fn getuserinfo3rd(&self, suite_token: &SecretString, code: &SecretString) -> Result<CodeUser, WecomError> {
+    pub async fn getuserinfo3rd(
+        &self,
+        suite_token: &SecretString,
+        code: &SecretString,
+    ) -> Result<CodeUser, WecomError> {
         let url = self.url(
             "cgi-bin/service/auth/getuserinfo3rd",
             Some((TokenParam::Suite, suite_token)),
@@ -128,7 +132,8 @@ mod tests {
     fn both_spellings_of_the_code_answer_are_read() {
         let lower: CodeUser =
             decode(json!({"errcode": 0, "corpid": "wpC", "userid": "u1", "open_userid": "wo1"})).unwrap();
-        let camel: CodeUser = decode(json!({"CorpId": "wpC", "UserId": "u1", "DeviceId": "", "open_userid": "wo1"})).unwrap();
+        let camel: CodeUser =
+            decode(json!({"CorpId": "wpC", "UserId": "u1", "DeviceId": "", "open_userid": "wo1"})).unwrap();
         for user in [lower, camel] {
             assert_eq!(user.corpid().map(CorpId::into_string).as_deref(), Some("wpC"));
             assert_eq!(user.userid().map(UserId::into_string).as_deref(), Some("u1"));

@@ -109,3 +109,259 @@ async fn the_command_line_and_apply_set_the_permanent_code_api() {
     assert_eq!(app.suite_view(SUITE_ID).await["permanent_code_api"], "v2");
     app.stop().await;
 }
+
+const LOGIN_SUITE: &str = "wwlogin0001";
+
+fn sha1_hex(text: &str) -> String {
+    use sha1::{Digest, Sha1};
+    hex::encode(Sha1::digest(text.as_bytes()))
+}
+
+async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
+    app.send(Method::POST, path, Some(&body)).await
+}
+
+/// The login suite, created at runtime with its ticket pushed.
+async fn add_login_suite(app: &TestApp, fake: &FakeWecom) {
+    fake.add_suite(PROVIDER_CORPID, LOGIN_SUITE, "login-suite-secret");
+    let body = json!({
+        "suite_id": LOGIN_SUITE, "provider_corpid": PROVIDER_CORPID, "kind": "login",
+        "secret": "login-suite-secret", "callback_token": SUITE_TOKEN, "encoding_aes_key": SUITE_AES_KEY,
+    });
+    let (status, created) = app.send(Method::POST, "/api/v1/admin/suites", Some(&body)).await;
+    assert_eq!(status, 201, "{created}");
+    let ticket = fake.new_ticket(LOGIN_SUITE);
+    let (status, _) = app
+        .post_callback(&command_path(LOGIN_SUITE), &suite_keys(), LOGIN_SUITE, &suite_ticket_xml(LOGIN_SUITE, &ticket))
+        .await;
+    assert_eq!(status, 200);
+    app.settled().await;
+}
+
+#[tokio::test]
+async fn an_oauth_code_is_exchanged_once_and_a_second_exchange_answers_409_without_calling_wecom() {
+    let db = TestDb::new();
+    let fake = FakeWecom::start().await;
+    let app = spawn_against(&db, &fake, |_| {}).await;
+    app.push_ticket(&fake).await;
+
+    let (status, url) = app
+        .api(&format!("/api/v1/suites/{SUITE_ID}/oauth/authorize_url?redirect_uri=https%3A%2F%2Fapp.example%2Fh5%3Fa%3D1&scope=snsapi_privateinfo&state=abc123"))
+        .await;
+    assert_eq!(status, 200, "{url}");
+    let url = url["url"].as_str().expect("url");
+    assert!(url.starts_with("https://open.weixin.qq.com/connect/oauth2/authorize?appid=wwsuite0001&redirect_uri=https%3A%2F%2Fapp.example%2Fh5%3Fa%3D1&response_type=code&scope=snsapi_privateinfo&state=abc123#wechat_redirect"), "{url}");
+
+    let path = format!("/api/v1/suites/{SUITE_ID}/oauth/user");
+    let code = fake.new_oauth_code(SUITE_ID, "wpCorpOAuth1", "zhangsan", true);
+    let (status, user) = post(&app, &path, json!({ "code": code })).await;
+    assert_eq!(status, 200, "{user}");
+    assert_eq!((user["corpid"].as_str(), user["userid"].as_str()), (Some("wpCorpOAuth1"), Some("zhangsan")));
+    assert_eq!(user["open_userid"], "wozhangsanOpen");
+    assert_eq!(user["detail"]["gender"], "1", "privateinfo brings the detail: {user}");
+    assert!(!user.to_string().contains("user-ticket"), "the user_ticket never leaves: {user}");
+    assert_eq!(fake.calls("service/auth/getuserdetail3rd"), 1);
+
+    let calls = fake.calls("service/auth/getuserinfo3rd");
+    let (status, again) = post(&app, &path, json!({ "code": code })).await;
+    assert_eq!((status, again["error"]["code"].as_str()), (409, Some("oauth_code_used")), "{again}");
+    assert_eq!(fake.calls("service/auth/getuserinfo3rd"), calls, "WeCom was not called again");
+    assert_eq!(fake.code_uses(&code), 1);
+
+    // Another instance on the same database refuses it too.
+    let other = spawn_against(&db, &fake, |_| {}).await;
+    let (status, _) = post(&other, &path, json!({ "code": code })).await;
+    assert_eq!(status, 409);
+    assert_eq!(fake.calls("service/auth/getuserinfo3rd"), calls);
+
+    // A base-scope code in the legacy casing: no detail.
+    fake.use_camel_case_oauth();
+    let code = fake.new_oauth_code(SUITE_ID, "wpCorpOAuth1", "lisi", false);
+    let (status, user) = post(&other, &path, json!({ "code": code })).await;
+    assert_eq!(status, 200, "{user}");
+    assert_eq!((user["corpid"].as_str(), user["userid"].as_str()), (Some("wpCorpOAuth1"), Some("lisi")));
+    assert_eq!(user["detail"], Value::Null);
+    assert_eq!(fake.calls("service/auth/getuserdetail3rd"), 1);
+
+    // An expired code: 400, and nothing to retry.
+    let code = fake.new_oauth_code(SUITE_ID, "wpCorpOAuth1", "wangwu", false);
+    fake.advance(301);
+    let (status, body) = post(&app, &path, json!({ "code": code })).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("oauth_code_invalid")), "{body}");
+    app.stop().await;
+    other.stop().await;
+    fake.stop().await;
+}
+
+#[tokio::test]
+async fn bad_oauth_input_answers_400_and_calls_nothing() {
+    let db = TestDb::new();
+    let fake = FakeWecom::start().await;
+    let app = spawn_against(&db, &fake, |_| {}).await;
+    let base = format!("/api/v1/suites/{SUITE_ID}/oauth/authorize_url");
+    for (query, code) in [
+        ("redirect_uri=ftp%3A%2F%2Fx.example%2F", "invalid_redirect_uri"),
+        ("redirect_uri=%2Frelative", "invalid_redirect_uri"),
+        ("", "invalid_redirect_uri"),
+        ("redirect_uri=https%3A%2F%2Fx.example%2F&scope=snsapi_userinfo", "invalid_scope"),
+        ("redirect_uri=https%3A%2F%2Fx.example%2F&state=no%20spaces", "invalid_state"),
+    ] {
+        let (status, body) = app.api(&format!("{base}?{query}")).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some(code)), "{query}: {body}");
+    }
+    let path = format!("/api/v1/suites/{SUITE_ID}/oauth/user");
+    for body in [json!({}), json!({"code": ""}), json!({"code": "x".repeat(513)})] {
+        let (status, answer) = post(&app, &path, body.clone()).await;
+        assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("invalid_body")), "{body}: {answer}");
+    }
+    let (status, _) = post(&app, "/api/v1/suites/wwnosuch/oauth/user", json!({"code": "abc"})).await;
+    assert_eq!(status, 404);
+    // The web-login routes want the login suite.
+    let (status, body) = app
+        .api(&format!("/api/v1/suites/{SUITE_ID}/web_login/authorize_url?redirect_uri=https%3A%2F%2Fx.example%2F"))
+        .await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("wrong_suite_kind")), "{body}");
+    assert_eq!(fake.calls("service/auth/getuserinfo3rd"), 0);
+    assert_eq!(db.count("SELECT COUNT(*) FROM login_codes"), 0, "nothing stored");
+    app.stop().await;
+    fake.stop().await;
+}
+
+#[tokio::test]
+async fn web_login_uses_the_login_suite_token_and_admin_login_the_provider_token() {
+    let db = TestDb::new();
+    let fake = FakeWecom::start().await;
+    let app = spawn_against(&db, &fake, |_| {}).await;
+    app.push_ticket(&fake).await;
+    add_login_suite(&app, &fake).await;
+
+    let (status, url) = app
+        .api(&format!("/api/v1/suites/{LOGIN_SUITE}/web_login/authorize_url?redirect_uri=https%3A%2F%2Fsite.example%2Flogin&state=s1"))
+        .await;
+    assert_eq!(status, 200, "{url}");
+    assert_eq!(
+        url["url"],
+        "https://login.work.weixin.qq.com/wwlogin/sso/login?login_type=ServiceApp&appid=wwlogin0001&redirect_uri=https%3A%2F%2Fsite.example%2Flogin&state=s1"
+    );
+    // A code of the login suite: only that suite's token exchanges it at the fake.
+    let path = format!("/api/v1/suites/{LOGIN_SUITE}/web_login/user");
+    let code = fake.new_oauth_code(LOGIN_SUITE, "wpCorpWeb01", "webuser", false);
+    let (status, user) = post(&app, &path, json!({ "code": code })).await;
+    assert_eq!(status, 200, "{user}");
+    assert_eq!((user["corpid"].as_str(), user["userid"].as_str()), (Some("wpCorpWeb01"), Some("webuser")));
+    let (status, again) = post(&app, &path, json!({ "code": code })).await;
+    assert_eq!((status, again["error"]["code"].as_str()), (409, Some("oauth_code_used")));
+    assert_eq!(fake.code_uses(&code), 1);
+
+    let path = format!("/api/v1/providers/{PROVIDER_CORPID}/admin_login");
+    let code = fake.new_admin_login_code(PROVIDER_CORPID, "wpCorpAdmin1", "boss");
+    let (status, login) = post(&app, &path, json!({ "auth_code": code })).await;
+    assert_eq!(status, 200, "{login}");
+    assert_eq!(login["usertype"], 1);
+    assert_eq!(login["user"]["userid"], "boss");
+    assert_eq!(login["corp"]["corpid"], "wpCorpAdmin1");
+    assert_eq!(login["agents"][0]["auth_type"], 1);
+    let (status, again) = post(&app, &path, json!({ "auth_code": code })).await;
+    assert_eq!((status, again["error"]["code"].as_str()), (409, Some("oauth_code_used")));
+    assert_eq!(fake.calls("service/get_login_info"), 1);
+    let (status, _) = post(&app, "/api/v1/providers/wxnobody/admin_login", json!({ "auth_code": "abc" })).await;
+    assert_eq!(status, 404);
+    app.stop().await;
+    fake.stop().await;
+}
+
+#[tokio::test]
+async fn jsapi_signatures_verify_with_the_tickets_wecom_issued_and_reuse_them() {
+    let db = TestDb::new();
+    let fake = FakeWecom::start().await;
+    let app = spawn_against(&db, &fake, |_| {}).await;
+    app.push_ticket(&fake).await;
+    let corp = app.install(&fake, "wpCorpJs001", "JS Corp").await;
+    let agent_id = corp["agent_id"].as_i64().expect("agent id");
+
+    let path = format!("/api/v1/suites/{SUITE_ID}/corps/wpCorpJs001/jsapi_signatures");
+    let page = "https://app.example/h5/index.html?from=menu";
+    let (status, signed) = post(&app, &path, json!({ "url": format!("{page}#/home") })).await;
+    assert_eq!(status, 200, "{signed}");
+    let jsapi = fake.newest_ticket("jsapi", SUITE_ID, "wpCorpJs001").expect("a jsapi ticket");
+    let agent = fake.newest_ticket("agent_config", SUITE_ID, "wpCorpJs001").expect("an agent ticket");
+    let config = &signed["config"];
+    assert_eq!(config["appId"], "wpCorpJs001");
+    let expected = |ticket: &str, part: &Value| {
+        sha1_hex(&format!(
+            "jsapi_ticket={ticket}&noncestr={}&timestamp={}&url={page}",
+            part["nonceStr"].as_str().expect("nonce"),
+            part["timestamp"].as_i64().expect("timestamp")
+        ))
+    };
+    assert_eq!(config["signature"].as_str(), Some(expected(&jsapi, config).as_str()), "{signed}");
+    let agent_config = &signed["agentConfig"];
+    assert_eq!(
+        (agent_config["corpid"].as_str(), agent_config["agentid"].as_i64()),
+        (Some("wpCorpJs001"), Some(agent_id))
+    );
+    assert_eq!(agent_config["signature"].as_str(), Some(expected(&agent, agent_config).as_str()));
+    assert!(!signed.to_string().contains("ticket-"), "tickets are never shown: {signed}");
+
+    // Cached: another instance signs with the same tickets, no fetch.
+    let other = spawn_against(&db, &fake, |_| {}).await;
+    let (status, _) = post(&other, &path, json!({ "url": page })).await;
+    assert_eq!(status, 200);
+    assert_eq!((fake.calls("get_jsapi_ticket"), fake.calls("ticket/get")), (1, 1));
+    assert!(db.raw_contents().windows(jsapi.len()).all(|w| w != jsapi.as_bytes()), "tickets are sealed at rest");
+
+    for url in ["ftp://app.example/", "not a url", "/relative"] {
+        let (status, body) = post(&app, &path, json!({ "url": url })).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_url")), "{url}: {body}");
+    }
+    app.command(&auth_event_xml(SUITE_ID, "cancel_auth", "wpCorpJs001", 1_700_000_300)).await;
+    app.settled().await;
+    let (status, body) = post(&app, &path, json!({ "url": page })).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("corp_not_active")), "{body}");
+    app.stop().await;
+    other.stop().await;
+    fake.stop().await;
+}
+
+#[tokio::test]
+async fn ticket_fetches_stop_at_wecoms_hourly_limit_across_instances_and_42012_retries_once() {
+    let db = TestDb::new();
+    let fake = FakeWecom::start().await;
+    let app = spawn_against(&db, &fake, |_| {}).await;
+    let other = spawn_against(&db, &fake, |_| {}).await;
+    app.push_ticket(&fake).await;
+    app.install(&fake, "wpCorpLimit1", "Limit Corp").await;
+    let path = format!("/api/v1/suites/{SUITE_ID}/corps/wpCorpLimit1/jsapi_signatures");
+
+    // Tickets that live under the 5-minute margin are fetched for every signature.
+    fake.set_ticket_lifetime(60);
+    // 42012 on the first fetch: the corp token is dropped and the fetch retried once.
+    fake.inject("get_jsapi_ticket", crate::fake_wecom::Injection::Errcode(42012));
+    let corp_tokens = fake.calls("service/get_corp_token");
+    let (status, body) = post(&app, &path, json!({ "url": "https://app.example/" })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(fake.calls("get_jsapi_ticket"), 2, "the fetch and one retry");
+    assert_eq!(fake.calls("service/get_corp_token"), corp_tokens + 1, "a new corp token for the retry");
+
+    // The app's 100 an hour run out, shared by both instances, and WeCom is never hit past it.
+    let mut answers = Vec::new();
+    for round in 0..105 {
+        let instance = if round % 2 == 0 { &app } else { &other };
+        answers.push(post(instance, &path, json!({ "url": "https://app.example/" })).await);
+    }
+    let limited = answers
+        .iter()
+        .position(|(status, _)| *status == 429)
+        .unwrap_or_else(|| panic!("the limit is reached: {} fetches, {:?}", fake.calls("ticket/get"), answers.last()));
+    let (_, refusal) = &answers[limited];
+    assert_eq!(refusal["error"]["code"], "ticket_rate_limited", "{refusal}");
+    assert!(refusal["error"]["message"].as_str().is_some_and(|m| m.contains("100")), "{refusal}");
+    assert_eq!(limited, 99, "one fetch before and 99 here make 100");
+    assert!(answers[..limited].iter().all(|(status, _)| *status == 200));
+    assert!(answers[limited..].iter().all(|(status, _)| *status == 429));
+    assert_eq!(fake.calls("ticket/get"), 100, "exactly WeCom's hourly allowance");
+    assert_eq!(fake.ticket_limit_hits(), 0, "WeCom never refused a fetch");
+    app.stop().await;
+    other.stop().await;
+    fake.stop().await;
+}
