@@ -6,7 +6,7 @@ use std::sync::Arc;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::ids::Ids;
-use crate::lifecycle::{self, InstallPath, Lifecycle, LifecycleError};
+use crate::lifecycle::{self, GrantChange, InstallPath, Lifecycle, LifecycleError};
 use crate::model::{CorpId, SuiteId};
 use crate::store::events::PendingEvent;
 use crate::store::{Db, StoreError, suites};
@@ -70,9 +70,14 @@ pub fn needs_effect(message: &Message) -> bool {
         Message::ChangeExternalContact { change_type, external_userid: Some(_), .. } => {
             is_added(change_type) || is_removed(change_type)
         }
+        Message::Data { event: Some(event), .. } => event == CHANGE_APP_ADMIN,
+        Message::Other { kind, corpid: Some(_) } => GrantChange::from_kind(kind).is_some(),
         _ => false,
     }
 }
+
+/// On the data URL: the app's admins changed.
+const CHANGE_APP_ADMIN: &str = "change_app_admin";
 
 fn is_added(change_type: &str) -> bool {
     matches!(change_type, "add_external_contact" | "add_half_external_contact")
@@ -144,6 +149,19 @@ impl Effects {
                     self.ids.contact_added(provider, suite_id, &auth_corp_id, &external_userid).await?;
                 } else if is_removed(&change_type) {
                     self.ids.contact_removed(provider, &auth_corp_id, &external_userid).await?;
+                }
+                Ok(None)
+            }
+            (Message::Data { corpid, event: Some(data_event), .. }, Some(suite_id))
+                if data_event == CHANGE_APP_ADMIN =>
+            {
+                self.lifecycle.refresh_admins(suite_id, &corpid, event.id).await?;
+                Ok(None)
+            }
+            (Message::Other { kind, corpid: Some(corpid) }, Some(suite_id)) => {
+                if let Some(change) = GrantChange::from_kind(&kind) {
+                    let auth_type = fields.get("AuthType").and_then(serde_json::Value::as_str);
+                    self.lifecycle.record_grant(suite_id, &corpid, change, &kind, auth_type, event.id).await?;
                 }
                 Ok(None)
             }

@@ -455,9 +455,12 @@ fn route(state: &mut State, endpoint: &str, query: &HashMap<String, String>, bod
         }
         "agent/get_admin_list" => {
             state.check_token(token("access_token"), "corp")?;
-            Ok(
-                json!({"errcode": 0, "errmsg": "ok", "admin": [{"userid": "AdminUser", "open_userid": "woAdminOpen", "auth_type": 1}]}),
-            )
+            let admins = state
+                .front
+                .admins
+                .clone()
+                .unwrap_or_else(|| json!([{"userid": "AdminUser", "open_userid": "woAdminOpen", "auth_type": 1}]));
+            Ok(json!({"errcode": 0, "errmsg": "ok", "admin": admins}))
         }
         "service/corpid_to_opencorpid" => {
             let TokenOwner::Provider(provider) = state.check_token(token("provider_access_token"), "provider")? else {

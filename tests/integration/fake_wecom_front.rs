@@ -47,6 +47,8 @@ pub(super) struct FrontState {
     tickets: HashMap<(String, String, String), String>,
     /// How often a ticket fetch was refused for being over the hourly limit.
     limit_hits: usize,
+    /// What agent/get_admin_list answers, when a test changed it.
+    pub(super) admins: Option<Value>,
 }
 
 impl FakeWecom {
@@ -74,6 +76,11 @@ impl FakeWecom {
         let entry = LoginCode { provider: provider.into(), corpid: corpid.into(), userid: userid.into(), used: false };
         state.front.login_codes.insert(code.clone(), entry);
         code
+    }
+
+    /// The app's admins change at WeCom.
+    pub fn set_admins(&self, admins: Value) {
+        self.lock().front.admins = Some(admins);
     }
 
     /// getuserinfo3rd answers in the legacy CamelCase keys from now on.

@@ -365,3 +365,68 @@ async fn ticket_fetches_stop_at_wecoms_hourly_limit_across_instances_and_42012_r
     other.stop().await;
     fake.stop().await;
 }
+
+fn data_event_xml(corpid: &str, event: &str) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[{corpid}]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName><CreateTime>1700000400</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[{event}]]></Event><AgentID>1000001</AgentID></xml>"
+    )
+}
+
+fn grant_xml(info_type: &str, corpid: &str, auth_type: &str, timestamp: i64) -> String {
+    format!(
+        "<xml><SuiteId><![CDATA[{SUITE_ID}]]></SuiteId><InfoType><![CDATA[{info_type}]]></InfoType><TimeStamp>{timestamp}</TimeStamp><AuthCorpId><![CDATA[{corpid}]]></AuthCorpId><AuthType><![CDATA[{auth_type}]]></AuthType></xml>"
+    )
+}
+
+#[tokio::test]
+async fn app_events_reach_their_effects_and_the_corp_view_shows_what_was_granted() {
+    let db = TestDb::new();
+    let fake = FakeWecom::start().await;
+    let app = spawn_against(&db, &fake, |_| {}).await;
+    app.push_ticket(&fake).await;
+    app.install(&fake, "wpCorpEvt01", "Events Corp").await;
+
+    // change_app_admin arrives on the data URL (ReceiveId = the corp).
+    fake.set_admins(json!([{"userid": "NewAdmin", "open_userid": "woNewAdmin", "auth_type": 1}]));
+    let data_path = format!("/callback/{SUITE_ID}/data");
+    let (status, _) = app
+        .post_callback(&data_path, &suite_keys(), "wpCorpEvt01", &data_event_xml("wpCorpEvt01", "change_app_admin"))
+        .await;
+    assert_eq!(status, 200);
+    for (info_type, auth_type, at) in [
+        ("corp_arch_auth", "", 1_700_000_501),
+        ("approve_special_auth", "customer_acquisition", 1_700_000_502),
+        ("auth_data_permission", "data_zone_chat", 1_700_000_503),
+        ("expire_remind_data_permission", "data_zone_chat", 1_700_000_504),
+        ("cancel_special_auth", "customer_acquisition", 1_700_000_505),
+    ] {
+        app.command(&grant_xml(info_type, "wpCorpEvt01", auth_type, at)).await;
+        // One at a time: each changes the same stored corp.
+        app.settled().await;
+    }
+    let events = app.settled().await;
+    assert!(events.iter().all(|e| e["status"] == "done"), "{events:?}");
+    let corp = app.corp("wpCorpEvt01").await;
+    assert_eq!(corp["auth_info"]["admins"][0]["userid"], "NewAdmin", "{corp}");
+    let grants = &corp["auth_info"]["grants"];
+    assert_eq!(grants["corp_architecture"], true, "{grants}");
+    assert_eq!(grants["special_auth"]["customer_acquisition"], false);
+    assert_eq!(grants["data_permissions"]["data_zone_chat"]["status"], "expiring");
+    let kinds = |kind: &str| events.iter().filter(|e| e["kind"] == kind).count();
+    assert_eq!(kinds("corp_admins_changed"), 1);
+    assert_eq!(kinds("corp_grants_changed"), 5);
+
+    // A change_auth keeps what it does not fetch.
+    app.command(&auth_event_xml(SUITE_ID, "change_auth", "wpCorpEvt01", 1_700_000_600)).await;
+    app.settled().await;
+    let corp = app.corp("wpCorpEvt01").await;
+    assert_eq!(corp["auth_info"]["grants"]["corp_architecture"], true, "{corp}");
+    assert_eq!(corp["auth_info"]["admins"][0]["userid"], "NewAdmin");
+
+    // Unknown kinds stay stored and visible.
+    app.command(&grant_xml("some_future_event", "wpCorpEvt01", "x", 1_700_000_700)).await;
+    let events = app.settled().await;
+    assert!(events.iter().any(|e| e["kind"] == "some_future_event" && e["status"] == "done"));
+    app.stop().await;
+    fake.stop().await;
+}
