@@ -22,6 +22,7 @@ use crate::registry::{Registry, RegistryError, seed_from_environment};
 use crate::store::sealing::{self, KeyringError, ResealError, Sealer};
 use crate::store::{Db, StoreError};
 use crate::tokens::Tokens;
+use crate::web::edge::Edge;
 use crate::web::install::InstallSettings;
 use crate::web::{self, AppState};
 use crate::webhooks::{Deliverer, RetrySchedule};
@@ -114,12 +115,20 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
             public_base_url: config.public_base_url.clone(),
             auth_type: config.install_auth_type,
         },
+        edge: Edge::new(config.edge.clone()),
     }));
     let mut server =
         actix_web::HttpServer::new(move || actix_web::App::new().app_data(state.clone()).configure(web::routes));
-    if options.http_workers > 0 {
-        server = server.workers(options.http_workers);
-    }
+    let workers = match options.http_workers {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        workers => workers,
+    };
+    let max_connections = connection_cap(config.edge.max_connections);
+    server = server
+        .workers(workers)
+        .max_connections(max_connections.div_ceil(workers))
+        .client_request_timeout(config.edge.request_read_timeout)
+        .client_disconnect_timeout(Duration::from_secs(1));
     // Signals are handled in `Running::wait`, so effects and HTTP stop together.
     server = server.disable_signals().shutdown_timeout(config.shutdown_grace.as_secs());
     let addr = config.listen_addr;
@@ -193,6 +202,32 @@ async fn stop_webhooks(webhooks: Option<Deliverer>) {
     if let Some(deliverer) = webhooks {
         deliverer.stop().await;
     }
+}
+
+/// Descriptors kept free of connections, for the database, the key file and logs.
+const RESERVED_FILE_DESCRIPTORS: u64 = 128;
+
+/// Raises the open-file limit to what the system allows (the soft limit is often
+/// 1,024) and caps connections below it, so that a flood of idle connections is
+/// held in the backlog instead of failing the database's and the listener's own files.
+fn connection_cap(configured: usize) -> usize {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read or raise the open-file limit");
+            return configured;
+        }
+    };
+    let allowed = usize::try_from(limit.saturating_sub(RESERVED_FILE_DESCRIPTORS).max(16)).unwrap_or(usize::MAX);
+    if allowed < configured {
+        tracing::warn!(
+            configured,
+            allowed,
+            open_file_limit = limit,
+            "MAX_CONNECTIONS lowered to fit the open-file limit; raise LimitNOFILE to allow more"
+        );
+    }
+    configured.min(allowed)
 }
 
 /// SIGTERM or SIGINT (Ctrl-C).

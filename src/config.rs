@@ -34,6 +34,12 @@ pub const VARIABLES: &[&str] = &[
     "EFFECT_CONCURRENCY",
     "SHUTDOWN_GRACE_SECONDS",
     "EVENT_RETENTION_DAYS",
+    "REQUEST_READ_TIMEOUT_SECONDS",
+    "MAX_CONNECTIONS",
+    "CALLBACK_BODY_BUDGET_MIB",
+    "API_RATE_LIMIT_PER_MINUTE",
+    "INSTALL_RATE_LIMIT_PER_MINUTE",
+    "TRUSTED_PROXIES",
     "RUST_LOG",
 ];
 
@@ -62,7 +68,26 @@ pub struct Config {
     pub shutdown_grace: std::time::Duration,
     /// Done events older than this are pruned; callbacks signed before it are refused.
     pub event_retention_days: u32,
+    pub edge: EdgeLimits,
     pub log_filter: String,
+}
+
+/// What one client, or all of them together, may hold of the public listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeLimits {
+    /// A request's head and body must each arrive within this.
+    pub request_read_timeout: std::time::Duration,
+    /// Open connections across all HTTP workers; past it new ones wait in the backlog.
+    pub max_connections: usize,
+    /// Bytes of callback bodies over 16 KiB buffered at once; a body that would
+    /// exceed it is refused with 503.
+    pub callback_body_budget_bytes: usize,
+    /// Requests to `/api/v1` per client address and minute.
+    pub api_requests_per_minute: u32,
+    /// Views of the public install pages per client address and minute.
+    pub install_requests_per_minute: u32,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -181,6 +206,12 @@ impl Config {
         let effect_concurrency = get("EFFECT_CONCURRENCY");
         let shutdown_grace = get("SHUTDOWN_GRACE_SECONDS");
         let event_retention_days = get("EVENT_RETENTION_DAYS");
+        let request_read_timeout = get("REQUEST_READ_TIMEOUT_SECONDS");
+        let max_connections = get("MAX_CONNECTIONS");
+        let callback_body_budget = get("CALLBACK_BODY_BUDGET_MIB");
+        let api_rate_limit = get("API_RATE_LIMIT_PER_MINUTE");
+        let install_rate_limit = get("INSTALL_RATE_LIMIT_PER_MINUTE");
+        let trusted_proxies = get("TRUSTED_PROXIES");
         let log_filter = get("RUST_LOG");
 
         let database = parse_database_url(database_url.as_deref().unwrap_or(DEFAULT_DATABASE_URL))
@@ -312,6 +343,11 @@ impl Config {
         ));
         let event_retention_days =
             whole_number("EVENT_RETENTION_DAYS", event_retention_days.as_deref(), 30, 1..=3650, &mut errors);
+        let edge = edge_limits(
+            [request_read_timeout, max_connections, callback_body_budget, api_rate_limit, install_rate_limit],
+            trusted_proxies.as_deref(),
+            &mut errors,
+        );
 
         // A bearer anyone can guess is no protection for tokens and permanent data.
         if admin_token.as_ref().is_some_and(|token| token.chars().count() < MIN_BEARER_CHARS) {
@@ -368,11 +404,54 @@ impl Config {
                     effect_concurrency: usize::try_from(effect_concurrency).unwrap_or(16),
                     shutdown_grace,
                     event_retention_days: u32::try_from(event_retention_days).unwrap_or(30),
+                    edge,
                     log_filter,
                 })
             }
             _ => Err(ConfigErrors(errors)),
         }
+    }
+}
+
+/// The edge settings, in the order of their variables in [`VARIABLES`]; all unset
+/// gives the defaults.
+fn edge_limits(
+    values: [Option<String>; 5],
+    trusted_proxies: Option<&str>,
+    errors: &mut Vec<ConfigError>,
+) -> EdgeLimits {
+    let [read_timeout, connections, body_budget, api_rate, install_rate] = values;
+    let mut number = |variable, value: Option<String>, default, range| {
+        // The ranges keep every value within usize and u32.
+        whole_number(variable, value.as_deref(), default, range, errors)
+    };
+    let read_timeout = number("REQUEST_READ_TIMEOUT_SECONDS", read_timeout, 10, 1..=300);
+    let connections = number("MAX_CONNECTIONS", connections, 2048, 16..=1_000_000);
+    let body_budget_mib = number("CALLBACK_BODY_BUDGET_MIB", body_budget, 32, 1..=4096);
+    let api_rate = number("API_RATE_LIMIT_PER_MINUTE", api_rate, 6000, 1..=10_000_000);
+    let install_rate = number("INSTALL_RATE_LIMIT_PER_MINUTE", install_rate, 60, 1..=1_000_000);
+    let trusted_proxies = trusted_proxies
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|address| !address.is_empty())
+        .filter_map(|address| {
+            address
+                .parse()
+                .map_err(|_| {
+                    let problem = "must be a comma-separated list of IP addresses, such as 127.0.0.1,10.0.0.2".into();
+                    errors.push(ConfigError { variable: "TRUSTED_PROXIES", problem });
+                })
+                .ok()
+        })
+        .collect();
+    EdgeLimits {
+        request_read_timeout: std::time::Duration::from_secs(read_timeout),
+        max_connections: usize::try_from(connections).unwrap_or(usize::MAX),
+        callback_body_budget_bytes: usize::try_from(body_budget_mib << 20).unwrap_or(usize::MAX),
+        api_requests_per_minute: u32::try_from(api_rate).unwrap_or(u32::MAX),
+        install_requests_per_minute: u32::try_from(install_rate).unwrap_or(u32::MAX),
+        trusted_proxies,
     }
 }
 

@@ -25,6 +25,8 @@ pub enum AppError {
     Forbidden(Denied),
     #[error("too many failed authentications from this address; try again in {retry_after_secs} s")]
     TooManyFailedAttempts { retry_after_secs: u64 },
+    #[error("too many requests from this address; try again in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{message}")]
@@ -63,6 +65,7 @@ impl AppError {
             Self::AdminTokenUnset => "admin_token_unset",
             Self::Forbidden(_) => "forbidden_scope",
             Self::TooManyFailedAttempts { .. } => "too_many_failed_attempts",
+            Self::RateLimited { .. } => "rate_limited",
             Self::NotFound(_) => "not_found",
             Self::BadRequest { code, .. } => code,
             Self::NoSuiteTicket(_) => "no_suite_ticket",

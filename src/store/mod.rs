@@ -135,8 +135,11 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
             // busy_timeout first: the pool opens connections in parallel, and switching a
             // new database to WAL needs a moment of exclusive access. temp_store in memory:
             // a multi-row INSERT's statement journal would otherwise be a temp file per batch.
+            // journal_size_limit: a WAL grown while a reader held old pages is cut back to
+            // 4 MiB when it restarts, instead of keeping its peak size on disk for good.
             "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-             PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 8192;",
+             PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384; \
+             PRAGMA wal_autocheckpoint = 8192; PRAGMA journal_size_limit = 4194304;",
         )
         .map_err(diesel::r2d2::Error::QueryError)
     }

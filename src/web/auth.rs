@@ -32,8 +32,9 @@ pub async fn authenticate(
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.path().to_owned();
-    let client = request.peer_addr().map(|addr| addr.ip());
-    let outcome = match request.app_data::<State>().cloned() {
+    let state = request.app_data::<State>().cloned();
+    let client = state.as_ref().and_then(|state| state.edge.client_of_request(request.request()));
+    let outcome = match state {
         Some(state) => {
             let bearer = request
                 .headers()

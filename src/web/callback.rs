@@ -5,19 +5,17 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 
+use tokio::sync::OwnedSemaphorePermit;
+
 use super::State;
+use super::edge::{Edge, FREE_BODY_BYTES};
 use crate::crypto::CryptoError;
 use crate::events::gateway::{CallbackError, CallbackQuery, Endpoint};
 
 /// WeCom's callbacks are a few KiB; anything larger is refused unread.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
-/// A body not received whole within this is refused: a slow client holds nothing long.
-pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 /// A verified body is stored and acknowledged within this, well inside WeCom's 1 s.
 pub const CALLBACK_DEADLINE: std::time::Duration = std::time::Duration::from_millis(800);
-/// Memory reserved up front for a body, whatever Content-Length claims: a client
-/// that declares 1 MiB and sends nothing costs this, not the megabyte.
-const INITIAL_BODY_CAPACITY: usize = 16 << 10;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -90,10 +88,16 @@ async fn receive(
     if let Err(error) = state.gateway.check_target(endpoint, id) {
         return rejection(endpoint, id, &error);
     }
-    let body = match tokio::time::timeout(BODY_DEADLINE, read_limited(request, body)).await {
+    // A slow client holds its connection and its share of the budget no longer than this.
+    let read_timeout = state.edge.limits.request_read_timeout;
+    let (body, _budget_share) = match tokio::time::timeout(read_timeout, read_limited(&state.edge, request, body)).await
+    {
         Ok(Ok(body)) => body,
         Ok(Err(response)) => return response,
-        Err(_) => return plain(StatusCode::REQUEST_TIMEOUT, "body not received within 10 s"),
+        Err(_) => {
+            let reason = format!("body not received within {} s", read_timeout.as_secs());
+            return plain(StatusCode::REQUEST_TIMEOUT, &reason);
+        }
     };
     let query = CallbackQuery::parse(request.query_string());
     // Past WeCom's 1 s it retries anyway: a 503 before then says so. An event that
@@ -108,26 +112,49 @@ async fn receive(
     }
 }
 
-/// Reads the body up to [`MAX_BODY_BYTES`], refusing early when Content-Length says more.
-async fn read_limited(request: &HttpRequest, mut payload: web::Payload) -> Result<web::BytesMut, HttpResponse> {
-    let too_large = || plain(StatusCode::PAYLOAD_TOO_LARGE, "body exceeds 1 MiB");
+/// Reads the body up to [`MAX_BODY_BYTES`], refusing early when Content-Length says
+/// more. A body needs no more than [`FREE_BODY_BYTES`] (real callbacks are a few
+/// KiB); a larger one must declare its length and is buffered only with a share of
+/// the shared budget for all of it, held until it is answered: bodies that never
+/// finish cost the budget, never unbounded memory, and real callbacks never wait.
+async fn read_limited(
+    edge: &Edge,
+    request: &HttpRequest,
+    mut payload: web::Payload,
+) -> Result<(web::BytesMut, Option<OwnedSemaphorePermit>), HttpResponse> {
     let declared = request
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
-        return Err(too_large());
-    }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(4096).min(INITIAL_BODY_CAPACITY));
+    let share = match declared {
+        Some(length) if length > MAX_BODY_BYTES => {
+            return Err(plain(StatusCode::PAYLOAD_TOO_LARGE, "body exceeds 1 MiB"));
+        }
+        Some(length) if length > FREE_BODY_BYTES => Some(
+            edge.reserve_body_bytes(length)
+                .ok_or_else(|| plain(StatusCode::SERVICE_UNAVAILABLE, "too many large bodies in flight, try again"))?,
+        ),
+        _ => None,
+    };
+    let limit = declared.filter(|_| share.is_some()).unwrap_or(FREE_BODY_BYTES);
+    // Whatever Content-Length claims, a body that never arrives costs only what came.
+    let mut body = web::BytesMut::with_capacity(limit.min(FREE_BODY_BYTES));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|_| plain(StatusCode::BAD_REQUEST, "could not read the body"))?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(too_large());
+        if body.len() + chunk.len() > limit {
+            // Only a body without Content-Length can outgrow its limit (actix holds the rest to it).
+            return Err(plain(StatusCode::PAYLOAD_TOO_LARGE, "a body over 16 KiB must declare its Content-Length"));
+        }
+        if body.len() + chunk.len() > body.capacity() {
+            // Exactly what was declared, so the budget is what is allocated.
+            let mut whole = web::BytesMut::with_capacity(limit);
+            whole.extend_from_slice(&body);
+            body = whole;
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(body)
+    Ok((body, share))
 }
 
 fn rejection(endpoint: Endpoint, id: &str, error: &CallbackError) -> HttpResponse {

@@ -50,8 +50,12 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
 });
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/install/{suite_id}", web::get().to(install_page))
-        .route("/install/{suite_id}/complete", web::get().to(complete));
+    cfg.service(
+        web::scope("/install/{suite_id}")
+            .wrap(actix_web::middleware::from_fn(super::edge::limit_install))
+            .route("", web::get().to(install_page))
+            .route("/complete", web::get().to(complete)),
+    );
 }
 
 fn render(status: StatusCode, template: &str, ctx: minijinja::Value) -> HttpResponse {

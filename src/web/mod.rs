@@ -6,6 +6,7 @@ mod api;
 mod api_keys;
 mod auth;
 mod callback;
+pub mod edge;
 mod front;
 mod health;
 mod ids;
@@ -41,6 +42,7 @@ pub struct AppState {
     pub ids: Arc<Ids>,
     pub access: Authenticator,
     pub install: install::InstallSettings,
+    pub edge: edge::Edge,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -51,6 +53,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             web::scope("/api/v1")
                 .wrap(middleware::from_fn(auth::authenticate))
+                // Outermost: a client past its rate costs no key lookup.
+                .wrap(middleware::from_fn(edge::limit_api))
                 .app_data(web::QueryConfig::default().error_handler(|error, _| {
                     AppError::bad_request("invalid_query", excerpt(&error.to_string())).into()
                 }))
@@ -89,7 +93,9 @@ impl ResponseError for AppError {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::TooManyFailedAttempts { .. } | Self::TicketLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyFailedAttempts { .. } | Self::RateLimited { .. } | Self::TicketLimit { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::AdminTokenUnset
             | Self::Unavailable
             | Self::NoSuiteTicket(_)
@@ -115,7 +121,9 @@ impl ResponseError for AppError {
             Self::Unauthorized => {
                 response.insert_header(("WWW-Authenticate", "Bearer"));
             }
-            Self::TooManyFailedAttempts { retry_after_secs } | Self::TicketLimit { retry_after_secs, .. } => {
+            Self::TooManyFailedAttempts { retry_after_secs }
+            | Self::RateLimited { retry_after_secs }
+            | Self::TicketLimit { retry_after_secs, .. } => {
                 response.insert_header(("Retry-After", retry_after_secs.to_string()));
             }
             // WeCom's frequency limits count per minute.

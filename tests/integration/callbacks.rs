@@ -144,12 +144,6 @@ async fn concurrent_distinct_callbacks_are_each_stored_exactly_once() {
     app.stop().await;
 }
 
-fn change_contact_xml(n: i64) -> String {
-    format!(
-        "<xml><SuiteId><![CDATA[{SUITE_ID}]]></SuiteId><AuthCorpId><![CDATA[wwCorpA]]></AuthCorpId><InfoType><![CDATA[change_contact]]></InfoType><TimeStamp>1403610513</TimeStamp><ChangeType><![CDATA[create_user]]></ChangeType><UserID><![CDATA[user{n}]]></UserID></xml>"
-    )
-}
-
 #[tokio::test]
 async fn every_rejection_answers_its_status_and_changes_nothing() {
     let db = TestDb::new();

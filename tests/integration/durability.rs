@@ -150,3 +150,221 @@ async fn the_sqlite_files_are_created_owner_only() {
     assert_eq!(mode(&wal), 0o600, "{}", wal.display());
     app.stop().await;
 }
+
+/// Posts `plaintext` once, sealed; `None` when no answer came (the service died).
+async fn post_once(client: &reqwest::Client, base: &str, plaintext: &str) -> Option<(u16, String)> {
+    let sealed = Sealed::new(&suite_keys(), SUITE_ID, plaintext);
+    let url = format!("{base}{}?{}", command_path(SUITE_ID), sealed.query());
+    let response = client.post(url).body(sealed.body()).send().await.ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.ok()?))
+}
+
+/// How many times each member's contact change is stored.
+fn stored_changes(db: &TestDb) -> std::collections::HashMap<String, usize> {
+    let mut stored = std::collections::HashMap::new();
+    for fields in db.texts("SELECT fields AS t FROM events WHERE kind = 'change_contact'") {
+        let fields: serde_json::Value = serde_json::from_str(&fields).expect("fields are JSON");
+        let user = fields["UserID"].as_str().expect("UserID").to_owned();
+        *stored.entry(user).or_insert(0) += 1;
+    }
+    stored
+}
+
+/// SIGKILL lands while 16 clients are sending: every callback answered `success`
+/// is stored exactly once, and what was stored unanswered is at most what was in flight.
+#[tokio::test]
+async fn a_kill_9_in_the_middle_of_concurrent_load_loses_no_acknowledged_callback() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    const CLIENTS: usize = 16;
+    let db = TestDb::new();
+    let binary = TestApp::spawn_binary(&db, |_| {}).await;
+    let next = std::sync::Arc::new(AtomicI64::new(0));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (next, base, client) = (next.clone(), binary.base.clone(), binary.client.clone());
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                loop {
+                    let n = next.fetch_add(1, Ordering::SeqCst);
+                    match post_once(&client, &base, &change_contact_xml(n)).await {
+                        Some((200, body)) if body == "success" => acknowledged.push(format!("user{n}")),
+                        Some(_) => {}
+                        None => return acknowledged,
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    binary.stop().await; // SIGKILL, with requests in flight
+    let mut acknowledged = Vec::new();
+    for client in clients {
+        acknowledged.extend(client.await.expect("client task"));
+    }
+    assert!(acknowledged.len() > 100, "the kill landed under load: {} acknowledged", acknowledged.len());
+
+    let stored = stored_changes(&db);
+    let missing: Vec<_> = acknowledged.iter().filter(|user| !stored.contains_key(*user)).collect();
+    assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
+    let twice: Vec<_> = stored.iter().filter(|(_, times)| **times > 1).collect();
+    assert!(twice.is_empty(), "stored twice: {twice:?}");
+    let unanswered = stored.len() - acknowledged.len();
+    assert!(unanswered <= CLIENTS, "{unanswered} stored without an answer, more than were in flight");
+    eprintln!("kill -9 under load: {} acknowledged, {unanswered} stored unanswered", acknowledged.len());
+}
+
+/// A WAL grown while a reader pinned it is cut back once the reader is gone.
+#[tokio::test]
+async fn the_wal_grown_behind_a_long_reader_is_cut_back() {
+    use diesel::Connection;
+    use diesel::connection::SimpleConnection;
+    const BOUND: u64 = 4 << 20;
+    let db = TestDb::new();
+    let wecom_provider::config::DatabaseUrl::Sqlite(path) = db.url.clone() else {
+        eprintln!("SKIPPED the_wal_grown_behind_a_long_reader_is_cut_back: SQLite's WAL, this run is on PostgreSQL");
+        return;
+    };
+    let app = TestApp::spawn(&db).await;
+    let wal_bytes = || async {
+        let (_, readiness) = app.api("/readyz").await;
+        readiness["wal_bytes"].as_u64().unwrap_or(0)
+    };
+    let mut reader = diesel::SqliteConnection::establish(&path.display().to_string()).expect("sqlite opens");
+    reader.batch_execute("BEGIN; SELECT COUNT(*) FROM events;").expect("read snapshot");
+    let path_ = command_path(SUITE_ID);
+    let keys = suite_keys();
+    let mut n = 0;
+    while wal_bytes().await <= 2 * BOUND {
+        let posts = (n..n + 50).map(change_contact_xml).collect::<Vec<_>>();
+        let sends = posts.iter().map(|xml| app.post_callback(&path_, &keys, SUITE_ID, xml));
+        let results = futures_util::future::join_all(sends).await;
+        assert!(results.iter().all(|(status, _)| *status == 200));
+        n += 50;
+        assert!(n < 20_000, "the WAL does not grow behind a reader");
+    }
+    reader.batch_execute("COMMIT").expect("reader done");
+    let later = std::sync::atomic::AtomicI64::new(n);
+    eventually("the WAL is cut back to its limit", || async {
+        let n = later.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let (status, _) = app.post_callback(&path_, &keys, SUITE_ID, &change_contact_xml(n)).await;
+        assert_eq!(status, 200);
+        (wal_bytes().await <= BOUND).then_some(())
+    })
+    .await;
+    app.stop().await;
+}
+
+/// A small tmpfs for a disk that fills; unmounted when dropped.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// `None` (the test skips, loudly) when this process may not mount.
+    fn mount(megabytes: u32) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|status| status.success());
+        mounted.then_some(SmallDisk { dir })
+    }
+
+    /// Writes a filler file until the disk refuses a byte more.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut filler = std::fs::File::create(self.dir.path().join("filler")).expect("filler");
+        let block = vec![0u8; 4096];
+        while filler.write_all(&block).and_then(|()| filler.sync_all()).is_ok() {}
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.dir.path().join("filler")).expect("filler removed");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+/// On a full disk: callbacks are answered 503 and none of those is stored, every
+/// acknowledged one is; readiness says so; the service restarts on the full disk
+/// and still verifies URLs; writes resume when space comes back.
+#[tokio::test]
+async fn a_full_disk_refuses_callbacks_honestly_and_the_service_restarts_on_it() {
+    let Some(disk) = SmallDisk::mount(16) else {
+        eprintln!("SKIPPED a_full_disk_refuses_callbacks_honestly…: mounting a tmpfs needs root (CAP_SYS_ADMIN)");
+        return;
+    };
+    let db = TestDb::sqlite_at(disk.dir.path().join("wecom.db"));
+    let verification = {
+        let vectors = vectors();
+        let a1 = &vectors["cases"][0];
+        let query = |name: &str| a1[name].as_str().expect("vector field").to_owned();
+        format!(
+            "{}?msg_signature={}&timestamp={}&nonce={}&echostr={}",
+            command_path(SUITE_ID),
+            query("msg_signature"),
+            query("timestamp"),
+            query("nonce"),
+            query("echostr_url_encoded")
+        )
+    };
+    let mut acknowledged = Vec::new();
+    let mut refused = Vec::new();
+    let send = |app: &TestApp, n: i64| {
+        let (client, base) = (app.client.clone(), app.base.clone());
+        async move { (n, post_once(&client, &base, &change_contact_xml(n)).await.expect("an answer")) }
+    };
+    let app = TestApp::spawn_binary(&db, |_| {}).await;
+    for n in 0..10 {
+        let (n, (status, _)) = send(&app, n).await;
+        assert_eq!(status, 200);
+        acknowledged.push(n);
+    }
+    disk.fill();
+    let mut n = 10;
+    while refused.len() < 5 {
+        let (sent, (status, body)) = send(&app, n).await;
+        match status {
+            200 => acknowledged.push(sent),
+            503 => refused.push(sent),
+            other => panic!("callback {sent} answered {other}: {body}"),
+        }
+        n += 1;
+        assert!(n < 5_000, "a full disk never refused a write");
+    }
+    let (status, readiness) = app.api("/readyz").await;
+    assert_eq!((status, readiness["writes"].as_str()), (503, Some("refused")), "{readiness}");
+    assert_eq!(app.get_raw("/healthz").await.0, 200, "still alive");
+    app.stop().await;
+
+    // Restarted on the full disk, it serves what needs no write.
+    let app = TestApp::spawn_binary(&db, |_| {}).await;
+    assert_eq!(app.get_raw(&verification).await, (200, "1616140317555161061".to_owned()));
+    assert_eq!(app.api("/readyz").await.0, 503);
+    let (sent, (status, _)) = send(&app, n).await;
+    assert_eq!(status, 503, "nothing can be stored yet");
+    refused.push(sent);
+    n += 1;
+
+    disk.free();
+    let (sent, (status, _)) = send(&app, n).await;
+    assert_eq!(status, 200, "writes resume once there is space");
+    acknowledged.push(sent);
+    assert_eq!(app.api("/readyz").await.0, 200);
+    app.stop().await;
+
+    let stored = stored_changes(&db);
+    for n in &acknowledged {
+        assert_eq!(stored.get(&format!("user{n}")), Some(&1), "acknowledged user{n}");
+    }
+    for n in &refused {
+        assert!(!stored.contains_key(&format!("user{n}")), "refused user{n} was stored");
+    }
+    eprintln!("full disk: {} acknowledged, {} refused", acknowledged.len(), refused.len());
+}

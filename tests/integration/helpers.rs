@@ -66,6 +66,33 @@ impl TestDb {
         }
     }
 
+    /// A SQLite database at `path` (whatever TEST_DATABASE_URL says): for tests of
+    /// the file system under it.
+    pub fn sqlite_at(path: std::path::PathBuf) -> Self {
+        TestDb { url: DatabaseUrl::Sqlite(path), _dir: None, pg_admin: None }
+    }
+
+    /// The text column `t` of every row `sql` answers.
+    pub fn texts(&self, sql: &str) -> Vec<String> {
+        #[derive(diesel::QueryableByName)]
+        struct Text {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            t: String,
+        }
+        use diesel::RunQueryDsl;
+        let rows: Vec<Text> = match &self.url {
+            DatabaseUrl::Sqlite(path) => {
+                let mut conn = diesel::SqliteConnection::establish(&path.display().to_string()).expect("sqlite opens");
+                diesel::sql_query(sql).load(&mut conn).expect("query runs")
+            }
+            DatabaseUrl::Postgres(url) => {
+                let mut conn = PgConnection::establish(url).expect("postgres answers");
+                diesel::sql_query(sql).load(&mut conn).expect("query runs")
+            }
+        };
+        rows.into_iter().map(|row| row.t).collect()
+    }
+
     /// Runs SQL directly on the test database: how a test ages rows.
     pub fn execute(&self, sql: &str) {
         match &self.url {
@@ -219,12 +246,33 @@ impl TestApp {
     /// Runs the built binary (`serve`) with the test environment, capturing
     /// everything it writes to stdout and stderr.
     pub async fn spawn_binary(db: &TestDb, adjust: impl FnOnce(&mut HashMap<String, String>)) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wecom-provider"));
+        command.arg("serve");
+        Self::spawn_command(db, command, adjust).await
+    }
+
+    /// [`TestApp::spawn_binary`] with the soft open-file limit lowered to `limit`,
+    /// as a shell's or systemd's default would leave it.
+    pub async fn spawn_binary_with_file_limit(
+        db: &TestDb,
+        limit: u64,
+        adjust: impl FnOnce(&mut HashMap<String, String>),
+    ) -> Self {
+        let mut command = Command::new("/bin/sh");
+        command.args(["-c", &format!("ulimit -Sn {limit} && exec \"$0\" serve"), env!("CARGO_BIN_EXE_wecom-provider")]);
+        Self::spawn_command(db, command, adjust).await
+    }
+
+    async fn spawn_command(
+        db: &TestDb,
+        mut command: Command,
+        adjust: impl FnOnce(&mut HashMap<String, String>),
+    ) -> Self {
         let mut env = env_for(db);
         // The address is read from the info-level start-up line.
         env.insert("RUST_LOG".into(), "info".into());
         adjust(&mut env);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wecom-provider"))
-            .arg("serve")
+        let mut child = command
             .env_clear()
             .envs(&env)
             .stdout(Stdio::piped())
@@ -262,6 +310,14 @@ impl TestApp {
             process: Process::Child { child, output },
             seeded_suite: env["WECOM_SUITE_ID"].clone(),
             seeded_provider: env["WECOM_PROVIDER_CORPID"].clone(),
+        }
+    }
+
+    /// The process id of a binary started by [`TestApp::spawn_binary`].
+    pub fn pid(&self) -> Option<u32> {
+        match &self.process {
+            Process::Child { child, .. } => Some(child.id()),
+            Process::InProcess(_) => None,
         }
     }
 
@@ -517,6 +573,14 @@ impl TestApp {
         self.settled().await;
         self.corp(corpid).await
     }
+}
+
+/// A contact change for member `user{n}`: distinct for each `n`, and not secret, so
+/// a test can find it in the stored fields.
+pub fn change_contact_xml(n: i64) -> String {
+    format!(
+        "<xml><SuiteId><![CDATA[{SUITE_ID}]]></SuiteId><AuthCorpId><![CDATA[wwCorpA]]></AuthCorpId><InfoType><![CDATA[change_contact]]></InfoType><TimeStamp>1403610513</TimeStamp><ChangeType><![CDATA[create_user]]></ChangeType><UserID><![CDATA[user{n}]]></UserID></xml>"
+    )
 }
 
 pub fn create_auth_xml(suite_id: &str, auth_code: &str, timestamp: i64) -> String {

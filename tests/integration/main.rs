@@ -6,6 +6,7 @@ mod api_keys;
 mod callbacks;
 mod control_plane;
 mod durability;
+mod edge;
 mod fake_wecom;
 mod front_door;
 mod helpers;
