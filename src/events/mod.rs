@@ -86,8 +86,10 @@ pub fn prepare(
         Source::Suite { suite_id, .. } => Some(suite_id.clone()),
         Source::Provider { .. } => None,
     };
-    // Only suite events have effects (the provider URL's are for the feed).
-    let pending = suite_id.is_some() && effects::needs_effect(&message);
+    let pending = match suite_id {
+        Some(_) => effects::needs_effect(&message),
+        None => effects::needs_provider_effect(&message),
+    };
     Ok(NewEvent {
         provider_corpid: source.provider_corpid().clone(),
         suite_id,

@@ -14,6 +14,7 @@ pub mod ids;
 pub mod install_states;
 pub mod leases;
 pub mod login_codes;
+pub mod registrations;
 pub mod schema;
 pub mod sealing;
 pub mod suites;

@@ -249,3 +249,19 @@ diesel::table! {
         version -> BigInt,
     }
 }
+
+diesel::table! {
+    registrations (event_id) {
+        event_id -> BigInt,
+        provider_corpid -> Text,
+        kind -> Text,
+        corpid -> Text,
+        register_code -> Text,
+        template_id -> Text,
+        state -> Text,
+        userid -> Text,
+        contact_sync_token -> Nullable<Text>,
+        contact_sync_expires_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+    }
+}

@@ -430,3 +430,35 @@ async fn app_events_reach_their_effects_and_the_corp_view_shows_what_was_granted
     app.stop().await;
     fake.stop().await;
 }
+
+#[tokio::test]
+async fn a_registration_on_the_provider_url_is_stored_with_its_token_sealed_and_announced() {
+    let db = TestDb::new();
+    let app = TestApp::spawn(&db).await;
+    let path = format!("/callback/provider/{PROVIDER_CORPID}");
+    let xml = format!(
+        "<xml><ServiceCorpId><![CDATA[{PROVIDER_CORPID}]]></ServiceCorpId><InfoType><![CDATA[register_corp]]></InfoType><TimeStamp>1502682179</TimeStamp><RegisterCode><![CDATA[pIKi3wRPNWCGF-pyP-YU5KWjDDD]]></RegisterCode><AuthCorpId><![CDATA[wwRegistered1]]></AuthCorpId><ContactSync><AccessToken><![CDATA[contact-sync-token-secret-42]]></AccessToken><ExpiresIn><![CDATA[1800]]></ExpiresIn></ContactSync><AuthUserInfo><UserId><![CDATA[zhangshan]]></UserId></AuthUserInfo><State><![CDATA[state1]]></State><TemplateId><![CDATA[tpl01]]></TemplateId></xml>"
+    );
+    let (status, _) = app.post_callback(&path, &provider_keys(), PROVIDER_CORPID, &xml).await;
+    assert_eq!(status, 200);
+    let events = app.settled().await;
+    let registered: Vec<&Value> = events.iter().filter(|e| e["kind"] == "corp_registered").collect();
+    assert_eq!(registered.len(), 1, "{events:?}");
+    let fields = &registered[0]["fields"];
+    assert_eq!((fields["corpid"].as_str(), fields["via"].as_str()), (Some("wwRegistered1"), Some("register_corp")));
+    assert_eq!((fields["userid"].as_str(), fields["has_contact_sync"].as_bool()), (Some("zhangshan"), Some(true)));
+    assert_eq!(registered[0]["suite_id"], Value::Null);
+    assert!(events.iter().all(|e| e["status"] == "done"));
+    assert_eq!(db.count("SELECT COUNT(*) FROM registrations WHERE corpid = 'wwRegistered1'"), 1);
+    let raw = db.raw_contents();
+    assert!(raw.windows(28).all(|w| w != b"contact-sync-token-secret-42"), "the token is sealed at rest");
+    assert!(!events.iter().any(|e| e.to_string().contains("contact-sync-token-secret-42")), "never shown");
+
+    // The same delivery again stores nothing new.
+    let (status, _) = app.post_callback(&path, &provider_keys(), PROVIDER_CORPID, &xml).await;
+    assert_eq!(status, 200);
+    let events = app.settled().await;
+    assert_eq!(events.iter().filter(|e| e["kind"] == "corp_registered").count(), 1);
+    assert_eq!(db.count("SELECT COUNT(*) FROM registrations"), 1);
+    app.stop().await;
+}

@@ -23,3 +23,20 @@ CREATE TABLE ticket_budgets (
     fetched_at TEXT NOT NULL,
     version BIGINT NOT NULL
 );
+
+-- Registrations through a promotion package (register_corp and
+-- enter_register_package on the provider's system-event URL), one row per event.
+-- The contact-sync token (full contact read/write) is sealed like every secret.
+CREATE TABLE registrations (
+    event_id BIGINT PRIMARY KEY NOT NULL,
+    provider_corpid TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    corpid TEXT NOT NULL,
+    register_code TEXT NOT NULL,
+    template_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    userid TEXT NOT NULL,
+    contact_sync_token TEXT,
+    contact_sync_expires_at BIGINT,
+    created_at BIGINT NOT NULL
+);
