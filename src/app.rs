@@ -18,6 +18,7 @@ use crate::events::worker::{Worker, WorkerHandle};
 use crate::ids::Ids;
 use crate::licenses::Licenses;
 use crate::lifecycle::Lifecycle;
+use crate::login::Login;
 use crate::registry::{Registry, RegistryError, seed_from_environment};
 use crate::store::sealing::{self, KeyringError, ResealError, Sealer};
 use crate::store::{Db, StoreError};
@@ -98,7 +99,7 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
     let stored = Arc::new(Notify::new());
     let intake = Intake::start(db.clone(), stored.clone()).map_err(StartError::Writer)?;
     let tokens = Arc::new(Tokens::new(db.clone(), registry.clone(), WecomClient::new(config.wecom_api_base.clone())));
-    let lifecycle = Arc::new(Lifecycle::new(db.clone(), tokens.clone()));
+    let lifecycle = Arc::new(Lifecycle::new(db.clone(), registry.clone(), tokens.clone()));
     let ids = Arc::new(Ids::new(db.clone(), tokens.clone()));
     let licenses =
         Arc::new(Licenses::new(db.clone(), tokens.clone(), registry.clone(), config.license_expiry_notice_days));
@@ -112,6 +113,7 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
         db: db.clone(),
         gateway: Gateway::new(db.clone(), intake, retention, registry.clone()),
         registry: registry.clone(),
+        login: Arc::new(Login::new(db.clone(), registry.clone(), tokens.clone())),
         tokens,
         lifecycle: lifecycle.clone(),
         ids,

@@ -6,12 +6,14 @@ use crate::access::{AccessError, Denied, Refusal};
 use crate::ids::IdError;
 use crate::licenses::LicenseError;
 use crate::lifecycle::LifecycleError;
+use crate::login::LoginError;
 use crate::registry::RegistryError;
 use crate::store::StoreError;
 use crate::store::sealing::SealError;
 use crate::tokens::TokenError;
 use crate::webhooks::WebhookError;
-use crate::wecom::client::{ERRCODE_RATE_LIMITED, WecomError};
+use crate::wecom::client::WecomError;
+use crate::wecom::errcodes::{ErrcodeClass, classify};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -58,6 +60,9 @@ pub enum AppError {
     /// A request sent once (it buys or binds) may have been applied; its answer is lost.
     #[error("{0}")]
     AnswerLost(String),
+    /// WeCom's hourly limit on JS-SDK ticket fetches would be passed.
+    #[error("{message}")]
+    TicketLimit { message: String, retry_after_secs: u64 },
 }
 
 impl AppError {
@@ -73,7 +78,7 @@ impl AppError {
             Self::NoSuiteTicket(_) => "no_suite_ticket",
             Self::CorpNotActive => "corp_not_active",
             Self::PermanentCodeRejected(_) => "permanent_code_rejected",
-            Self::Upstream { errcode, .. } if *errcode == ERRCODE_RATE_LIMITED => "wecom_rate_limited",
+            Self::Upstream { errcode, .. } if classify(*errcode) == ErrcodeClass::RateLimited => "wecom_rate_limited",
             Self::Upstream { .. } => "wecom_error",
             Self::UpstreamUnavailable => "wecom_unavailable",
             Self::Unavailable => "unavailable",
@@ -84,6 +89,7 @@ impl AppError {
             Self::SecretsUnavailable => "secrets_unavailable",
             Self::LicenseRefused { .. } => "license_refused",
             Self::AnswerLost(_) => "wecom_answer_lost",
+            Self::TicketLimit { .. } => "ticket_rate_limited",
         }
     }
 
@@ -124,6 +130,9 @@ impl From<TokenError> for AppError {
             TokenError::TicketRejected { .. } => Self::SuiteTicketRejected(error.to_string()),
             TokenError::SuiteDisabled => Self::SuiteDisabled,
             TokenError::Sealing(sealing) => sealing.into(),
+            TokenError::TicketLimit { retry_after_secs, .. } => {
+                Self::TicketLimit { message: error.to_string(), retry_after_secs }
+            }
         }
     }
 }
@@ -169,6 +178,20 @@ impl From<LifecycleError> for AppError {
             LifecycleError::ExchangeInProgress => Self::Unavailable,
             LifecycleError::UnknownCorp => Self::NotFound("corp"),
             LifecycleError::AuthCodeLost => Self::AuthCodeLost(error.to_string()),
+        }
+    }
+}
+
+impl From<LoginError> for AppError {
+    fn from(error: LoginError) -> Self {
+        let message = error.to_string();
+        match error {
+            LoginError::Invalid { code, message } => Self::bad_request(code, message),
+            LoginError::WrongSuiteKind(..) => Self::bad_request("wrong_suite_kind", message),
+            LoginError::CodeUsed => Self::Conflict { code: "oauth_code_used", message },
+            LoginError::CodeInvalid => Self::bad_request("oauth_code_invalid", message),
+            LoginError::Token(token) => token.into(),
+            LoginError::Store(store) => store.into(),
         }
     }
 }

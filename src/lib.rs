@@ -14,6 +14,7 @@ pub mod ids;
 pub mod keys;
 pub mod licenses;
 pub mod lifecycle;
+pub mod login;
 pub mod model;
 pub mod registry;
 pub mod store;

@@ -12,7 +12,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::model::{CorpId, EventId, ProviderCorpId, SuiteId};
+use crate::model::{CorpId, EventId, PermanentCodeApi, ProviderCorpId, SuiteId};
+use crate::registry::Registry;
 use crate::store::auth_codes::{self, CodeClaim};
 use crate::store::events::NewEvent;
 use crate::store::{Db, StoreError, corps, suites};
@@ -73,6 +74,7 @@ pub struct Authorized {
 
 pub struct Lifecycle {
     db: Db,
+    registry: Arc<Registry>,
     tokens: Arc<Tokens>,
     /// Names this process on the auth-code claims it holds.
     holder: String,
@@ -87,9 +89,9 @@ async fn provider_of(db: &Db, suite_id: &SuiteId) -> Result<ProviderCorpId, Stor
 }
 
 impl Lifecycle {
-    pub fn new(db: Db, tokens: Arc<Tokens>) -> Self {
+    pub fn new(db: Db, registry: Arc<Registry>, tokens: Arc<Tokens>) -> Self {
         let holder = format!("{}-{:016x}", std::process::id(), rand::random::<u64>());
-        Lifecycle { db, tokens, holder }
+        Lifecycle { db, registry, tokens, holder }
     }
 
     /// Exchanges an auth code at most once per code, whichever path carries it, and
@@ -182,7 +184,9 @@ impl Lifecycle {
         }
     }
 
-    /// Commits that the code is being sent, then sends it once.
+    /// Commits that the code is being sent, then sends it once, with the suite's
+    /// `permanent_code_api`; after v2, get_auth_info adds what v2 leaves out, so
+    /// the stored corp is the same either way.
     async fn spend_claimed(
         &self,
         claimed: &ClaimedCode<'_>,
@@ -193,12 +197,36 @@ impl Lifecycle {
         if !self.db.run(move |conn| auth_codes::mark_sent(conn, &sid, &hash, &holder)).await? {
             return Err(LifecycleError::ExchangeInProgress);
         }
+        let suite = self.registry.suite(claimed.suite_id).ok_or(TokenError::Unknown("suite"))?;
+        let (api, kind) = (suite.permanent_code_api, suite.kind);
         let client = self.tokens.client();
         let suite_key = TokenKey::suite(claimed.suite_id);
-        Ok(self
+        let grant = self
             .tokens
-            .call(&suite_key, |suite_token| async move { client.get_permanent_code(&suite_token, auth_code).await })
-            .await?)
+            .call(
+                &suite_key,
+                |suite_token| async move { client.get_permanent_code(api, &suite_token, auth_code).await },
+            )
+            .await?;
+        if api == PermanentCodeApi::V1 {
+            return Ok(grant);
+        }
+        let (permanent_code, corpid) = (&grant.permanent_code, &grant.corpid);
+        let details = self
+            .tokens
+            .call(&suite_key, |suite_token| async move {
+                client.get_auth_info(kind, &suite_token, corpid, permanent_code).await
+            })
+            .await;
+        match details {
+            Ok(details) => Ok(grant.with_details(details)),
+            Err(error) => {
+                // The permanent code is what matters: it is stored, and the next
+                // change_auth brings the details.
+                tracing::warn!(suite = %claimed.suite_id, %corpid, %error, "get_auth_info after a v2 exchange failed");
+                Ok(grant)
+            }
+        }
     }
 
     async fn store_grant(
@@ -297,13 +325,22 @@ impl Lifecycle {
         let permanent_code = self.db.sealer().open(&sealed).map_err(TokenError::from)?;
         let client = self.tokens.client();
         let permanent_code = &permanent_code;
+        let kind = self.registry.suite(suite_id).ok_or(TokenError::Unknown("suite"))?.kind;
         let fetched = self
             .tokens
             .call(&TokenKey::suite(suite_id), |suite_token| async move {
-                client.get_auth_info(&suite_token, corpid, permanent_code).await
+                client.get_auth_info(kind, &suite_token, corpid, permanent_code).await
             })
             .await;
-        let info = self.tokens.mark_if_revoked(suite_id, corpid, fetched).await?;
+        let mut info = self.tokens.mark_if_revoked(suite_id, corpid, fetched).await?;
+        if let (Some(stored), Some(fresh)) = (self.stored_corp(suite_id, corpid).await.ok(), info.as_object_mut()) {
+            let stored: Value = serde_json::from_str(&stored.auth_info).unwrap_or_default();
+            for field in KEPT_INFO_FIELDS {
+                if !stored[field].is_null() {
+                    fresh.insert(field.into(), stored[field].clone());
+                }
+            }
+        }
         let corp_name = info["auth_corp_info"]["corp_name"].as_str().unwrap_or_default().to_owned();
         let agent_id = first_agent_id(&info).or(credentials.agent_id);
         let provider = provider_of(&self.db, suite_id).await?;
@@ -367,4 +404,122 @@ struct ClaimedCode<'a> {
     suite_id: &'a SuiteId,
     code_hash: &'a str,
     holder: &'a str,
+}
+
+/// What an instruction callback says the corp granted or withdrew.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantChange {
+    /// corp_arch_auth: the admin approved the 组织架构 permission.
+    CorpArchitecture,
+    /// approve_special_auth / cancel_special_auth (e.g. customer_acquisition).
+    SpecialAuth { granted: bool },
+    /// auth_data_permission: a data permission granted (90 days).
+    DataPermission,
+    /// expire_remind_data_permission: a data permission expires in 7 days.
+    DataPermissionExpiring,
+}
+
+impl GrantChange {
+    pub fn from_kind(kind: &str) -> Option<Self> {
+        Some(match kind {
+            "corp_arch_auth" => Self::CorpArchitecture,
+            "approve_special_auth" => Self::SpecialAuth { granted: true },
+            "cancel_special_auth" => Self::SpecialAuth { granted: false },
+            "auth_data_permission" => Self::DataPermission,
+            "expire_remind_data_permission" => Self::DataPermissionExpiring,
+            _ => return None,
+        })
+    }
+
+    /// Applies the change to the corp's `grants`: `corp_architecture` (bool),
+    /// `special_auth` and `data_permissions` (by AuthType).
+    fn apply(self, grants: &mut Value, auth_type: Option<&str>, at: &str) {
+        if !grants.is_object() {
+            *grants = json!({});
+        }
+        let auth_type = auth_type.unwrap_or("unknown");
+        match self {
+            Self::CorpArchitecture => grants["corp_architecture"] = json!(true),
+            Self::SpecialAuth { granted } => grants["special_auth"][auth_type] = json!(granted),
+            Self::DataPermission => {
+                grants["data_permissions"][auth_type] = json!({"status": "granted", "granted_at": at});
+            }
+            Self::DataPermissionExpiring => {
+                grants["data_permissions"][auth_type]["status"] = json!("expiring");
+                grants["data_permissions"][auth_type]["remind_at"] = json!(at);
+            }
+        }
+    }
+}
+
+/// Kept across a change_auth's refresh: they do not come from get_auth_info.
+const KEPT_INFO_FIELDS: [&str; 2] = ["admins", "grants"];
+
+impl Lifecycle {
+    /// change_app_admin: fetches the app's admins again into the corp's auth info,
+    /// with a `corp_admins_changed` event (once per triggering event `cause`).
+    pub async fn refresh_admins(
+        &self,
+        suite_id: &SuiteId,
+        corpid: &CorpId,
+        cause: EventId,
+    ) -> Result<(), LifecycleError> {
+        let corp = self.stored_corp(suite_id, corpid).await?;
+        let Some(agent_id) = corp.agent_id else {
+            tracing::info!(suite = %suite_id, %corpid, "change_app_admin for a corp whose agent id is unknown");
+            return Ok(());
+        };
+        let admins = self.admins(&TokenKey::corp(suite_id, corpid), agent_id).await?;
+        let fields = json!({"suite_id": suite_id, "corpid": corpid, "admins": admins});
+        self.store_info(suite_id, corp, "corp_admins_changed", cause, fields, |info| info["admins"] = admins).await
+    }
+
+    /// An instruction callback about what the corp granted: recorded under the
+    /// corp's `auth_info.grants`, with a `corp_grants_changed` event.
+    pub async fn record_grant(
+        &self,
+        suite_id: &SuiteId,
+        corpid: &CorpId,
+        change: GrantChange,
+        kind: &str,
+        auth_type: Option<&str>,
+        cause: EventId,
+    ) -> Result<(), LifecycleError> {
+        let corp = self.stored_corp(suite_id, corpid).await?;
+        let mut info: Value = serde_json::from_str(&corp.auth_info).unwrap_or_else(|_| json!({}));
+        change.apply(&mut info["grants"], auth_type, &crate::feed::rfc3339(crate::store::now_ms()));
+        let grants = info["grants"].clone();
+        let fields =
+            json!({"suite_id": suite_id, "corpid": corpid, "change": kind, "auth_type": auth_type, "grants": grants});
+        self.store_info(suite_id, corp, "corp_grants_changed", cause, fields, |stored| stored["grants"] = grants).await
+    }
+
+    async fn stored_corp(&self, suite_id: &SuiteId, corpid: &CorpId) -> Result<corps::CorpView, LifecycleError> {
+        let (sid, cid) = (suite_id.to_owned(), corpid.to_owned());
+        self.db.run(move |conn| corps::find(conn, &sid, &cid)).await?.ok_or(LifecycleError::UnknownCorp)
+    }
+
+    async fn store_info(
+        &self,
+        suite_id: &SuiteId,
+        corp: corps::CorpView,
+        kind: &str,
+        cause: EventId,
+        fields: Value,
+        change: impl FnOnce(&mut Value),
+    ) -> Result<(), LifecycleError> {
+        let provider = provider_of(&self.db, suite_id).await?;
+        let event = NewEvent::derived(&provider, suite_id, Some(&corp.corpid), kind, &[&cause.to_string()], fields);
+        let mut info: Value = serde_json::from_str(&corp.auth_info).unwrap_or_else(|_| json!({}));
+        change(&mut info);
+        let stored = info.to_string();
+        self.db
+            .run(move |conn| {
+                let key = (&corp.suite_id, &corp.corpid);
+                corps::update_auth_info(conn, key, &corp.corp_name, corp.agent_id, &stored, &[event])
+            })
+            .await?;
+        self.db.notify_appended();
+        Ok(())
+    }
 }

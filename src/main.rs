@@ -13,7 +13,7 @@ use wecom_provider::ids::IdKind;
 use wecom_provider::ids::bulk::{self, ConvertJob};
 use wecom_provider::keys;
 use wecom_provider::licenses::sync::SyncJob;
-use wecom_provider::model::{CorpId, ProviderCorpId, SuiteId, SuiteKind};
+use wecom_provider::model::{CorpId, PermanentCodeApi, ProviderCorpId, SuiteId, SuiteKind};
 use wecom_provider::registry::apply::{Outcome, apply_file, secret_value};
 use wecom_provider::registry::{ProviderInput, ProviderPatch, Registry, SuiteInput, SuitePatch};
 use wecom_provider::store::audit::ACTOR_CLI;
@@ -147,6 +147,9 @@ enum SuitesCommand {
         /// Create it disabled: its callbacks answer 404 until enabled.
         #[arg(long)]
         disabled: bool,
+        /// Which get_permanent_code exchanges auth codes: v2 (default) or v1.
+        #[arg(long, value_parser = parse_permanent_code_api, default_value = "v2")]
+        permanent_code_api: PermanentCodeApi,
     },
     List,
     Update {
@@ -161,6 +164,9 @@ enum SuitesCommand {
         callback_token: Option<String>,
         #[arg(long)]
         encoding_aes_key: Option<String>,
+        /// v2 or v1.
+        #[arg(long, value_parser = parse_permanent_code_api)]
+        permanent_code_api: Option<PermanentCodeApi>,
     },
     /// Callbacks answer 404 and token routes 409 until enabled again.
     Disable {
@@ -192,6 +198,10 @@ enum KeysCommand {
 }
 
 fn parse_kind(text: &str) -> Result<SuiteKind, String> {
+    text.parse().map_err(|e: wecom_provider::model::UnknownName| e.to_string())
+}
+
+fn parse_permanent_code_api(text: &str) -> Result<PermanentCodeApi, String> {
     text.parse().map_err(|e: wecom_provider::model::UnknownName| e.to_string())
 }
 
@@ -421,6 +431,7 @@ async fn manage_suites(config: &Config, command: SuitesCommand) -> Result<(), St
             callback_token,
             encoding_aes_key,
             disabled,
+            permanent_code_api,
         } => {
             let input = SuiteInput {
                 suite_id,
@@ -431,6 +442,7 @@ async fn manage_suites(config: &Config, command: SuitesCommand) -> Result<(), St
                 secret: secret(&given)?,
                 callback_token: secret(&callback_token)?,
                 encoding_aes_key: secret(&encoding_aes_key)?,
+                permanent_code_api,
             };
             let view = registry.create_suite(ACTOR_CLI, input).await.map_err(|e| e.to_string())?;
             println!("created suite {} ({})", view.suite_id, view.kind);
@@ -452,9 +464,18 @@ async fn manage_suites(config: &Config, command: SuitesCommand) -> Result<(), St
                 );
             }
         }
-        SuitesCommand::Update { suite_id, kind, name, secret: given, callback_token, encoding_aes_key } => {
+        SuitesCommand::Update {
+            suite_id,
+            kind,
+            name,
+            secret: given,
+            callback_token,
+            encoding_aes_key,
+            permanent_code_api,
+        } => {
             let patch = SuitePatch {
                 kind,
+                permanent_code_api,
                 name,
                 enabled: None,
                 secret: optional_secret(given)?,

@@ -192,6 +192,17 @@ text_enum! {
 }
 
 text_enum! {
+    /// Which get_permanent_code a suite exchanges auth codes with: v2 (fast; the
+    /// agent, privileges and edition then come from get_auth_info) or v1.
+    #[derive(Default)]
+    PermanentCodeApi {
+        #[default]
+        V2 => "v2",
+        V1 => "v1",
+    }
+}
+
+text_enum! {
     /// Where an event is in the log: waiting for its effect, applied, or given up.
     EventStatus {
         Pending => "pending",

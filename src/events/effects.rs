@@ -7,12 +7,15 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::ids::Ids;
 use crate::licenses::{self, LicenseError, Licenses};
-use crate::lifecycle::{self, InstallPath, Lifecycle, LifecycleError};
+use crate::lifecycle::{self, GrantChange, InstallPath, Lifecycle, LifecycleError};
 use crate::model::{CorpId, SuiteId};
+use crate::store::events::NewEvent;
 use crate::store::events::PendingEvent;
-use crate::store::{Db, StoreError, suites};
+use crate::store::registrations::{self, NewRegistration};
+use crate::store::{Db, StoreError, now_ms, suites};
 use crate::tokens::TokenError;
 use crate::wecom::callback::{self, Message};
+use crate::wecom::errcodes::ErrcodeClass;
 
 /// Why an effect did not complete, and whether trying again can help.
 #[derive(Debug, thiserror::Error)]
@@ -35,9 +38,10 @@ impl From<LifecycleError> for EffectError {
             LifecycleError::Store(_) | LifecycleError::ExchangeInProgress => true,
             LifecycleError::UnknownCorp | LifecycleError::AuthCodeLost => false,
             LifecycleError::Token(token) => match token {
-                TokenError::Upstream(upstream) => {
-                    upstream.is_transient() || upstream.is_token_invalid() || upstream.is_rate_limited()
-                }
+                TokenError::Upstream(upstream) => matches!(
+                    upstream.class(),
+                    ErrcodeClass::Transient | ErrcodeClass::BadToken | ErrcodeClass::RateLimited
+                ),
                 // A ticket arrives every 10 minutes; another instance may finish its refresh.
                 // A disabled suite's events wait for it to be enabled again; a ring
                 // missing a key may get it back.
@@ -47,7 +51,10 @@ impl From<LifecycleError> for EffectError {
                 | TokenError::Store(_)
                 | TokenError::SuiteDisabled
                 | TokenError::Sealing(_) => true,
-                TokenError::Unknown(_) | TokenError::CorpNotActive | TokenError::PermanentCodeRejected(_) => false,
+                TokenError::Unknown(_)
+                | TokenError::CorpNotActive
+                | TokenError::PermanentCodeRejected(_)
+                | TokenError::TicketLimit { .. } => false,
             },
         };
         if retryable { Self::Retryable(error.to_string()) } else { Self::Permanent(error.to_string()) }
@@ -81,9 +88,24 @@ pub fn needs_effect(message: &Message) -> bool {
         Message::ChangeExternalContact { change_type, external_userid: Some(_), .. } => {
             is_added(change_type) || is_removed(change_type)
         }
+        Message::Data { event: Some(event), .. } => event == CHANGE_APP_ADMIN,
+        Message::Other { kind, corpid: Some(_) } => GrantChange::from_kind(kind).is_some(),
         _ => false,
     }
 }
+
+/// On the provider's system-event URL only registrations have an effect.
+pub fn needs_provider_effect(message: &Message) -> bool {
+    matches!(message, Message::Other { kind, corpid: Some(_) } if is_registration(kind))
+}
+
+/// A corp registered through a promotion package, or scanned one while authorized.
+fn is_registration(kind: &str) -> bool {
+    matches!(kind, "register_corp" | "enter_register_package")
+}
+
+/// On the data URL: the app's admins changed.
+const CHANGE_APP_ADMIN: &str = "change_app_admin";
 
 fn is_added(change_type: &str) -> bool {
     matches!(change_type, "add_external_contact" | "add_half_external_contact")
@@ -164,6 +186,22 @@ impl Effects {
                 }
                 Ok(None)
             }
+            (Message::Data { corpid, event: Some(data_event), .. }, Some(suite_id))
+                if data_event == CHANGE_APP_ADMIN =>
+            {
+                self.lifecycle.refresh_admins(suite_id, &corpid, event.id).await?;
+                Ok(None)
+            }
+            (Message::Other { kind, corpid: Some(corpid) }, None) if is_registration(&kind) => {
+                self.store_registration(event, kind, corpid, &fields).await.map(|()| None)
+            }
+            (Message::Other { kind, corpid: Some(corpid) }, Some(suite_id)) => {
+                if let Some(change) = GrantChange::from_kind(&kind) {
+                    let auth_type = fields.get("AuthType").and_then(serde_json::Value::as_str);
+                    self.lifecycle.record_grant(suite_id, &corpid, change, &kind, auth_type, event.id).await?;
+                }
+                Ok(None)
+            }
             _ => Ok(None),
         }
     }
@@ -182,6 +220,55 @@ impl Effects {
             Err(LifecycleError::AuthCodeLost) => Ok(None),
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// register_corp / enter_register_package: the registration, its contact-sync
+    /// token sealed, with a `corp_registered` event.
+    async fn store_registration(
+        &self,
+        event: &PendingEvent,
+        kind: String,
+        corpid: CorpId,
+        fields: &callback::Fields,
+    ) -> Result<(), EffectError> {
+        let text = |value: &serde_json::Value| value.as_str().unwrap_or_default().to_owned();
+        let field = |name: &str| fields.get(name).map(text).unwrap_or_default();
+        let sync = fields.get("ContactSync");
+        let token = sync.and_then(|s| s.get("AccessToken")).and_then(|t| t.as_str()).filter(|t| !t.is_empty());
+        let expires_in = sync.and_then(|s| s.get("ExpiresIn")).and_then(|e| e.as_str()?.parse::<i64>().ok());
+        let userid = fields.get("AuthUserInfo").and_then(|u| u.get("UserId")).map(text).unwrap_or_default();
+        let registered = NewEvent::provider_derived(
+            &event.provider_corpid,
+            Some(&corpid),
+            "corp_registered",
+            &[&event.id.to_string()],
+            serde_json::json!({
+                "provider_corpid": event.provider_corpid,
+                "corpid": corpid,
+                "via": kind,
+                "register_code": field("RegisterCode"),
+                "template_id": field("TemplateId"),
+                "state": field("State"),
+                "userid": userid,
+                "has_contact_sync": token.is_some(),
+            }),
+        );
+        let registration = NewRegistration {
+            event_id: event.id,
+            provider_corpid: event.provider_corpid.clone(),
+            kind,
+            corpid,
+            register_code: field("RegisterCode"),
+            template_id: field("TemplateId"),
+            state: field("State"),
+            userid,
+            contact_sync_token: token.map(|token| self.db.sealer().seal(token)),
+            contact_sync_expires_at: token.and(expires_in).map(|seconds| event.received_at + seconds * 1000),
+            created_at: now_ms(),
+        };
+        self.db.run(move |conn| registrations::record(conn, &registration, &[registered])).await?;
+        self.db.notify_appended();
+        Ok(())
     }
 
     async fn store_ticket(&self, event: &PendingEvent, suite_id: &SuiteId, ticket: String) -> Result<(), EffectError> {

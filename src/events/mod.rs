@@ -86,9 +86,12 @@ pub fn prepare(
         Source::Suite { suite_id, .. } => Some(suite_id.clone()),
         Source::Provider { .. } => None,
     };
-    // Suite events have effects; of the provider URL's, only the license callbacks
-    // (the others are for the feed).
-    let pending = (suite_id.is_some() && effects::needs_effect(&message)) || crate::licenses::handles(&message);
+    // Suite events have effects; of the provider URL's, registrations and the license
+    // callbacks (the others are for the feed).
+    let pending = match suite_id {
+        Some(_) => effects::needs_effect(&message),
+        None => effects::needs_provider_effect(&message),
+    } || crate::licenses::handles(&message);
     Ok(NewEvent {
         provider_corpid: source.provider_corpid().clone(),
         suite_id,

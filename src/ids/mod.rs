@@ -25,6 +25,7 @@ use crate::store::{Db, StoreError, corps, now_ms, suites};
 use crate::telemetry;
 use crate::tokens::{TokenError, TokenKey, Tokens};
 use crate::wecom::client::WecomError;
+use crate::wecom::errcodes::ErrcodeClass;
 use crate::wecom::idconvert::{Converted, EXTERNAL_USERID_BATCH, PENDING_ID_BATCH, USERID_BATCH};
 
 /// WeCom matches a pending_id for 90 days after issuing it.
@@ -470,7 +471,11 @@ impl Ids {
 /// An errcode about this one ID (no relation with the corp, invalid corpid …), not
 /// about the token or WeCom's health: reported per ID instead of failing the request.
 fn is_per_id(error: &WecomError) -> bool {
-    error.errcode().is_some() && !error.is_token_invalid() && !error.is_transient() && !error.is_rate_limited()
+    error.errcode().is_some()
+        && matches!(
+            error.class(),
+            ErrcodeClass::ItemRejected | ErrcodeClass::AuthorizationRevoked | ErrcodeClass::Final
+        )
 }
 
 fn reason(error: &WecomError) -> String {

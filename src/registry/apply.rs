@@ -22,7 +22,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::{ProviderInput, ProviderPatch, Registry, RegistryError, SuiteInput, SuitePatch};
-use crate::model::{ProviderCorpId, SuiteId, SuiteKind};
+use crate::model::{PermanentCodeApi, ProviderCorpId, SuiteId, SuiteKind};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,6 +55,8 @@ struct DeclaredSuite {
     secret: String,
     callback_token: String,
     encoding_aes_key: String,
+    /// Absent: v2 for a new suite, unchanged for a stored one.
+    permanent_code_api: Option<PermanentCodeApi>,
 }
 
 fn enabled_by_default() -> bool {
@@ -91,7 +93,8 @@ pub struct Change {
 /// The declaration with every secret read: what the registry takes.
 struct Resolved {
     providers: Vec<ProviderInput>,
-    suites: Vec<SuiteInput>,
+    /// Each with the API it declares, if it does: a stored suite keeps its own otherwise.
+    suites: Vec<(SuiteInput, Option<PermanentCodeApi>)>,
 }
 
 /// Reads and checks `path`, then creates or updates what it declares.
@@ -118,7 +121,7 @@ pub async fn apply_file(registry: &Registry, path: &Path, actor: &str) -> Result
         };
         changes.push(Change { what: "provider", id: id.into_string(), outcome });
     }
-    for input in resolved.suites {
+    for (input, declared_api) in resolved.suites {
         let id = input.suite_id.clone();
         let outcome = match registry.suite(&id) {
             Some(stored) if stored.provider_corpid != input.provider_corpid => {
@@ -132,6 +135,7 @@ pub async fn apply_file(registry: &Registry, path: &Path, actor: &str) -> Result
             Some(_) => {
                 let patch = SuitePatch {
                     kind: Some(input.kind),
+                    permanent_code_api: declared_api,
                     name: input.name,
                     enabled: Some(input.enabled),
                     secret: Some(input.secret),
@@ -184,7 +188,7 @@ fn resolve(declaration: Declaration) -> Result<Resolved, ApplyError> {
                 problem,
             })
         };
-        suites.push(SuiteInput {
+        let input = SuiteInput {
             secret: value("secret", &s.secret)?,
             callback_token: value("callback_token", &s.callback_token)?,
             encoding_aes_key: value("encoding_aes_key", &s.encoding_aes_key)?,
@@ -193,7 +197,9 @@ fn resolve(declaration: Declaration) -> Result<Resolved, ApplyError> {
             kind: s.kind,
             name: s.name.clone(),
             enabled: s.enabled,
-        });
+            permanent_code_api: s.permanent_code_api.unwrap_or_default(),
+        };
+        suites.push((input, s.permanent_code_api));
     }
     Ok(Resolved { providers, suites })
 }
@@ -219,7 +225,7 @@ fn check(registry: &Registry, resolved: &Resolved) -> Result<(), ApplyError> {
             _ => return Err(fail("callback_token", "and encoding_aes_key go together".into())),
         }
     }
-    for suite in &resolved.suites {
+    for (suite, _) in &resolved.suites {
         let fail = |field, problem: String| ApplyError::Value {
             what: "suite",
             id: suite.suite_id.to_string(),

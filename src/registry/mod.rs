@@ -18,7 +18,7 @@ use url::Url;
 
 use crate::crypto::{CallbackKeys, KeyError};
 use crate::feed::rfc3339;
-use crate::model::{ProviderCorpId, SuiteId, SuiteKind};
+use crate::model::{PermanentCodeApi, ProviderCorpId, SuiteId, SuiteKind};
 use crate::store::audit::NewAuditEntry;
 use crate::store::sealing::SealError;
 use crate::store::suites::{
@@ -63,6 +63,7 @@ pub struct Suite {
     pub enabled: bool,
     pub secret: SecretString,
     pub callback: CallbackKeys,
+    pub permanent_code_api: PermanentCodeApi,
     version: i64,
 }
 
@@ -119,6 +120,8 @@ pub struct SuiteInput {
     pub secret: SecretString,
     pub callback_token: SecretString,
     pub encoding_aes_key: SecretString,
+    #[serde(default)]
+    pub permanent_code_api: PermanentCodeApi,
 }
 
 #[derive(Default, Deserialize)]
@@ -130,6 +133,7 @@ pub struct SuitePatch {
     pub secret: Option<SecretString>,
     pub callback_token: Option<SecretString>,
     pub encoding_aes_key: Option<SecretString>,
+    pub permanent_code_api: Option<PermanentCodeApi>,
 }
 
 /// A provider as `/api/v1/admin/providers` and the command line show it: no secret.
@@ -160,6 +164,7 @@ pub struct SuiteView {
     pub kind: SuiteKind,
     pub name: String,
     pub enabled: bool,
+    pub permanent_code_api: PermanentCodeApi,
     pub has_ticket: bool,
     pub ticket_updated_at: Option<String>,
     pub active_corps: i64,
@@ -283,6 +288,7 @@ impl Registry {
             enabled: row.enabled,
             secret: open(&row.suite_secret)?,
             callback,
+            permanent_code_api: row.permanent_code_api,
             version: row.version,
         })
     }
@@ -347,6 +353,7 @@ impl Registry {
             kind: row.kind,
             name: row.name.clone(),
             enabled: row.enabled,
+            permanent_code_api: row.permanent_code_api,
             has_ticket: row.ticket_updated_at.is_some(),
             ticket_updated_at: row.ticket_updated_at.map(rfc3339),
             active_corps,
@@ -485,6 +492,7 @@ impl Registry {
             suite_secret: sealer.seal(input.secret.expose_secret()),
             callback_token: sealer.seal(token),
             encoding_aes_key: sealer.seal(aes_key),
+            permanent_code_api: input.permanent_code_api,
         };
         let entry = NewAuditEntry::new(actor, "suite.create", input.suite_id.as_str(), json!({ "kind": input.kind }));
         let inserted = self.db.run(move |conn| suites::insert_suite(conn, &row, &entry)).await?;
@@ -514,6 +522,10 @@ impl Registry {
         if let Some(kind) = patch.kind.filter(|kind| *kind != row.kind) {
             changes.kind = Some(kind);
             changed.push("kind");
+        }
+        if let Some(api) = patch.permanent_code_api.filter(|api| *api != row.permanent_code_api) {
+            changes.permanent_code_api = Some(api);
+            changed.push("permanent_code_api");
         }
         if let Some(enabled) = patch.enabled.filter(|enabled| *enabled != row.enabled) {
             changes.enabled = Some(enabled);

@@ -8,6 +8,7 @@ use secrecy::ExposeSecret;
 
 use super::{ProviderInput, ProviderPatch, Registry, RegistryError, SuiteInput};
 use crate::config::Config;
+use crate::model::PermanentCodeApi;
 use crate::store::audit::ACTOR_ENVIRONMENT;
 
 pub async fn seed_from_environment(registry: &Registry, config: &Config) -> Result<(), RegistryError> {
@@ -66,6 +67,7 @@ pub async fn seed_from_environment(registry: &Registry, config: &Config) -> Resu
                     secret: seed.secret.clone(),
                     callback_token: seed.callback.token.clone(),
                     encoding_aes_key: seed.callback.encoding_aes_key.clone(),
+                    permanent_code_api: PermanentCodeApi::default(),
                 };
                 match registry.create_suite(ACTOR_ENVIRONMENT, input).await {
                     Ok(_) | Err(RegistryError::AlreadyExists(..)) => {}

@@ -113,12 +113,39 @@ impl NewEvent {
         identity: &[&str],
         fields: serde_json::Value,
     ) -> Self {
+        Self::derived_of(provider_corpid, Some(suite_id), corpid, kind, identity, fields)
+    }
+
+    /// A derived event of the provider itself (from its system-event URL): no suite.
+    pub fn provider_derived(
+        provider_corpid: &ProviderCorpId,
+        corpid: Option<&CorpId>,
+        kind: &str,
+        identity: &[&str],
+        fields: serde_json::Value,
+    ) -> Self {
+        Self::derived_of(provider_corpid, None, corpid, kind, identity, fields)
+    }
+
+    fn derived_of(
+        provider_corpid: &ProviderCorpId,
+        suite_id: Option<&SuiteId>,
+        corpid: Option<&CorpId>,
+        kind: &str,
+        identity: &[&str],
+        fields: serde_json::Value,
+    ) -> Self {
         let now = now_ms();
-        let mut parts = vec![kind, provider_corpid.as_str(), suite_id.as_str(), corpid.map_or("", CorpId::as_str)];
+        let mut parts = vec![
+            kind,
+            provider_corpid.as_str(),
+            suite_id.map_or("", SuiteId::as_str),
+            corpid.map_or("", CorpId::as_str),
+        ];
         parts.extend_from_slice(identity);
         NewEvent {
             provider_corpid: provider_corpid.clone(),
-            suite_id: Some(suite_id.clone()),
+            suite_id: suite_id.cloned(),
             corpid: corpid.cloned(),
             kind: kind.to_owned(),
             dedupe_key: hex::encode(hash_parts(&parts)),

@@ -14,9 +14,12 @@ pub mod ids;
 pub mod install_states;
 pub mod leases;
 pub mod licenses;
+pub mod login_codes;
+pub mod registrations;
 pub mod schema;
 pub mod sealing;
 pub mod suites;
+pub mod ticket_budgets;
 pub mod tokens;
 pub mod webhooks;
 

@@ -28,6 +28,7 @@ diesel::table! {
         name -> Text,
         enabled -> Bool,
         version -> BigInt,
+        permanent_code_api -> Text,
     }
 }
 
@@ -251,6 +252,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    login_codes (kind, owner, code_hash) {
+        kind -> Text,
+        owner -> Text,
+        code_hash -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
     license_codes (provider_corpid, active_code) {
         provider_corpid -> Text,
         active_code -> Text,
@@ -263,6 +273,14 @@ diesel::table! {
         expire_time -> Nullable<BigInt>,
         expiry_notice -> Nullable<Text>,
         updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    ticket_budgets (counter) {
+        counter -> Text,
+        fetched_at -> Text,
+        version -> BigInt,
     }
 }
 
@@ -297,5 +315,21 @@ diesel::table! {
         cursor -> Text,
         started_at -> BigInt,
         finished_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    registrations (event_id) {
+        event_id -> BigInt,
+        provider_corpid -> Text,
+        kind -> Text,
+        corpid -> Text,
+        register_code -> Text,
+        template_id -> Text,
+        state -> Text,
+        userid -> Text,
+        contact_sync_token -> Nullable<Text>,
+        contact_sync_expires_at -> Nullable<BigInt>,
+        created_at -> BigInt,
     }
 }

@@ -269,6 +269,7 @@ const SECRET_COLUMNS: &[SecretColumn] = &[
     secret("tokens", &["scope", "key"], "access_token"),
     secret("webhooks", &["id"], "secret"),
     secret("events", &["id"], "plaintext"),
+    secret("registrations", &["event_id"], "contact_sync_token"),
 ];
 
 const RESEAL_BATCH: i64 = 500;

@@ -8,7 +8,7 @@ use super::audit::{self, NewAuditEntry};
 use super::schema::{corps, providers, suites, tokens};
 use super::sealing::Sealed;
 use super::{Conn, StoreResult, WriteTransaction, now_ms};
-use crate::model::{CorpStatus, ProviderCorpId, SuiteId, SuiteKind};
+use crate::model::{CorpStatus, PermanentCodeApi, ProviderCorpId, SuiteId, SuiteKind};
 use crate::with_backend;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -36,6 +36,7 @@ pub struct SuiteRow {
     pub callback_token: Sealed,
     pub encoding_aes_key: Sealed,
     pub ticket_updated_at: Option<i64>,
+    pub permanent_code_api: PermanentCodeApi,
     pub version: i64,
     pub created_at: i64,
     pub updated_at: i64,
@@ -62,6 +63,7 @@ pub struct NewSuite {
     pub suite_secret: Sealed,
     pub callback_token: Sealed,
     pub encoding_aes_key: Sealed,
+    pub permanent_code_api: PermanentCodeApi,
 }
 
 /// The fields a provider update sets; `None` leaves a field as it is.
@@ -84,11 +86,13 @@ pub struct SuiteChanges {
     pub suite_secret: Option<Sealed>,
     pub callback_token: Option<Sealed>,
     pub encoding_aes_key: Option<Sealed>,
+    pub permanent_code_api: Option<PermanentCodeApi>,
 }
 
 impl SuiteChanges {
     pub fn is_empty(&self) -> bool {
         self.kind.is_none()
+            && self.permanent_code_api.is_none()
             && self.name.is_none()
             && self.enabled.is_none()
             && self.suite_secret.is_none()
@@ -267,8 +271,13 @@ pub fn delete_suite(conn: &mut Conn, suite_id: &SuiteId, force: bool, entry: &Ne
             return Ok(Removal::InUse(active));
         }
         let corp_prefix = format!("{suite_id}/");
-        diesel::delete(tokens::table.filter(tokens::scope.eq("corp")).filter(tokens::key.like(format!("{corp_prefix}%"))))
-            .execute(c)?;
+        // Corp tokens and both JS-SDK tickets are keyed "suite/corp".
+        diesel::delete(
+            tokens::table
+                .filter(tokens::scope.eq_any(["corp", "jsapi_ticket", "agent_config_ticket"]))
+                .filter(tokens::key.like(format!("{corp_prefix}%"))),
+        )
+        .execute(c)?;
         diesel::delete(tokens::table.filter(tokens::scope.eq("suite")).filter(tokens::key.eq(suite_id))).execute(c)?;
         diesel::delete(corps::table.filter(corps::suite_id.eq(suite_id))).execute(c)?;
         let deleted = diesel::delete(suites::table.find(suite_id)).execute(c)?;

@@ -21,7 +21,8 @@ use crate::store::events::NewEvent;
 use crate::store::sealing::{SealError, Sealed};
 use crate::store::{Db, StoreError, corps, now_ms, suites, tokens};
 use crate::telemetry;
-use crate::wecom::client::{ERRCODE_INVALID_SUITE_TICKET, Grant, WecomClient, WecomError};
+use crate::wecom::client::{Grant, WecomClient, WecomError};
+use crate::wecom::errcodes::{self, ErrcodeClass};
 
 /// Tokens are handed out only while more than this remains of their life.
 pub const MARGIN_MS: i64 = 5 * 60 * 1000;
@@ -38,12 +39,13 @@ const WAIT_FOR_OTHERS: Duration = Duration::from_secs(35);
 /// invalid) stops being handed out here within this time.
 const MEMORY_TTL_MS: i64 = 1_000;
 
-/// Which token.
+/// Which token. A JS-SDK ticket is one too: cached, refreshed and shared the same way.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TokenKey {
     Provider { provider_corpid: ProviderCorpId },
     Suite { suite_id: SuiteId },
     Corp { suite_id: SuiteId, corpid: CorpId },
+    Ticket { suite_id: SuiteId, corpid: CorpId, kind: TicketKind },
 }
 
 impl TokenKey {
@@ -60,6 +62,8 @@ impl TokenKey {
             Self::Provider { .. } => "provider",
             Self::Suite { .. } => "suite",
             Self::Corp { .. } => "corp",
+            Self::Ticket { kind: TicketKind::Jsapi, .. } => "jsapi_ticket",
+            Self::Ticket { kind: TicketKind::AgentConfig, .. } => "agent_config_ticket",
         }
     }
 
@@ -69,7 +73,7 @@ impl TokenKey {
         match self {
             Self::Provider { provider_corpid } => provider_corpid.to_string(),
             Self::Suite { suite_id } => suite_id.to_string(),
-            Self::Corp { suite_id, corpid } => format!("{suite_id}/{corpid}"),
+            Self::Corp { suite_id, corpid } | Self::Ticket { suite_id, corpid, .. } => format!("{suite_id}/{corpid}"),
         }
     }
 }
@@ -107,6 +111,10 @@ pub enum TokenError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Sealing(#[from] SealError),
+    #[error(
+        "WeCom allows {limit} {kind} fetches per hour and this hour's are spent; try again in {retry_after_secs} s"
+    )]
+    TicketLimit { kind: &'static str, limit: usize, retry_after_secs: u64 },
 }
 
 type Fetch<'a> = Pin<Box<dyn Future<Output = Result<Grant, TokenError>> + Send + 'a>>;
@@ -119,6 +127,10 @@ struct Remembered {
     until: i64,
     rereading: bool,
 }
+
+mod tickets;
+
+pub use tickets::{JsapiSignatures, TicketKind};
 
 pub struct Tokens {
     db: Db,
@@ -204,7 +216,8 @@ impl Tokens {
 
     /// A disabled suite's tokens are not handed out, and an unknown suite's never fetched.
     fn check_suite(&self, key: &TokenKey) -> Result<(), TokenError> {
-        let (TokenKey::Suite { suite_id } | TokenKey::Corp { suite_id, .. }) = key else {
+        let (TokenKey::Suite { suite_id } | TokenKey::Corp { suite_id, .. } | TokenKey::Ticket { suite_id, .. }) = key
+        else {
             return Ok(());
         };
         match self.registry.suite(suite_id) {
@@ -223,7 +236,7 @@ impl Tokens {
     {
         let token = self.get(key).await?;
         match call(token.access_token.clone()).await {
-            Err(error) if error.is_token_invalid() => {
+            Err(error) if error.class() == ErrcodeClass::BadToken => {
                 tracing::info!(
                     scope = key.scope(),
                     errcode = error.errcode(),
@@ -337,6 +350,7 @@ impl Tokens {
                 }
                 TokenKey::Suite { suite_id } => self.fetch_suite_token(suite_id).await,
                 TokenKey::Corp { suite_id, corpid } => self.fetch_corp_token(suite_id, corpid).await,
+                TokenKey::Ticket { suite_id, corpid, kind } => self.fetch_ticket(suite_id, corpid, *kind).await,
             }
         })
     }
@@ -350,7 +364,7 @@ impl Tokens {
             _ => return Err(TokenError::NoSuiteTicket),
         };
         match self.client.get_suite_token(suite_id, &suite.secret, &ticket).await {
-            Err(error) if error.errcode() == Some(ERRCODE_INVALID_SUITE_TICKET) => {
+            Err(error) if error.errcode() == Some(errcodes::INVALID_SUITE_TICKET) => {
                 let age_seconds = (now_ms() - arrived_at) / 1000;
                 tracing::warn!(suite = %suite_id, age_seconds, "WeCom rejected the stored suite_ticket (40085)");
                 Err(TokenError::TicketRejected { age_seconds })
@@ -396,7 +410,7 @@ impl Tokens {
         result: Result<T, TokenError>,
     ) -> Result<T, TokenError> {
         match result {
-            Err(TokenError::Upstream(error)) if error.is_authorization_revoked() => {
+            Err(TokenError::Upstream(error)) if error.class() == ErrcodeClass::AuthorizationRevoked => {
                 let reason = format!("errcode {}", error.errcode().unwrap_or_default());
                 let (sid, cid, note) = (suite_id.to_owned(), corpid.to_owned(), reason.clone());
                 self.db

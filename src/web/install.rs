@@ -20,6 +20,7 @@ use crate::lifecycle::{CORP_AUTHORIZED, InstallPath};
 use crate::model::SuiteId;
 use crate::store::{install_states, suites};
 use crate::tokens::TokenKey;
+use crate::wecom::errcodes::SPENT_CODE_ERRCODES;
 
 const WECOM_INSTALL_URL: &str = "https://open.work.weixin.qq.com/3rdapp/install";
 const STATE_COOKIE: &str = "wecom_install_state";
@@ -86,7 +87,7 @@ fn error_page_for(error: &AppError) -> HttpResponse {
             "Please install the app again",
             "WeCom did not confirm the installation in time. Please start the installation again.",
         ),
-        AppError::Upstream { errcode, .. } if [40029, 40078, 42007].contains(errcode) => error_page(
+        AppError::Upstream { errcode, .. } if SPENT_CODE_ERRCODES.contains(errcode) => error_page(
             StatusCode::BAD_REQUEST,
             "The authorization expired",
             "The authorization code has expired or was already used. Please start the installation again.",

@@ -7,6 +7,7 @@ mod api_keys;
 mod auth;
 mod callback;
 pub mod edge;
+mod front;
 mod health;
 mod ids;
 pub mod install;
@@ -26,11 +27,12 @@ use crate::events::gateway::Gateway;
 use crate::ids::Ids;
 use crate::licenses::Licenses;
 use crate::lifecycle::Lifecycle;
+use crate::login::Login;
 use crate::registry::Registry;
 use crate::store::Db;
 use crate::text::{excerpt, excerpt_of};
 use crate::tokens::Tokens;
-use crate::wecom::client::ERRCODE_RATE_LIMITED;
+use crate::wecom::errcodes::{ErrcodeClass, classify};
 
 /// Shared state of every handler.
 pub struct AppState {
@@ -39,6 +41,7 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub tokens: Arc<Tokens>,
     pub lifecycle: Arc<Lifecycle>,
+    pub login: Arc<Login>,
     pub ids: Arc<Ids>,
     pub licenses: Arc<Licenses>,
     pub access: Authenticator,
@@ -69,6 +72,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .configure(ids::routes)
                 .configure(api::routes)
                 .configure(licenses::routes)
+                .configure(front::routes)
                 .configure(webhooks::routes)
                 .configure(api_keys::routes)
                 .default_service(web::to(api_not_found)),
@@ -94,7 +98,9 @@ impl ResponseError for AppError {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::TooManyFailedAttempts { .. } | Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyFailedAttempts { .. } | Self::RateLimited { .. } | Self::TicketLimit { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::AdminTokenUnset
             | Self::Unavailable
             | Self::NoSuiteTicket(_)
@@ -108,7 +114,9 @@ impl ResponseError for AppError {
             | Self::SuiteDisabled
             | Self::Conflict { .. }
             | Self::LicenseRefused { .. } => StatusCode::CONFLICT,
-            Self::Upstream { errcode, .. } if *errcode == ERRCODE_RATE_LIMITED => StatusCode::TOO_MANY_REQUESTS,
+            Self::Upstream { errcode, .. } if classify(*errcode) == ErrcodeClass::RateLimited => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::Upstream { .. } | Self::UpstreamUnavailable | Self::AnswerLost(_) => StatusCode::BAD_GATEWAY,
         }
     }
@@ -119,7 +127,9 @@ impl ResponseError for AppError {
             Self::Unauthorized => {
                 response.insert_header(("WWW-Authenticate", "Bearer"));
             }
-            Self::TooManyFailedAttempts { retry_after_secs } | Self::RateLimited { retry_after_secs } => {
+            Self::TooManyFailedAttempts { retry_after_secs }
+            | Self::RateLimited { retry_after_secs }
+            | Self::TicketLimit { retry_after_secs, .. } => {
                 response.insert_header(("Retry-After", retry_after_secs.to_string()));
             }
             // WeCom's frequency limits count per minute.

@@ -12,15 +12,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use url::Url;
 
-use crate::model::{CorpId, ProviderCorpId, SuiteId};
-
-/// Errcodes that mean "this token is invalid or expired": drop it, fetch a new one, retry once.
-pub const TOKEN_INVALID_ERRCODES: [i64; 5] = [40001, 40014, 42001, 40082, 42009];
-pub const ERRCODE_SYSTEM_BUSY: i64 = -1;
-pub const ERRCODE_INVALID_SUITE_TICKET: i64 = 40085;
-pub const ERRCODE_RATE_LIMITED: i64 = 45009;
-/// The permanent code is no longer valid (40084) or the authorization is gone (48004).
-pub const AUTHORIZATION_REVOKED_ERRCODES: [i64; 2] = [40084, 48004];
+use super::errcodes::{self, ErrcodeClass};
+use crate::model::{CorpId, PermanentCodeApi, ProviderCorpId, SuiteId, SuiteKind};
 
 const RETRIES: u32 = 3;
 /// One API operation, its retries included, answers within this.
@@ -55,26 +48,14 @@ impl WecomError {
         }
     }
 
-    pub fn is_token_invalid(&self) -> bool {
-        self.errcode().is_some_and(|code| TOKEN_INVALID_ERRCODES.contains(&code))
-    }
-
-    /// Worth another attempt later: busy, 5xx, network.
-    pub fn is_transient(&self) -> bool {
+    /// What the failure means ([`errcodes::classify`]); 5xx and network failures are
+    /// transient, an answer that cannot be read or was lost is final.
+    pub fn class(&self) -> ErrcodeClass {
         match self {
-            Self::Api { errcode, .. } => *errcode == ERRCODE_SYSTEM_BUSY,
-            Self::Transport(_) | Self::Http(_) => true,
-            Self::Decode(_) | Self::AnswerLost(_) => false,
+            Self::Api { errcode, .. } => errcodes::classify(*errcode),
+            Self::Transport(_) | Self::Http(_) => ErrcodeClass::Transient,
+            Self::Decode(_) | Self::AnswerLost(_) => ErrcodeClass::Final,
         }
-    }
-
-    /// 45009: over a frequency limit; only waiting helps.
-    pub fn is_rate_limited(&self) -> bool {
-        self.errcode() == Some(ERRCODE_RATE_LIMITED)
-    }
-
-    pub fn is_authorization_revoked(&self) -> bool {
-        self.errcode().is_some_and(|code| AUTHORIZATION_REVOKED_ERRCODES.contains(&code))
     }
 }
 
@@ -84,6 +65,8 @@ pub enum TokenParam {
     Provider,
     Suite,
     Corp,
+    /// The provider token under the name `access_token`: get_login_info wants it so.
+    ProviderAsAccessToken,
 }
 
 impl TokenParam {
@@ -91,7 +74,7 @@ impl TokenParam {
         match self {
             Self::Provider => "provider_access_token",
             Self::Suite => "suite_access_token",
-            Self::Corp => "access_token",
+            Self::Corp | Self::ProviderAsAccessToken => "access_token",
         }
     }
 }
@@ -120,9 +103,29 @@ pub struct PermanentCodeGrant {
     pub auth_info: Value,
 }
 
+impl PermanentCodeGrant {
+    /// A v2 grant completed with get_auth_info's answer: its corp info, agents and
+    /// edition, plus what only the exchange tells (the installing admin, the state,
+    /// the register code).
+    pub fn with_details(self, mut details: Value) -> Self {
+        if let (Some(merged), Value::Object(exchanged)) = (details.as_object_mut(), self.auth_info) {
+            for (field, value) in exchanged {
+                merged.entry(field).or_insert(value);
+            }
+        }
+        let corp_name = details["auth_corp_info"]["corp_name"].as_str().filter(|n| !n.is_empty());
+        PermanentCodeGrant {
+            agent_id: first_agent_id(&details),
+            corp_name: corp_name.map_or(self.corp_name, str::to_owned),
+            auth_info: details,
+            ..self
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct WecomClient {
-    http: reqwest::Client,
+    pub(super) http: reqwest::Client,
     base: Url,
 }
 
@@ -191,13 +194,22 @@ impl WecomClient {
         self.post("cgi-bin/service/set_session_info", Some((TokenParam::Suite, suite_token)), &body).await.map(drop)
     }
 
+    /// Exchanges an auth code (single use: sent once). v1 answers the whole
+    /// authorization (and, for third-party apps, a first corp token); v2 only the
+    /// permanent code, the corp's identity and the installing admin, so the rest is
+    /// for [`WecomClient::get_auth_info`].
     pub async fn get_permanent_code(
         &self,
+        api: PermanentCodeApi,
         suite_token: &SecretString,
         auth_code: &SecretString,
     ) -> Result<PermanentCodeGrant, WecomError> {
+        let path = match api {
+            PermanentCodeApi::V1 => "cgi-bin/service/get_permanent_code",
+            PermanentCodeApi::V2 => "cgi-bin/service/v2/get_permanent_code",
+        };
         let body = json!({"auth_code": auth_code.expose_secret()});
-        let url = self.url("cgi-bin/service/get_permanent_code", Some((TokenParam::Suite, suite_token)), &[])?;
+        let url = self.url(path, Some((TokenParam::Suite, suite_token)), &[])?;
         let mut answer = self.spend_once(self.http.post(url).json(&body)).await?;
         let permanent_code = take_string(&mut answer, "permanent_code")?;
         let corp_token = match take_string(&mut answer, "access_token") {
@@ -206,6 +218,7 @@ impl WecomClient {
             }
             Err(_) => None,
         };
+        strip_status(&mut answer);
         let (corpid, corp_name) = corp_identity(&answer)?;
         Ok(PermanentCodeGrant {
             permanent_code: permanent_code.into(),
@@ -217,15 +230,24 @@ impl WecomClient {
         })
     }
 
-    /// Current authorization details of a corp (after change_auth).
+    /// Current authorization details of a corp: after a v2 exchange and after
+    /// change_auth. Customized-app templates use v2 (documented for them), other
+    /// suites v1. The answer comes without errcode and errmsg.
     pub async fn get_auth_info(
         &self,
+        kind: SuiteKind,
         suite_token: &SecretString,
         auth_corpid: &CorpId,
         permanent_code: &SecretString,
     ) -> Result<Value, WecomError> {
+        let path = match kind {
+            SuiteKind::CustomizedTemplate => "cgi-bin/service/v2/get_auth_info",
+            SuiteKind::ThirdParty | SuiteKind::Login => "cgi-bin/service/get_auth_info",
+        };
         let body = json!({"auth_corpid": auth_corpid, "permanent_code": permanent_code.expose_secret()});
-        self.post("cgi-bin/service/get_auth_info", Some((TokenParam::Suite, suite_token)), &body).await
+        let mut answer = self.post(path, Some((TokenParam::Suite, suite_token)), &body).await?;
+        strip_status(&mut answer);
+        Ok(answer)
     }
 
     /// Corp token of a third-party app.
@@ -288,7 +310,7 @@ impl WecomClient {
         self.send(|| self.http.get(url.clone())).await
     }
 
-    fn url(
+    pub(super) fn url(
         &self,
         path: &str,
         token: Option<(TokenParam, &SecretString)>,
@@ -318,7 +340,7 @@ impl WecomClient {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let result = self.send_once(request().timeout(left.min(ATTEMPT_TIMEOUT))).await;
             match result {
-                Err(error) if error.is_transient() && attempt < RETRIES => {
+                Err(error) if error.class() == ErrcodeClass::Transient && attempt < RETRIES => {
                     let delay = FIRST_BACKOFF * 2u32.pow(attempt);
                     if tokio::time::Instant::now() + delay >= deadline {
                         tracing::warn!(%error, attempts = attempt + 1, "WeCom call failed; its deadline is spent");
@@ -337,7 +359,7 @@ impl WecomClient {
     /// connect proves it was not sent ([`WecomError::Transport`], safe to retry); a
     /// refused token proves it was not applied (the token center retries); any other
     /// failure after sending, 5xx or `-1` included, is [`WecomError::AnswerLost`].
-    async fn spend_once(&self, request: reqwest::RequestBuilder) -> Result<Value, WecomError> {
+    pub(super) async fn spend_once(&self, request: reqwest::RequestBuilder) -> Result<Value, WecomError> {
         let lost = |e: reqwest::Error| {
             if e.is_connect() {
                 WecomError::Transport(e.without_url().to_string())
@@ -354,7 +376,7 @@ impl WecomClient {
         let answer: Value = serde_json::from_slice(&bytes)
             .map_err(|_| WecomError::AnswerLost(format!("HTTP {} without a JSON answer", status.as_u16())))?;
         match check_errcode(answer) {
-            Err(error) if error.errcode() == Some(ERRCODE_SYSTEM_BUSY) => {
+            Err(error) if error.errcode() == Some(errcodes::SYSTEM_BUSY) => {
                 Err(WecomError::AnswerLost("WeCom answered -1 (system busy)".into()))
             }
             other => other,
@@ -391,7 +413,7 @@ pub fn check_errcode(answer: Value) -> Result<Value, WecomError> {
     }
 }
 
-fn grant(answer: &Value, token_field: &str) -> Result<Grant, WecomError> {
+pub(super) fn grant(answer: &Value, token_field: &str) -> Result<Grant, WecomError> {
     let token = answer
         .get(token_field)
         .and_then(Value::as_str)
@@ -405,6 +427,14 @@ fn take_string(answer: &mut Value, field: &str) -> Result<String, WecomError> {
     match answer.as_object_mut().and_then(|object| object.remove(field)) {
         Some(Value::String(value)) if !value.is_empty() => Ok(value),
         _ => Err(WecomError::Decode(format!("{field} missing"))),
+    }
+}
+
+/// errcode and errmsg say how the call went, not what the corp authorized.
+fn strip_status(answer: &mut Value) {
+    if let Some(object) = answer.as_object_mut() {
+        object.remove("errcode");
+        object.remove("errmsg");
     }
 }
 
@@ -445,33 +475,13 @@ mod tests {
     }
 
     #[test]
-    fn exactly_the_token_errcodes_mean_token_invalid() {
-        for code in [40001, 40014, 42001, 40082, 42009] {
-            let error = WecomError::Api { errcode: code, errmsg: String::new() };
-            assert!(error.is_token_invalid(), "{code}");
-            assert!(!error.is_transient(), "{code}");
-        }
-        for code in [-1, 0, 40013, 40029, 40078, 40084, 40085, 45009, 48002, 60020] {
-            let error = WecomError::Api { errcode: code, errmsg: String::new() };
-            assert!(!error.is_token_invalid(), "{code}");
-        }
-    }
-
-    #[test]
-    fn only_busy_and_transport_failures_are_transient() {
-        assert!(WecomError::Api { errcode: -1, errmsg: String::new() }.is_transient());
-        assert!(WecomError::Transport("reset".into()).is_transient());
-        assert!(WecomError::Http(502).is_transient());
-        assert!(!WecomError::Api { errcode: 45009, errmsg: String::new() }.is_transient());
-        assert!(!WecomError::Decode("x".into()).is_transient());
-    }
-
-    #[test]
-    fn revoked_authorizations_are_recognised() {
-        for code in [40084, 48004] {
-            assert!(WecomError::Api { errcode: code, errmsg: String::new() }.is_authorization_revoked());
-        }
-        assert!(!WecomError::Api { errcode: 40014, errmsg: String::new() }.is_authorization_revoked());
+    fn failures_without_an_errcode_are_classified_by_what_went_wrong() {
+        assert_eq!(WecomError::Api { errcode: -1, errmsg: String::new() }.class(), ErrcodeClass::Transient);
+        assert_eq!(WecomError::Transport("reset".into()).class(), ErrcodeClass::Transient);
+        assert_eq!(WecomError::Http(502).class(), ErrcodeClass::Transient);
+        assert_eq!(WecomError::Api { errcode: 45009, errmsg: String::new() }.class(), ErrcodeClass::RateLimited);
+        assert_eq!(WecomError::Decode("x".into()).class(), ErrcodeClass::Final);
+        assert_eq!(WecomError::AnswerLost("x".into()).class(), ErrcodeClass::Final);
     }
 
     #[test]

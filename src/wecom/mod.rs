@@ -2,4 +2,7 @@
 
 pub mod callback;
 pub mod client;
+pub mod errcodes;
+pub mod front;
 pub mod idconvert;
+pub mod jssdk;

@@ -276,10 +276,11 @@ async fn the_provider_system_event_url_verifies_and_stores_with_secrets_redacted
     let (status, _) = app.post_callback("/callback/provider/wwunknownprovider", &keys, PROVIDER_CORPID, &xml).await;
     assert_eq!(status, 404);
 
-    let events = app.events().await;
-    assert_eq!(events.len(), 1);
-    let event = &events[0];
-    assert_eq!(event["kind"], "register_corp");
+    // The registration's effect appends corp_registered (see front_door).
+    let events = app.settled().await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    let event = events.iter().find(|e| e["kind"] == "register_corp").expect("the callback is stored");
+    assert!(events.iter().any(|e| e["kind"] == "corp_registered"));
     assert_eq!(event["provider_corpid"], PROVIDER_CORPID);
     assert_eq!(event["suite_id"], Value::Null);
     assert_eq!(event["corpid"], "wwNewCorp");

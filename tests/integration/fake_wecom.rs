@@ -17,6 +17,8 @@ use crate::helpers::Sealed;
 
 #[path = "fake_wecom_licenses.rs"]
 mod licenses;
+#[path = "fake_wecom_front.rs"]
+mod front;
 
 #[derive(Debug, Clone)]
 pub enum Injection {
@@ -84,6 +86,7 @@ struct State {
     serial: u64,
     issued_secrets: Vec<String>,
     licenses: licenses::Licenses,
+    front: front::FrontState,
 }
 
 impl State {
@@ -263,7 +266,11 @@ impl FakeWecom {
             suite_id: suite_id.into(),
             corpid: corpid.into(),
             corp_name: corp_name.into(),
-            agent_id: 1_000_000 + i64::try_from(state.serial).expect("small serial"),
+            // WeCom keeps a corp's agentid for an app across installs.
+            agent_id: 1_000_001
+                + i64::from(u16::from_be_bytes(
+                    Sha256::digest(format!("{suite_id}/{corpid}"))[..2].try_into().expect("two bytes"),
+                )),
         };
         state.corp_names.insert(corpid.into(), corp_name.into());
         state.auth_codes.insert(code.clone(), (auth, false));
@@ -339,7 +346,7 @@ async fn handle(state: web::Data<Arc<Mutex<State>>>, request: HttpRequest, body:
     let injection = {
         let mut state = state.lock().expect("fake state lock");
         *state.calls.entry(endpoint.clone()).or_default() += 1;
-        if endpoint == "service/get_permanent_code" {
+        if endpoint.ends_with("get_permanent_code") {
             let code = body["auth_code"].as_str().unwrap_or_default().to_owned();
             *state.code_presentations.entry(code).or_default() += 1;
         }
@@ -379,7 +386,7 @@ async fn answer(
     }
     let mut state = state.lock().expect("fake state lock");
     let busy = body["auth_corpid"].as_str().is_some_and(|corp| state.busy_corps.contains(corp));
-    if busy && endpoint == "service/get_auth_info" {
+    if busy && endpoint.ends_with("get_auth_info") {
         return HttpResponse::Ok().json(error(-1, "system busy"));
     }
     let answer = route(&mut state, endpoint, query, body).unwrap_or_else(|e| e);
@@ -429,49 +436,6 @@ fn route(state: &mut State, endpoint: &str, query: &HashMap<String, String>, bod
             state.session_auth_types.push(auth_type);
             Ok(error(0, "ok"))
         }
-        "service/get_permanent_code" => {
-            let TokenOwner::Suite(suite_id) = state.check_token(token("suite_access_token"), "suite")? else {
-                unreachable!()
-            };
-            let code = text("auth_code");
-            let auth = match state.auth_codes.get_mut(&code) {
-                Some((auth, used)) if !*used && auth.suite_id == suite_id => {
-                    *used = true;
-                    auth.clone()
-                }
-                _ => return Err(error(40078, "invalid auth_code")),
-            };
-            let permanent_code = state.next("permanent-code");
-            state.permanent_codes.insert(permanent_code.clone(), auth.clone());
-            state.newest_permanent.insert((auth.suite_id.clone(), auth.corpid.clone()), permanent_code.clone());
-            state.revoked_corps.remove(&auth.corpid);
-            let customized = suite_id.starts_with("dk");
-            let mut answer = json!({
-                "permanent_code": permanent_code,
-                "auth_corp_info": {"corpid": auth.corpid, "corp_name": auth.corp_name, "corp_type": "verified", "subject_type": 1},
-                "auth_info": {"agent": [{"agentid": auth.agent_id, "name": "Our App", "auth_mode": 0, "is_customized_app": customized, "privilege": {"level": 1, "allow_party": [1]}}]},
-                "auth_user_info": {"userid": "AdminUser", "open_userid": "woAdminOpen", "name": "AdminUser"},
-                "edition_info": {"agent": [{"agentid": auth.agent_id, "edition_id": "ED1", "edition_name": "Pro", "app_status": 3, "user_limit": 200}]},
-                "state": "",
-            });
-            if !customized {
-                let owner = TokenOwner::Corp { corpid: auth.corpid.clone(), suite_id: auth.suite_id.clone() };
-                let grant = state.issue_token(owner, "corp-token");
-                answer["access_token"] = grant["token"].clone();
-                answer["expires_in"] = grant["expires_in"].clone();
-            }
-            Ok(answer)
-        }
-        "service/get_auth_info" => {
-            state.check_token(token("suite_access_token"), "suite")?;
-            let auth = valid_permanent_code(state, &text("permanent_code"), &text("auth_corpid"))?;
-            let name = state.corp_names.get(&auth.corpid).cloned().unwrap_or_default();
-            Ok(json!({
-                "errcode": 0, "errmsg": "ok",
-                "auth_corp_info": {"corpid": auth.corpid, "corp_name": name},
-                "auth_info": {"agent": [{"agentid": auth.agent_id, "name": "Our App", "privilege": {"level": 2}}]},
-            }))
-        }
         "service/get_corp_token" => {
             let TokenOwner::Suite(suite_id) = state.check_token(token("suite_access_token"), "suite")? else {
                 unreachable!()
@@ -496,9 +460,12 @@ fn route(state: &mut State, endpoint: &str, query: &HashMap<String, String>, bod
         }
         "agent/get_admin_list" => {
             state.check_token(token("access_token"), "corp")?;
-            Ok(
-                json!({"errcode": 0, "errmsg": "ok", "admin": [{"userid": "AdminUser", "open_userid": "woAdminOpen", "auth_type": 1}]}),
-            )
+            let admins = state
+                .front
+                .admins
+                .clone()
+                .unwrap_or_else(|| json!([{"userid": "AdminUser", "open_userid": "woAdminOpen", "auth_type": 1}]));
+            Ok(json!({"errcode": 0, "errmsg": "ok", "admin": admins}))
         }
         "service/corpid_to_opencorpid" => {
             let TokenOwner::Provider(provider) = state.check_token(token("provider_access_token"), "provider")? else {
@@ -587,7 +554,7 @@ fn route(state: &mut State, endpoint: &str, query: &HashMap<String, String>, bod
                 .collect();
             Ok(json!({"errcode": 0, "errmsg": "ok", "result": result}))
         }
-        other => licenses::route(state, other, query, body).unwrap_or_else(|| Err(error(404, "no such fake endpoint"))),
+        other => licenses::route(state, other, query, body).unwrap_or_else(|| front::route(state, other, query, body)),
     }
 }
 

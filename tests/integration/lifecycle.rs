@@ -30,21 +30,22 @@ async fn a_third_party_suite_lives_through_install_change_and_cancel() {
     assert_eq!(corp["auth_info"]["admins"][0]["userid"], "AdminUser");
     assert_eq!(corp["auth_error"], Value::Null);
     assert!(!corp.to_string().contains("permanent-code"), "the permanent code is never shown: {corp}");
-    assert_eq!(fake.calls("service/get_permanent_code"), 1);
+    assert_eq!(fake.calls("service/v2/get_permanent_code"), 1);
 
-    // The exchange's own corp token is kept: handing it out costs no call.
+    // The corp token fetched at install (for the admins) is kept: handing it out costs no call.
+    assert_eq!(fake.calls("service/get_corp_token"), 1);
     let (status, token) = app.api(&format!("{}/token", corp_path(&app, "wpCorpA0001"))).await;
     assert_eq!(status, 200, "{token}");
     let first = token["access_token"].as_str().expect("token").to_owned();
     assert!(fake.is_valid_token(&first));
     assert!(token["expires_at"].as_str().is_some_and(|at| at.ends_with('Z')));
-    assert_eq!(fake.calls("service/get_corp_token"), 0);
+    assert_eq!(fake.calls("service/get_corp_token"), 1);
 
     let (status, token) = app.api(&format!("{}/token?refresh=true", corp_path(&app, "wpCorpA0001"))).await;
     assert_eq!(status, 200);
     assert_ne!(token["access_token"], first.as_str());
     assert!(fake.is_valid_token(token["access_token"].as_str().expect("token")));
-    assert_eq!(fake.calls("service/get_corp_token"), 1);
+    assert_eq!(fake.calls("service/get_corp_token"), 2);
 
     fake.rename_corp("wpCorpA0001", "Corp A Renamed");
     app.command(&auth_event_xml(&app.seeded_suite, "change_auth", "wpCorpA0001", 1_700_000_200)).await;
@@ -53,7 +54,7 @@ async fn a_third_party_suite_lives_through_install_change_and_cancel() {
         (corp["corp_name"] == "Corp A Renamed").then_some(())
     })
     .await;
-    assert_eq!(fake.calls("service/get_auth_info"), 1);
+    assert_eq!(fake.calls("service/get_auth_info"), 2, "one after the v2 install, one for change_auth");
 
     app.command(&auth_event_xml(&app.seeded_suite, "cancel_auth", "wpCorpA0001", 1_700_000_300)).await;
     eventually("the corp is cancelled", || async {
@@ -130,7 +131,7 @@ async fn a_customized_app_gets_corp_tokens_from_gettoken_and_survives_a_secret_r
     app.command(&reset_permanent_code_xml(DK_SUITE, &code)).await;
     let events = app.settled().await;
     assert!(events.iter().all(|event| event["status"] == "done"));
-    assert_eq!(fake.calls("service/get_permanent_code"), 2);
+    assert_eq!(fake.calls("service/v2/get_permanent_code"), 2);
     let reset: Vec<&Value> = events.iter().filter(|e| e["kind"] == "corp_permanent_code_reset").collect();
     assert_eq!(reset.len(), 1, "{events:?}");
     assert_eq!(reset[0]["corpid"], "wpCorpDk001");
@@ -164,7 +165,7 @@ async fn the_same_auth_code_delivered_twice_is_exchanged_once() {
     assert_eq!(creates.len(), 2);
     assert!(creates.iter().all(|e| e["status"] == "done"), "{creates:?}");
     assert!(creates.iter().all(|e| e["fields"]["AuthCode"] == "[redacted]"));
-    assert_eq!(fake.calls("service/get_permanent_code"), 1);
+    assert_eq!(fake.calls("service/v2/get_permanent_code"), 1);
     assert_eq!(app.corp("wpCorpTwice").await["status"], "active");
     app.stop().await;
     fake.stop().await;
@@ -230,7 +231,7 @@ async fn the_install_page_links_to_wecom_and_the_redirect_completes_the_install(
     assert_eq!(status, 400, "{page}");
     let (status, _) = complete(&app, Some(&cookie), &code, "forged-state").await;
     assert_eq!(status, 400);
-    assert_eq!(fake.calls("service/get_permanent_code"), 0);
+    assert_eq!(fake.calls("service/v2/get_permanent_code"), 0);
 
     let (status, page) = complete(&app, Some(&cookie), &code, &state).await;
     assert_eq!(status, 200, "{page}");
@@ -263,7 +264,7 @@ async fn a_create_auth_racing_the_install_redirect_makes_one_exchange() {
     let (cookie, state, _) = start_install(&app).await;
     let code = fake.new_auth_code(&app.seeded_suite, "wpCorpRace1", "Race Corp");
     // The first exchange is slow, so the second path arrives while it runs.
-    fake.inject("service/get_permanent_code", Injection::Delay(Duration::from_millis(700)));
+    fake.inject("service/v2/get_permanent_code", Injection::Delay(Duration::from_millis(700)));
 
     let create_auth = create_auth_xml(&app.seeded_suite, &code, 1_700_000_100);
     let callback = app.command(&create_auth);
@@ -273,7 +274,7 @@ async fn a_create_auth_racing_the_install_redirect_makes_one_exchange() {
     assert!(page.contains("Race Corp"));
     let events = app.settled().await;
     assert!(events.iter().all(|e| e["status"] == "done"), "{events:?}");
-    assert_eq!(fake.calls("service/get_permanent_code"), 1);
+    assert_eq!(fake.calls("service/v2/get_permanent_code"), 1);
     assert_eq!(app.corp("wpCorpRace1").await["status"], "active");
     let authorized: Vec<&Value> = events.iter().filter(|e| e["kind"] == "corp_authorized").collect();
     assert_eq!(authorized.len(), 1, "one install, one event: {events:?}");

@@ -8,6 +8,7 @@ mod control_plane;
 mod durability;
 mod edge;
 mod fake_wecom;
+mod front_door;
 mod helpers;
 mod ids;
 mod layers;

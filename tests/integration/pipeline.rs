@@ -219,7 +219,7 @@ async fn installs_of_different_corps_run_side_by_side() {
     app.push_ticket(&fake).await;
     // Slow enough that all sixteen are queued while the first eight still wait.
     for _ in 0..16 {
-        fake.inject("service/get_permanent_code", Injection::Delay(Duration::from_secs(2)));
+        fake.inject("service/v2/get_permanent_code", Injection::Delay(Duration::from_secs(2)));
     }
     for index in 0..16 {
         let code = fake.new_auth_code(&app.seeded_suite, &format!("wpPar{index:04}"), "Parallel");
@@ -227,7 +227,7 @@ async fn installs_of_different_corps_run_side_by_side() {
     }
     let events = app.settled().await;
     assert_eq!(events.iter().filter(|e| e["kind"] == "corp_authorized").count(), 16);
-    assert_eq!(fake.most_in_flight("service/get_permanent_code"), 8, "eight exchanges at once, never more");
+    assert_eq!(fake.most_in_flight("service/v2/get_permanent_code"), 8, "eight exchanges at once, never more");
     assert!(fake.code_presentations().values().all(|times| *times == 1));
     app.stop().await;
     fake.stop().await;
@@ -273,7 +273,7 @@ async fn queue_installs(app: &TestApp, fake: &FakeWecom, corpids: &[&str]) -> Ha
         codes.insert((*corpid).to_owned(), code);
         if index == 0 {
             eventually("the first exchange is in flight", || async {
-                (fake.calls("service/get_permanent_code") == 1).then_some(())
+                (fake.calls("service/v2/get_permanent_code") == 1).then_some(())
             })
             .await;
         }
@@ -293,7 +293,7 @@ async fn sigkill_mid_exchange_loses_that_install_only_and_never_resends_its_code
     let app = serial_binary(&db, &fake, &[]).await;
     app.push_ticket(&fake).await;
     // The first exchange hangs; WeCom may or may not have used the code.
-    fake.inject("service/get_permanent_code", Injection::Delay(Duration::from_secs(30)));
+    fake.inject("service/v2/get_permanent_code", Injection::Delay(Duration::from_secs(30)));
     queue_installs(&app, &fake, &["wpKillSlow1", "wpKillNext1", "wpKillNext2"]).await;
     app.stop().await; // SIGKILL
 
@@ -315,7 +315,7 @@ async fn sigkill_mid_exchange_loses_that_install_only_and_never_resends_its_code
     assert_eq!(events.iter().filter(|e| e["kind"] == "corp_auth_lost").count(), 1);
     assert!(events.iter().all(|e| e["status"] == "done"), "{events:?}");
     assert_no_code_sent_twice(&fake);
-    assert_eq!(fake.calls("service/get_permanent_code"), 3);
+    assert_eq!(fake.calls("service/v2/get_permanent_code"), 3);
     let (status, _) = app.api(&corp_path(&app, "wpKillSlow1")).await;
     assert_eq!(status, 404, "the lost corp was never stored");
     app.stop().await;
@@ -329,12 +329,12 @@ async fn sigterm_lets_the_exchange_in_flight_finish_and_takes_no_new_effect() {
     let app = serial_binary(&db, &fake, &[("SHUTDOWN_GRACE_SECONDS", "10")]).await;
     app.push_ticket(&fake).await;
     // Answers late, within the grace period.
-    fake.inject("service/get_permanent_code", Injection::Delay(Duration::from_secs(3)));
+    fake.inject("service/v2/get_permanent_code", Injection::Delay(Duration::from_secs(3)));
     queue_installs(&app, &fake, &["wpTermSlow1", "wpTermNext1", "wpTermNext2"]).await;
     let (status, took) = app.terminate().await;
     assert!(status.success(), "a clean exit: {status:?}");
     assert!(took < Duration::from_secs(10), "exited within the grace period: {took:?}");
-    assert_eq!(fake.calls("service/get_permanent_code"), 1, "no new effect was taken after SIGTERM");
+    assert_eq!(fake.calls("service/v2/get_permanent_code"), 1, "no new effect was taken after SIGTERM");
 
     let (app, ready_at) = restarted(&db, &fake).await;
     assert_eq!(app.corp("wpTermSlow1").await["status"], "active", "the exchange in flight finished");
@@ -361,8 +361,8 @@ async fn sigterm_past_the_grace_period_and_a_lost_answer_are_reported_never_rese
     app.push_ticket(&fake).await;
     // The first answer comes too late for the grace period; the second is lost after
     // WeCom used the code (HTTP 500 after the work).
-    fake.inject("service/get_permanent_code", Injection::Delay(Duration::from_secs(20)));
-    fake.inject("service/get_permanent_code", Injection::DelayThen500(Duration::from_millis(200)));
+    fake.inject("service/v2/get_permanent_code", Injection::Delay(Duration::from_secs(20)));
+    fake.inject("service/v2/get_permanent_code", Injection::DelayThen500(Duration::from_millis(200)));
     queue_installs(&app, &fake, &["wpGraceSlow", "wpGraceLost", "wpGraceFine"]).await;
     let (status, took) = app.terminate().await;
     assert!(status.success(), "{status:?}");
@@ -405,7 +405,7 @@ async fn two_instances_share_the_effects_and_apply_each_once() {
     let second = spawn_against(&db, &fake, |_| {}).await;
     first.push_ticket(&fake).await;
     for _ in 0..24 {
-        fake.inject("service/get_permanent_code", Injection::Delay(Duration::from_millis(100)));
+        fake.inject("service/v2/get_permanent_code", Injection::Delay(Duration::from_millis(100)));
     }
     for index in 0..24 {
         let code = fake.new_auth_code(&first.seeded_suite, &format!("wpShared{index:03}"), "Shared");
@@ -415,7 +415,7 @@ async fn two_instances_share_the_effects_and_apply_each_once() {
     let events = first.settled().await;
     assert_eq!(events.iter().filter(|e| e["kind"] == "corp_authorized").count(), 24, "{events:?}");
     assert!(events.iter().all(|e| e["status"] == "done" && e["attempts"].as_i64() <= Some(1)), "{events:?}");
-    assert_eq!(fake.calls("service/get_permanent_code"), 24);
+    assert_eq!(fake.calls("service/v2/get_permanent_code"), 24);
     assert_eq!(fake.calls("agent/get_admin_list"), 24, "no effect ran twice");
     assert_no_code_sent_twice(&fake);
     first.stop().await;
