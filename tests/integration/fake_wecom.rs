@@ -15,10 +15,10 @@ use wecom_provider::crypto::CallbackKeys;
 
 use crate::helpers::Sealed;
 
-#[path = "fake_wecom_licenses.rs"]
-mod licenses;
 #[path = "fake_wecom_front.rs"]
 mod front;
+#[path = "fake_wecom_licenses.rs"]
+mod licenses;
 
 #[derive(Debug, Clone)]
 pub enum Injection {
