@@ -25,6 +25,7 @@ use crate::store::{Db, StoreError};
 use crate::tokens::Tokens;
 use crate::web::edge::Edge;
 use crate::web::install::InstallSettings;
+use crate::web::pages::{Pages, PagesError};
 use crate::web::{self, AppState};
 use crate::webhooks::{Deliverer, RetrySchedule};
 use crate::wecom::client::WecomClient;
@@ -45,6 +46,8 @@ pub enum StartError {
     Writer(std::io::Error),
     #[error("cannot record metrics: {0}")]
     Metrics(#[from] metrics_exporter_prometheus::BuildError),
+    #[error(transparent)]
+    Pages(#[from] PagesError),
 }
 
 /// Knobs that are not configuration: tests use them to shape a run.
@@ -97,6 +100,7 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
     let Prepared { db, registry } = prepare(config).await?;
 
     let stored = Arc::new(Notify::new());
+    let pages = Pages::load(config.templates_dir.as_deref())?;
     let intake = Intake::start(db.clone(), stored.clone()).map_err(StartError::Writer)?;
     let tokens = Arc::new(Tokens::new(db.clone(), registry.clone(), WecomClient::new(config.wecom_api_base.clone())));
     let lifecycle = Arc::new(Lifecycle::new(db.clone(), registry.clone(), tokens.clone()));
@@ -124,6 +128,7 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
             auth_type: config.install_auth_type,
         },
         edge: Edge::new(config.edge.clone()),
+        pages,
     }));
     let mut server = actix_web::HttpServer::new(move || {
         actix_web::App::new()

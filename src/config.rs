@@ -42,6 +42,7 @@ pub const VARIABLES: &[&str] = &[
     "INSTALL_RATE_LIMIT_PER_MINUTE",
     "TRUSTED_PROXIES",
     "METRICS_ADDR",
+    "TEMPLATES_DIR",
     "RUST_LOG",
     "LOG_FORMAT",
 ];
@@ -76,6 +77,8 @@ pub struct Config {
     pub edge: EdgeLimits,
     /// Where `/metrics` is served; `None`: nowhere.
     pub metrics_addr: Option<SocketAddr>,
+    /// Page templates here replace the built-in ones of the same name.
+    pub templates_dir: Option<PathBuf>,
     pub log_filter: String,
     pub log_format: LogFormat,
 }
@@ -231,6 +234,7 @@ impl Config {
         let install_rate_limit = get("INSTALL_RATE_LIMIT_PER_MINUTE");
         let trusted_proxies = get("TRUSTED_PROXIES");
         let metrics_addr = get("METRICS_ADDR");
+        let templates_dir = get("TEMPLATES_DIR");
         let log_filter = get("RUST_LOG");
         let log_format = get("LOG_FORMAT");
 
@@ -411,6 +415,13 @@ impl Config {
                 })
                 .ok()
         });
+        let templates_dir = templates_dir.map(PathBuf::from).filter(|dir| {
+            let is_dir = dir.is_dir();
+            if !is_dir {
+                errors.push(ConfigError { variable: "TEMPLATES_DIR", problem: "must be a directory".into() });
+            }
+            is_dir
+        });
         let log_format = match log_format.as_deref().unwrap_or("text") {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -445,6 +456,7 @@ impl Config {
                     license_expiry_notice_days: u32::try_from(license_expiry_notice_days).unwrap_or(7),
                     edge,
                     metrics_addr,
+                    templates_dir,
                     log_filter,
                     log_format,
                 })

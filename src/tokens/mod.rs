@@ -1,6 +1,8 @@
-//! The token center: provider, suite and per-corp tokens.
+//! The token center: provider, suite and per-corp tokens, JS-SDK tickets and the
+//! install page's pre_auth_code.
 //!
-//! Invariants: a token is handed out only with more than [`MARGIN_MS`] of life left;
+//! Invariants: a token is handed out only with more than its margin
+//! ([`MARGIN_MS`], 2 minutes for a pre_auth_code) of life left;
 //! tokens live in the database so restarts and other instances reuse them; at most
 //! one caller in the deployment refreshes a given token at a time (a per-process
 //! lock in front of a claim row in the database, re-checked after the claim); no
@@ -26,6 +28,7 @@ use crate::wecom::errcodes::{self, ErrcodeClass};
 
 /// Tokens are handed out only while more than this remains of their life.
 pub const MARGIN_MS: i64 = 5 * 60 * 1000;
+const PRE_AUTH_CODE_MARGIN_MS: i64 = 2 * 60 * 1000;
 /// A suite_ticket older than this is expired at WeCom.
 pub const TICKET_LIFETIME_MS: i64 = 30 * 60 * 1000;
 /// A refresh claim lapses after this, should its holder die mid-call; a live holder
@@ -42,10 +45,27 @@ const MEMORY_TTL_MS: i64 = 1_000;
 /// Which token. A JS-SDK ticket is one too: cached, refreshed and shared the same way.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TokenKey {
-    Provider { provider_corpid: ProviderCorpId },
-    Suite { suite_id: SuiteId },
-    Corp { suite_id: SuiteId, corpid: CorpId },
-    Ticket { suite_id: SuiteId, corpid: CorpId, kind: TicketKind },
+    Provider {
+        provider_corpid: ProviderCorpId,
+    },
+    Suite {
+        suite_id: SuiteId,
+    },
+    Corp {
+        suite_id: SuiteId,
+        corpid: CorpId,
+    },
+    Ticket {
+        suite_id: SuiteId,
+        corpid: CorpId,
+        kind: TicketKind,
+    },
+    /// The install page's code (20 minutes), shared by every view; `test_install`:
+    /// set_session_info marked it as a test install when it was fetched.
+    PreAuthCode {
+        suite_id: SuiteId,
+        test_install: bool,
+    },
 }
 
 impl TokenKey {
@@ -64,6 +84,16 @@ impl TokenKey {
             Self::Corp { .. } => "corp",
             Self::Ticket { kind: TicketKind::Jsapi, .. } => "jsapi_ticket",
             Self::Ticket { kind: TicketKind::AgentConfig, .. } => "agent_config_ticket",
+            Self::PreAuthCode { .. } => "pre_auth_code",
+        }
+    }
+
+    /// A pre_auth_code is handed out while it has more than 2 of its 20 minutes
+    /// left: long enough for an admin to read the page and consent.
+    fn margin_ms(&self) -> i64 {
+        match self {
+            Self::PreAuthCode { .. } => PRE_AUTH_CODE_MARGIN_MS,
+            _ => MARGIN_MS,
         }
     }
 
@@ -73,6 +103,8 @@ impl TokenKey {
         match self {
             Self::Provider { provider_corpid } => provider_corpid.to_string(),
             Self::Suite { suite_id } => suite_id.to_string(),
+            Self::PreAuthCode { suite_id, test_install: false } => suite_id.to_string(),
+            Self::PreAuthCode { suite_id, test_install: true } => format!("{suite_id}/test"),
             Self::Corp { suite_id, corpid } | Self::Ticket { suite_id, corpid, .. } => format!("{suite_id}/{corpid}"),
         }
     }
@@ -183,9 +215,9 @@ impl Tokens {
         }
         let deadline = tokio::time::Instant::now() + WAIT_FOR_OTHERS;
         loop {
-            let (scope, id, holder) = (key.scope(), key.key(), self.holder.clone());
+            let (scope, id, holder, margin) = (key.scope(), key.key(), self.holder.clone(), key.margin_ms());
             let claim =
-                self.db.run(move |conn| tokens::claim_refresh(conn, scope, &id, &holder, MARGIN_MS, CLAIM_MS)).await?;
+                self.db.run(move |conn| tokens::claim_refresh(conn, scope, &id, &holder, margin, CLAIM_MS)).await?;
             match claim {
                 tokens::Claim::Fresh { access_token, expires_at } => {
                     return Ok(Token { access_token: self.db.sealer().open(&access_token)?, expires_at });
@@ -216,7 +248,10 @@ impl Tokens {
 
     /// A disabled suite's tokens are not handed out, and an unknown suite's never fetched.
     fn check_suite(&self, key: &TokenKey) -> Result<(), TokenError> {
-        let (TokenKey::Suite { suite_id } | TokenKey::Corp { suite_id, .. } | TokenKey::Ticket { suite_id, .. }) = key
+        let (TokenKey::Suite { suite_id }
+        | TokenKey::Corp { suite_id, .. }
+        | TokenKey::Ticket { suite_id, .. }
+        | TokenKey::PreAuthCode { suite_id, .. }) = key
         else {
             return Ok(());
         };
@@ -262,14 +297,14 @@ impl Tokens {
     async fn cached(&self, key: &TokenKey) -> Result<Option<Token>, TokenError> {
         let now = now_ms();
         if let Some(entry) = lock(&self.memory).get_mut(key) {
-            let still_fresh = now < entry.token.expires_at - MARGIN_MS;
+            let still_fresh = now < entry.token.expires_at - key.margin_ms();
             if now < entry.until || (entry.rereading && still_fresh) {
                 return Ok(Some(entry.token.clone()));
             }
             entry.rereading = true;
         }
-        let (scope, id) = (key.scope(), key.key());
-        let found = self.db.run(move |conn| tokens::fresh(conn, scope, &id, MARGIN_MS)).await;
+        let (scope, id, margin) = (key.scope(), key.key(), key.margin_ms());
+        let found = self.db.run(move |conn| tokens::fresh(conn, scope, &id, margin)).await;
         let found = match found {
             Ok(Some((sealed, expires_at))) => Some(Token { access_token: self.db.sealer().open(&sealed)?, expires_at }),
             Ok(None) => None,
@@ -288,7 +323,7 @@ impl Tokens {
     }
 
     fn remember(&self, key: &TokenKey, token: &Token) {
-        let until = (now_ms() + MEMORY_TTL_MS).min(token.expires_at - MARGIN_MS);
+        let until = (now_ms() + MEMORY_TTL_MS).min(token.expires_at - key.margin_ms());
         lock(&self.memory).insert(key.clone(), Remembered { token: token.clone(), until, rereading: false });
     }
 
@@ -351,6 +386,9 @@ impl Tokens {
                 TokenKey::Suite { suite_id } => self.fetch_suite_token(suite_id).await,
                 TokenKey::Corp { suite_id, corpid } => self.fetch_corp_token(suite_id, corpid).await,
                 TokenKey::Ticket { suite_id, corpid, kind } => self.fetch_ticket(suite_id, corpid, *kind).await,
+                TokenKey::PreAuthCode { suite_id, test_install } => {
+                    self.fetch_pre_auth_code(suite_id, *test_install).await
+                }
             }
         })
     }
@@ -371,6 +409,17 @@ impl Tokens {
             }
             other => Ok(other?),
         }
+    }
+
+    async fn fetch_pre_auth_code(&self, suite_id: &SuiteId, test_install: bool) -> Result<Grant, TokenError> {
+        let suite_key = TokenKey::suite(suite_id);
+        let client = &self.client;
+        let grant = self.call(&suite_key, |token| async move { client.get_pre_auth_code(&token).await }).await?;
+        if test_install {
+            let code = &grant.token;
+            self.call(&suite_key, |token| async move { client.set_session_info(&token, code, 1).await }).await?;
+        }
+        Ok(grant)
     }
 
     async fn fetch_corp_token(&self, suite_id: &SuiteId, corpid: &CorpId) -> Result<Grant, TokenError> {

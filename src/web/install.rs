@@ -3,22 +3,21 @@
 //! The `state` we issue is stored server-side and bound to the browser by a
 //! cookie: it is checked and used once, so a forged redirect cannot complete.
 
-use std::sync::LazyLock;
-
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use minijinja::{Environment, context};
+use minijinja::context;
 use rand::distr::{Alphanumeric, SampleString};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
 use super::State;
+use super::pages::Lang;
 use crate::error::AppError;
 use crate::lifecycle::{CORP_AUTHORIZED, InstallPath};
 use crate::model::SuiteId;
-use crate::store::{install_states, suites};
+use crate::store::install_states;
 use crate::tokens::TokenKey;
 use crate::wecom::errcodes::SPENT_CODE_ERRCODES;
 
@@ -34,21 +33,6 @@ pub struct InstallSettings {
     pub auth_type: u8,
 }
 
-static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
-    let mut env = Environment::new();
-    for (name, source) in [
-        ("base.html", include_str!("../../templates/base.html")),
-        ("install.html", include_str!("../../templates/install.html")),
-        ("installed.html", include_str!("../../templates/installed.html")),
-        ("install_error.html", include_str!("../../templates/install_error.html")),
-    ] {
-        if let Err(error) = env.add_template(name, source) {
-            tracing::error!(%error, name, "template does not compile");
-        }
-    }
-    env
-});
-
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/install/{suite_id}")
@@ -58,78 +42,122 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-fn render(status: StatusCode, template: &str, ctx: minijinja::Value) -> HttpResponse {
-    match TEMPLATES.get_template(template).and_then(|t| t.render(ctx)) {
-        Ok(html) => HttpResponse::build(status).content_type("text/html; charset=utf-8").body(html),
-        Err(error) => {
-            tracing::error!(%error, template, "rendering failed");
-            HttpResponse::InternalServerError().content_type("text/plain").body("page unavailable")
+/// Why an install page cannot go on; names its texts in `messages.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Problem {
+    UnknownApp,
+    NotReady,
+    Lost,
+    Expired,
+    BadLink,
+    Failed,
+}
+
+impl Problem {
+    #[cfg(test)]
+    const ALL: [Self; 6] = [Self::UnknownApp, Self::NotReady, Self::Lost, Self::Expired, Self::BadLink, Self::Failed];
+
+    fn of(error: &AppError) -> Self {
+        match error {
+            AppError::NotFound(_) | AppError::SuiteDisabled => Self::UnknownApp,
+            AppError::NoSuiteTicket(_) | AppError::SuiteTicketRejected(_) => Self::NotReady,
+            AppError::AuthCodeLost(_) => Self::Lost,
+            AppError::Upstream { errcode, .. } if SPENT_CODE_ERRCODES.contains(errcode) => Self::Expired,
+            _ => Self::Failed,
+        }
+    }
+
+    fn status(self) -> StatusCode {
+        match self {
+            Self::UnknownApp => StatusCode::NOT_FOUND,
+            Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Lost => StatusCode::CONFLICT,
+            Self::Expired | Self::BadLink => StatusCode::BAD_REQUEST,
+            Self::Failed => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    fn messages(self) -> &'static str {
+        match self {
+            Self::UnknownApp => "error.unknown_app",
+            Self::NotReady => "error.not_ready",
+            Self::Lost => "error.lost",
+            Self::Expired => "error.expired",
+            Self::BadLink => "error.bad_link",
+            Self::Failed => "error.failed",
         }
     }
 }
 
-fn error_page(status: StatusCode, title: &str, detail: &str) -> HttpResponse {
-    render(status, "install_error.html", context! { title, detail })
-}
-
-fn error_page_for(error: &AppError) -> HttpResponse {
-    match error {
-        AppError::NotFound(_) => {
-            error_page(StatusCode::NOT_FOUND, "Unknown app", "This install link names no app of ours.")
-        }
-        AppError::NoSuiteTicket(_) => error_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Not ready yet",
-            "The app has not received its ticket from WeCom yet. Please try again in a few minutes.",
-        ),
-        AppError::AuthCodeLost(_) => error_page(
-            StatusCode::CONFLICT,
-            "Please install the app again",
-            "WeCom did not confirm the installation in time. Please start the installation again.",
-        ),
-        AppError::Upstream { errcode, .. } if SPENT_CODE_ERRCODES.contains(errcode) => error_page(
-            StatusCode::BAD_REQUEST,
-            "The authorization expired",
-            "The authorization code has expired or was already used. Please start the installation again.",
-        ),
-        _ => error_page(
-            StatusCode::BAD_GATEWAY,
-            "Installation failed",
-            "WeCom could not complete the installation. Please try again.",
-        ),
+/// A page of the flow, in the visitor's language (a `?lang=` choice remembered).
+fn page(
+    state: &State,
+    request: &HttpRequest,
+    status: StatusCode,
+    template: &str,
+    ctx: minijinja::Value,
+) -> HttpResponse {
+    let (lang, chosen) = Lang::negotiate(request);
+    let mut response = state.pages.render(status, template, lang, ctx);
+    if let Some(cookie) = chosen
+        && let Err(error) = response.add_cookie(&cookie)
+    {
+        tracing::error!(%error, "cannot set the language cookie");
     }
+    response
 }
 
-async fn install_page(state: State, suite_id: web::Path<SuiteId>) -> HttpResponse {
+/// An error page with a way to start again: the install page itself, unless the
+/// link names no app of ours.
+fn problem_page(state: &State, request: &HttpRequest, suite_id: &SuiteId, problem: Problem) -> HttpResponse {
+    let start_url = (problem != Problem::UnknownApp).then(|| format!("/install/{suite_id}"));
+    page(state, request, problem.status(), "install_error.html", context! { problem => problem.messages(), start_url })
+}
+
+async fn install_page(state: State, suite_id: web::Path<SuiteId>, request: HttpRequest) -> HttpResponse {
     match start_install(&state, &suite_id).await {
-        Ok((install_url, install_state)) => {
-            let cookie = Cookie::build(STATE_COOKIE, install_state)
+        Ok(start) => {
+            let cookie = Cookie::build(STATE_COOKIE, start.install_state)
                 .path(format!("/install/{suite_id}"))
                 .http_only(true)
                 .secure(state.install.public_base_url.scheme() == "https")
                 .same_site(SameSite::Lax)
                 .max_age(actix_web::cookie::time::Duration::hours(1))
                 .finish();
-            let mut response = render(StatusCode::OK, "install.html", context! { install_url => install_url.as_str() });
+            let ctx = context! {
+                install_url => start.install_url.as_str(),
+                app => start.app,
+                provider => start.provider,
+                lang_switch => true,
+            };
+            let mut response = page(&state, &request, StatusCode::OK, "install.html", ctx);
             if let Err(error) = response.add_cookie(&cookie) {
                 tracing::error!(%error, "cannot set the install cookie");
             }
             response
         }
-        Err(error) => error_page_for(&error),
+        Err(error) => problem_page(&state, &request, &suite_id, Problem::of(&error)),
     }
 }
 
-async fn start_install(state: &State, suite_id: &SuiteId) -> Result<(Url, String), AppError> {
-    let id = suite_id.to_owned();
-    state.db.run(move |conn| suites::find_suite(conn, &id)).await?.ok_or(AppError::NotFound("suite"))?;
-    let key = TokenKey::suite(suite_id);
-    let client = state.tokens.client();
-    let pre_auth = state.tokens.call(&key, |token| async move { client.get_pre_auth_code(&token).await }).await?;
-    if state.install.auth_type == 1 {
-        let pre_auth_code = &pre_auth.token;
-        state.tokens.call(&key, |token| async move { client.set_session_info(&token, pre_auth_code, 1).await }).await?;
-    }
+/// What the install page shows of the app; nothing secret.
+#[derive(serde::Serialize)]
+struct AppShown {
+    name: String,
+}
+
+struct Started {
+    install_url: Url,
+    install_state: String,
+    app: AppShown,
+    provider: Option<String>,
+}
+
+async fn start_install(state: &State, suite_id: &SuiteId) -> Result<Started, AppError> {
+    let suite = state.registry.suite(suite_id).ok_or(AppError::NotFound("suite"))?;
+    // Every view shares one pre_auth_code while it has 2 of its 20 minutes left.
+    let key = TokenKey::PreAuthCode { suite_id: suite_id.to_owned(), test_install: state.install.auth_type == 1 };
+    let pre_auth_code = state.tokens.get(&key).await?.access_token;
     let install_state = Alphanumeric.sample_string(&mut rand::rng(), 32);
     let (sid, issued) = (suite_id.to_owned(), install_state.clone());
     state.db.run(move |conn| install_states::issue(conn, &issued, &sid)).await?;
@@ -143,10 +171,12 @@ async fn start_install(state: &State, suite_id: &SuiteId) -> Result<(Url, String
     install_url
         .query_pairs_mut()
         .append_pair("suite_id", suite_id.as_str())
-        .append_pair("pre_auth_code", pre_auth.token.expose_secret())
+        .append_pair("pre_auth_code", pre_auth_code.expose_secret())
         .append_pair("redirect_uri", redirect_uri.as_str())
         .append_pair("state", &install_state);
-    Ok((install_url, install_state))
+    let provider = state.registry.provider(&suite.provider_corpid).map(|p| p.name.clone()).filter(|n| !n.is_empty());
+    let name = if suite.name.is_empty() { suite_id.to_string() } else { suite.name.clone() };
+    Ok(Started { install_url, install_state, app: AppShown { name }, provider })
 }
 
 #[derive(Deserialize)]
@@ -161,38 +191,57 @@ async fn complete(
     query: web::Query<CompleteQuery>,
     request: HttpRequest,
 ) -> HttpResponse {
-    let bad_state = || {
-        error_page(
-            StatusCode::BAD_REQUEST,
-            "This installation link is not valid",
-            "It was not started here, has expired, or was already used. Please start the installation again.",
-        )
-    };
+    let problem = |problem| problem_page(&state, &request, &suite_id, problem);
     let (Some(auth_code), Some(install_state)) = (query.auth_code.clone(), query.state.clone()) else {
-        return bad_state();
+        return problem(Problem::BadLink);
     };
     let cookie_matches = request.cookie(STATE_COOKIE).is_some_and(|cookie| cookie.value() == install_state);
     if !cookie_matches {
-        return bad_state();
+        return problem(Problem::BadLink);
     }
     let sid = suite_id.clone();
     let consumed =
         state.db.run(move |conn| install_states::consume(conn, &install_state, &sid, STATE_LIFETIME_MS)).await;
     match consumed {
         Ok(true) => {}
-        Ok(false) => return bad_state(),
-        Err(error) => return error_page_for(&error.into()),
+        Ok(false) => return problem(Problem::BadLink),
+        Err(error) => return problem(Problem::of(&error.into())),
     }
     let exchanged = state
         .lifecycle
         .exchange_auth_code(&suite_id, &SecretString::from(auth_code), InstallPath::InstallPage, CORP_AUTHORIZED)
         .await;
     match exchanged {
-        Ok(authorized) => render(
-            StatusCode::OK,
-            "installed.html",
-            context! { corp_name => authorized.corp_name, corpid => authorized.corpid },
-        ),
-        Err(error) => error_page_for(&error.into()),
+        Ok(authorized) => {
+            let app_name = state.registry.suite(&suite_id).map_or_else(|| suite_id.to_string(), |s| s.name.clone());
+            let ctx = context! {
+                app_name,
+                corp_name => authorized.corp_name,
+                corpid => authorized.corpid,
+                start_url => format!("/install/{suite_id}"),
+            };
+            page(&state, &request, StatusCode::OK, "installed.html", ctx)
+        }
+        Err(error) => problem(Problem::of(&error.into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::web::pages::Pages;
+
+    /// Every problem has its title and detail in both languages.
+    #[test]
+    fn every_problem_has_its_texts() {
+        let pages = Pages::load(None).expect("built-in pages load");
+        for problem in Problem::ALL {
+            for part in ["title", "detail"] {
+                let key = format!("{}.{part}", problem.messages());
+                for lang in ["zh", "en"] {
+                    assert!(pages.has_message(&key, lang), "{key} has no {lang} text");
+                }
+            }
+        }
     }
 }

@@ -12,6 +12,7 @@ mod health;
 mod ids;
 pub mod install;
 mod licenses;
+pub mod pages;
 pub mod request_id;
 mod webhooks;
 
@@ -46,6 +47,7 @@ pub struct AppState {
     pub licenses: Arc<Licenses>,
     pub access: Authenticator,
     pub install: install::InstallSettings,
+    pub pages: pages::Pages,
     pub edge: edge::Edge,
 }
 

@@ -185,14 +185,18 @@ async fn start_install(app: &TestApp) -> (String, String, Url) {
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
     let cookie = cookie.split(';').next().expect("name=value").to_owned();
     let html = response.text().await.expect("html");
-    let href = html.split("href=\"").nth(1).and_then(|rest| rest.split('"').next()).expect("install link");
-    let href = quick_xml::escape::unescape(href).expect("an HTML-escaped attribute");
-    let link = Url::parse(&href).expect("the link is a URL");
+    let link = Url::parse(&link_of(&html, "install").expect("install link")).expect("the link is a URL");
     let state = link.query_pairs().find(|(k, _)| k == "state").map(|(_, v)| v.into_owned()).expect("state");
     (cookie, state, link)
 }
 
 use url::Url;
+
+/// The unescaped `href` of the element with `id` in `html`.
+fn link_of(html: &str, id: &str) -> Option<String> {
+    let href = html.split(&format!("id=\"{id}\" href=\"")).nth(1)?.split('"').next()?;
+    Some(quick_xml::escape::unescape(href).expect("an HTML-escaped attribute").into_owned())
+}
 
 async fn complete(app: &TestApp, cookie: Option<&str>, auth_code: &str, state: &str) -> (u16, String) {
     let mut request = app
@@ -246,11 +250,43 @@ async fn the_install_page_links_to_wecom_and_the_redirect_completes_the_install(
     let (status, _) = complete(&app, Some(&cookie), &code, &state).await;
     assert_eq!(status, 400);
 
-    // An expired or used auth code shows the expiry page.
-    let (cookie, state, _) = start_install(&app).await;
+    // An expired or used auth code shows the expiry page, in Chinese by default,
+    // with a way to start again.
+    let (cookie, state, again) = start_install(&app).await;
+    assert_eq!(
+        again.query_pairs().find(|(k, _)| k == "pre_auth_code"),
+        link.query_pairs().find(|(k, _)| k == "pre_auth_code")
+    );
+    assert_eq!(fake.calls("service/get_pre_auth_code"), 1, "a second view reuses the pre_auth_code");
+    assert_eq!(fake.session_auth_types(), vec![1], "and marks it once");
     let (status, page) = complete(&app, Some(&cookie), "authcode-never-issued", &state).await;
     assert_eq!(status, 400);
-    assert!(page.contains("expired"), "{page}");
+    assert!(page.contains("授权已失效"), "{page}");
+    assert_eq!(link_of(&page, "again"), Some(format!("/install/{}", app.seeded_suite)), "{page}");
+    app.stop().await;
+    fake.stop().await;
+}
+
+#[tokio::test]
+async fn the_install_page_fetches_a_new_pre_auth_code_when_two_minutes_are_left() {
+    let db = TestDb::new();
+    let fake = FakeWecom::start().await;
+    let app = spawn_against(&db, &fake, |_| {}).await;
+    app.push_ticket(&fake).await;
+    let (_, _, first) = start_install(&app).await;
+    let code = |link: &Url| link.query_pairs().find(|(k, _)| k == "pre_auth_code").map(|(_, v)| v.into_owned());
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis();
+    db.execute(&format!("UPDATE tokens SET expires_at = {} WHERE scope = 'pre_auth_code'", now_ms + 125_000));
+    // Past the one second a token is trusted from memory, so the database is read.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (_, _, still) = start_install(&app).await;
+    assert_eq!(code(&still), code(&first), "2 min 5 s left: still handed out");
+    db.execute(&format!("UPDATE tokens SET expires_at = {} WHERE scope = 'pre_auth_code'", now_ms + 115_000));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (_, _, fresh) = start_install(&app).await;
+    assert_ne!(code(&fresh), code(&first), "less than 2 minutes left: a new one");
+    assert_eq!(fake.calls("service/get_pre_auth_code"), 2);
+    assert_eq!(fake.session_auth_types(), Vec::<i64>::new(), "not a test install: no set_session_info");
     app.stop().await;
     fake.stop().await;
 }
