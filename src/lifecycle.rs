@@ -12,13 +12,14 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::model::{CorpId, EventId, PermanentCodeApi, ProviderCorpId, SuiteId};
+use crate::model::{CorpId, EventId, PermanentCodeApi, ProviderCorpId, SuiteId, SuiteKind};
 use crate::registry::Registry;
 use crate::store::auth_codes::{self, CodeClaim};
 use crate::store::events::NewEvent;
 use crate::store::{Db, StoreError, corps, suites};
 use crate::tokens::{TokenError, TokenKey, Tokens};
 use crate::wecom::client::{PermanentCodeGrant, WecomError, first_agent_id};
+use crate::wecom::errcodes::ErrcodeClass;
 
 /// A claim on an auth code lapses this long after its holder stopped renewing it
 /// (it died): the code is then taken over, or known lost if it had been sent.
@@ -303,6 +304,36 @@ impl Lifecycle {
         Ok(Authorized { corpid: grant.corpid, corp_name: grant.corp_name, already_exchanged: false })
     }
 
+    /// Whether a 代开发 app is enabled in the corp: change_auth fires when the corp
+    /// disables or re-enables it, and `agent/get` (`close`) says which. No agent in
+    /// the auth info, or an app WeCom refuses to describe, is disabled: nothing can
+    /// be done with it. A busy or rate-limited WeCom is retried by the effect.
+    async fn customized_app_enabled(
+        &self,
+        suite_id: &SuiteId,
+        corpid: &CorpId,
+        agent_id: Option<i64>,
+    ) -> Result<bool, LifecycleError> {
+        let Some(agent_id) = agent_id else { return Ok(false) };
+        let client = self.tokens.client();
+        let agent = self
+            .tokens
+            .call(&TokenKey::corp(suite_id, corpid), |corp_token| async move {
+                client.get_agent(&corp_token, agent_id).await
+            })
+            .await;
+        match agent {
+            Ok(agent) => Ok(agent["close"].as_i64() != Some(1)),
+            Err(TokenError::Upstream(error))
+                if !matches!(error.class(), ErrcodeClass::Transient | ErrcodeClass::RateLimited) =>
+            {
+                tracing::info!(suite = %suite_id, %corpid, %error, "agent/get refused: the customized app counts as disabled");
+                Ok(false)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
     async fn admins(&self, corp_key: &TokenKey, agent_id: i64) -> Result<Value, TokenError> {
         let client = self.tokens.client();
         self.tokens.call(corp_key, |corp_token| async move { client.get_admin_list(&corp_token, agent_id).await }).await
@@ -333,6 +364,7 @@ impl Lifecycle {
             })
             .await;
         let mut info = self.tokens.mark_if_revoked(suite_id, corpid, fetched).await?;
+        let mut stored_app_state = None;
         if let (Some(stored), Some(fresh)) = (self.stored_corp(suite_id, corpid).await.ok(), info.as_object_mut()) {
             let stored: Value = serde_json::from_str(&stored.auth_info).unwrap_or_default();
             for field in KEPT_INFO_FIELDS {
@@ -340,28 +372,50 @@ impl Lifecycle {
                     fresh.insert(field.into(), stored[field].clone());
                 }
             }
+            stored_app_state = Some(stored["app_state"].clone()).filter(|state| !state.is_null());
         }
         let corp_name = info["auth_corp_info"]["corp_name"].as_str().unwrap_or_default().to_owned();
         let agent_id = first_agent_id(&info).or(credentials.agent_id);
         let provider = provider_of(&self.db, suite_id).await?;
-        let event = NewEvent::derived(
-            &provider,
-            suite_id,
-            Some(corpid),
-            "corp_auth_changed",
-            &[&cause.to_string()],
-            json!({
-                "suite_id": suite_id,
-                "corpid": corpid,
-                "corp_name": corp_name,
-                "agent_id": agent_id,
-                "auth_mode": info["auth_info"]["agent"][0]["auth_mode"],
-                "edition": edition(&info),
-            }),
+        let mut fields = json!({
+            "suite_id": suite_id,
+            "corpid": corpid,
+            "corp_name": corp_name,
+            "agent_id": agent_id,
+            "auth_mode": info["auth_info"]["agent"][0]["auth_mode"],
+            "edition": edition(&info),
+        });
+        let mut events = Vec::new();
+        if kind == SuiteKind::CustomizedTemplate {
+            let enabled = self.customized_app_enabled(suite_id, corpid, first_agent_id(&info)).await?;
+            fields["app_enabled"] = json!(enabled);
+            let was = stored_app_state.as_ref().map(|state| state["enabled"] == json!(true));
+            let since = match &stored_app_state {
+                Some(state) if was == Some(enabled) => state["since"].clone(),
+                _ => json!(crate::feed::rfc3339(crate::store::now_ms())),
+            };
+            info["app_state"] = json!({"enabled": enabled, "since": since});
+            // A business service acts on the switch, not on every change_auth.
+            if was != Some(enabled) && !(was.is_none() && enabled) {
+                let switched = if enabled { "customized_app_enabled" } else { "customized_app_disabled" };
+                let switch_fields = json!({"suite_id": suite_id, "corpid": corpid, "agent_id": agent_id});
+                events.push(NewEvent::derived(
+                    &provider,
+                    suite_id,
+                    Some(corpid),
+                    switched,
+                    &[&cause.to_string()],
+                    switch_fields,
+                ));
+            }
+        }
+        events.insert(
+            0,
+            NewEvent::derived(&provider, suite_id, Some(corpid), "corp_auth_changed", &[&cause.to_string()], fields),
         );
         let (sid, cid, stored) = (suite_id.to_owned(), corpid.to_owned(), info.to_string());
         self.db
-            .run(move |conn| corps::update_auth_info(conn, (&sid, &cid), &corp_name, agent_id, &stored, &[event]))
+            .run(move |conn| corps::update_auth_info(conn, (&sid, &cid), &corp_name, agent_id, &stored, &events))
             .await?;
         self.db.notify_appended();
         Ok(())

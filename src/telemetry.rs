@@ -4,8 +4,9 @@
 //! or a user. Counters and histograms are recorded where the work happens; the
 //! gauges that describe stored state are read from the database at each scrape.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
@@ -38,6 +39,8 @@ pub const EFFECTS_OLDEST_PENDING_AGE: &str = "wecom_effects_oldest_pending_age_s
 pub const WEBHOOK_DELIVERIES: &str = "wecom_webhook_deliveries_total";
 /// Events stored after a subscription's cursor: `webhook_id`.
 pub const WEBHOOK_LAG: &str = "wecom_webhook_lag_events";
+/// Non-zero errcodes WeCom answered: `endpoint` (its path), `errcode`.
+pub const WECOM_ERRCODES: &str = "wecom_api_errcodes_total";
 /// IDs converted: `kind`, `source` (`stored`: known already, or `wecom`: asked upstream).
 pub const ID_CONVERSIONS: &str = "wecom_id_conversions_total";
 
@@ -48,6 +51,38 @@ const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256
 const GAUGE_IDLE: Duration = Duration::from_secs(600);
 
 static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// This process's WeCom errcodes of the last hour, oldest first, for the console.
+static RECENT_ERRCODES: Mutex<VecDeque<ErrcodeSeen>> = Mutex::new(VecDeque::new());
+const RECENT_WINDOW_MS: i64 = 60 * 60 * 1000;
+/// Enough for a bad hour; past it the oldest are forgotten (the counter keeps them).
+const RECENT_CAPACITY: usize = 4096;
+
+/// One errcode WeCom answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrcodeSeen {
+    pub at_ms: i64,
+    pub endpoint: String,
+    pub errcode: i64,
+}
+
+/// Records an errcode WeCom answered on `endpoint`.
+pub fn wecom_errcode(endpoint: &str, errcode: i64) {
+    metrics::counter!(WECOM_ERRCODES, "endpoint" => endpoint.to_owned(), "errcode" => errcode.to_string()).increment(1);
+    let now = now_ms();
+    let mut recent = RECENT_ERRCODES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    while recent.front().is_some_and(|seen| seen.at_ms < now - RECENT_WINDOW_MS) || recent.len() >= RECENT_CAPACITY {
+        recent.pop_front();
+    }
+    recent.push_back(ErrcodeSeen { at_ms: now, endpoint: endpoint.to_owned(), errcode });
+}
+
+/// The errcodes this process saw in the last hour, oldest first.
+pub fn recent_wecom_errcodes() -> Vec<ErrcodeSeen> {
+    let since = now_ms() - RECENT_WINDOW_MS;
+    let recent = RECENT_ERRCODES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    recent.iter().filter(|seen| seen.at_ms >= since).cloned().collect()
+}
 
 /// Installs the process's recorder (once; later calls answer the same handle).
 pub fn recorder() -> Result<PrometheusHandle, BuildError> {

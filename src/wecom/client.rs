@@ -277,6 +277,12 @@ impl WecomClient {
         Ok(answer.get_mut("admin").map(Value::take).unwrap_or_else(|| json!([])))
     }
 
+    /// The app's settings in the corp (`agent/get`); `close` 1 means the corp disabled it.
+    pub async fn get_agent(&self, corp_token: &SecretString, agent_id: i64) -> Result<Value, WecomError> {
+        let agent_id = agent_id.to_string();
+        self.get("cgi-bin/agent/get", Some((TokenParam::Corp, corp_token)), &[("agentid", &agent_id)]).await
+    }
+
     /// POST JSON to a path, with the token (if any) in the query.
     pub async fn post<B: Serialize>(
         &self,
@@ -285,7 +291,7 @@ impl WecomClient {
         body: &B,
     ) -> Result<Value, WecomError> {
         let url = self.url(path, token, &[])?;
-        self.send(|| self.http.post(url.clone()).json(body)).await
+        observed(path, self.send(|| self.http.post(url.clone()).json(body)).await)
     }
 
     /// POST JSON that spends money or changes state at WeCom (an order, an
@@ -297,7 +303,7 @@ impl WecomClient {
         body: &B,
     ) -> Result<Value, WecomError> {
         let url = self.url(path, token, &[])?;
-        self.spend_once(self.http.post(url).json(body)).await
+        observed(path, self.spend_once(self.http.post(url).json(body)).await)
     }
 
     pub async fn get(
@@ -307,7 +313,7 @@ impl WecomClient {
         query: &[(&str, &str)],
     ) -> Result<Value, WecomError> {
         let url = self.url(path, token, query)?;
-        self.send(|| self.http.get(url.clone())).await
+        observed(path, self.send(|| self.http.get(url.clone())).await)
     }
 
     pub(super) fn url(
@@ -399,6 +405,14 @@ impl WecomClient {
         })?;
         check_errcode(answer)
     }
+}
+
+/// Counts an errcode WeCom answered, by endpoint (a fixed path: a bounded label).
+fn observed(path: &str, result: Result<Value, WecomError>) -> Result<Value, WecomError> {
+    if let Err(WecomError::Api { errcode, .. }) = &result {
+        crate::telemetry::wecom_errcode(path.strip_prefix("cgi-bin/").unwrap_or(path), *errcode);
+    }
+    result
 }
 
 /// A missing errcode means success: get_suite_token, get_corp_token,

@@ -49,6 +49,8 @@ pub(super) struct FrontState {
     limit_hits: usize,
     /// What agent/get_admin_list answers, when a test changed it.
     pub(super) admins: Option<Value>,
+    /// Corps that disabled their 代开发 app: agent/get answers `close: 1`.
+    closed_apps: std::collections::HashSet<String>,
 }
 
 impl FakeWecom {
@@ -79,6 +81,16 @@ impl FakeWecom {
     }
 
     /// The app's admins change at WeCom.
+    /// The corp disables (or re-enables) its 代开发 app in its admin console.
+    pub fn close_app(&self, corpid: &str, closed: bool) {
+        let apps = &mut self.lock().front.closed_apps;
+        if closed {
+            apps.insert(corpid.into());
+        } else {
+            apps.remove(corpid);
+        }
+    }
+
     pub fn set_admins(&self, admins: Value) {
         self.lock().front.admins = Some(admins);
     }
@@ -212,6 +224,14 @@ pub(super) fn route(
             answer["errcode"] = json!(0);
             answer["errmsg"] = json!("ok");
             Ok(answer)
+        }
+        "agent/get" => {
+            let TokenOwner::Corp { corpid, .. } = state.check_token(token("access_token"), "corp")? else {
+                return Err(error(40014, "invalid access_token"));
+            };
+            let agentid = query.get("agentid").and_then(|id| id.parse::<i64>().ok());
+            let close = i64::from(state.front.closed_apps.contains(&corpid));
+            Ok(json!({"errcode": 0, "errmsg": "ok", "agentid": agentid, "name": "Our App", "close": close}))
         }
         "service/auth/getuserinfo3rd" => {
             let suite_id = suite_of(state)?;

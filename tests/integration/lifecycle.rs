@@ -55,6 +55,7 @@ async fn a_third_party_suite_lives_through_install_change_and_cancel() {
     })
     .await;
     assert_eq!(fake.calls("service/get_auth_info"), 2, "one after the v2 install, one for change_auth");
+    assert_eq!(fake.calls("agent/get"), 0, "only a 代开发 app's state is asked");
 
     app.command(&auth_event_xml(&app.seeded_suite, "cancel_auth", "wpCorpA0001", 1_700_000_300)).await;
     eventually("the corp is cancelled", || async {
@@ -167,6 +168,52 @@ async fn the_same_auth_code_delivered_twice_is_exchanged_once() {
     assert!(creates.iter().all(|e| e["fields"]["AuthCode"] == "[redacted]"));
     assert_eq!(fake.calls("service/v2/get_permanent_code"), 1);
     assert_eq!(app.corp("wpCorpTwice").await["status"], "active");
+    app.stop().await;
+    fake.stop().await;
+}
+
+#[tokio::test]
+async fn change_auth_records_whether_a_customized_app_is_enabled_with_an_event_per_switch() {
+    let db = TestDb::new();
+    let fake = FakeWecom::start().await;
+    let app = spawn_against(&db, &fake, |env| {
+        env.insert("WECOM_SUITE_ID".into(), DK_SUITE.into());
+        env.insert("WECOM_SUITE_KIND".into(), "customized_template".into());
+    })
+    .await;
+    app.push_ticket(&fake).await;
+    app.install(&fake, "wpCorpDkSw1", "Corp Switch").await;
+    let change = |timestamp| auth_event_xml(DK_SUITE, "change_auth", "wpCorpDkSw1", timestamp);
+    let switches = |events: &[Value]| -> Vec<String> {
+        let kinds = events.iter().map(|e| e["kind"].as_str().unwrap_or_default().to_owned());
+        kinds.filter(|kind| kind.starts_with("customized_app_")).collect()
+    };
+
+    // A change of the visible range: enabled, as it was; nothing to act on.
+    app.command(&change(1_700_000_700)).await;
+    let events = app.settled().await;
+    assert_eq!(app.corp("wpCorpDkSw1").await["auth_info"]["app_state"]["enabled"], true);
+    assert!(switches(&events).is_empty(), "{events:?}");
+    let changed = events.iter().rev().find(|e| e["kind"] == "corp_auth_changed").expect("corp_auth_changed");
+    assert_eq!(changed["fields"]["app_enabled"], true);
+
+    // The corp disables the app, then enables it again: one event for each switch.
+    fake.close_app("wpCorpDkSw1", true);
+    app.command(&change(1_700_000_701)).await;
+    let events = app.settled().await;
+    let state = app.corp("wpCorpDkSw1").await["auth_info"]["app_state"].clone();
+    assert_eq!(state["enabled"], false, "{state}");
+    assert!(state["since"].is_string());
+    assert_eq!(switches(&events), ["customized_app_disabled"]);
+    app.command(&change(1_700_000_702)).await;
+    assert_eq!(switches(&app.settled().await), ["customized_app_disabled"], "still disabled: no new event");
+    fake.close_app("wpCorpDkSw1", false);
+    app.command(&change(1_700_000_703)).await;
+    let events = app.settled().await;
+    assert_eq!(switches(&events), ["customized_app_disabled", "customized_app_enabled"]);
+    assert_eq!(app.corp("wpCorpDkSw1").await["auth_info"]["app_state"]["enabled"], true);
+    assert!(events.iter().all(|e| e["status"] == "done"), "{events:?}");
+    assert_eq!(fake.calls("agent/get"), 4, "one agent/get per change_auth");
     app.stop().await;
     fake.stop().await;
 }

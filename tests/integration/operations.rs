@@ -1,6 +1,7 @@
 //! What an operator sees: Prometheus metrics on their own listener, a request id
 //! on every answer and in the logs, and JSON logs.
 
+use crate::fake_wecom::{FakeWecom, Injection};
 use crate::helpers::*;
 
 /// The `/metrics` address a binary logged.
@@ -92,4 +93,28 @@ async fn every_answer_carries_a_request_id_that_its_log_lines_name() {
     assert_eq!(line["span"]["request_id"], "trace-4f2a.1", "{line}");
     assert!(!app.output().contains("traced"), "the ticket is never logged");
     app.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_count_wecom_errcodes_by_endpoint() {
+    let db = TestDb::new();
+    let fake = FakeWecom::start().await;
+    let app = TestApp::spawn_binary(&db, |env| {
+        env.insert("METRICS_ADDR".into(), "127.0.0.1:0".into());
+        env.insert("WECOM_API_BASE".into(), fake.base.clone());
+    })
+    .await;
+    fake.add_provider(&app.seeded_provider, PROVIDER_SECRET);
+    fake.add_suite(&app.seeded_provider, &app.seeded_suite, SUITE_SECRET);
+    app.push_ticket(&fake).await;
+    fake.inject("service/get_suite_token", Injection::Errcode(45009));
+    let (status, body) = app.api(&format!("/api/v1/suites/{}/token", app.seeded_suite)).await;
+    assert_eq!(status, 429, "45009 is WeCom's frequency limit: {body}");
+
+    let scrape = app.client.get(metrics_url(&app)).send().await.expect("scrape").text().await.expect("text");
+    let series = "wecom_api_errcodes_total{endpoint=\"service/get_suite_token\",errcode=\"45009\"}";
+    assert_eq!(sample(&scrape, series), Some(1.0), "{scrape}");
+    assert!(!scrape.contains("suite_access_token"), "no token or query string in a label");
+    app.stop().await;
+    fake.stop().await;
 }
