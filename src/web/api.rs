@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::State;
-use super::auth::{Granted, scope};
+use super::auth::{Admin, Granted, scope};
 use crate::error::AppError;
 use crate::feed::{self, EventFilter, rfc3339};
 use crate::model::{CorpId, EventId, ProviderCorpId, SuiteId};
@@ -22,7 +22,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/suites/{suite_id}/corps/{corpid}", web::get().to(corp))
         .route("/suites/{suite_id}/corps/{corpid}/token", web::get().to(corp_token))
         .route("/providers/{provider_corpid}/token", web::get().to(provider_token))
-        .route("/events", web::get().to(event_feed));
+        .route("/events", web::get().to(event_feed))
+        .route("/events/{id}/replay", web::post().to(replay_event));
 }
 
 async fn suite(
@@ -182,4 +183,11 @@ async fn corp(
     view["auth_info"] = serde_json::from_str(&corp.auth_info).unwrap_or_else(|_| json!({}));
     view["auth_error"] = json!(corp.auth_error);
     Ok(HttpResponse::Ok().json(view))
+}
+
+/// A failed event given back to the worker (admin scope): 202, or 409 `not_failed`.
+async fn replay_event(admin: Admin, state: State, id: web::Path<i64>) -> Result<HttpResponse, AppError> {
+    let id = EventId::new(id.into_inner());
+    feed::replay_failed(&state.db, id, &admin.actor).await?;
+    Ok(HttpResponse::Accepted().json(json!({ "replayed": id })))
 }

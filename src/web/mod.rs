@@ -6,6 +6,7 @@ mod api;
 mod api_keys;
 mod auth;
 mod callback;
+pub mod console;
 pub mod edge;
 mod front;
 mod health;
@@ -49,6 +50,7 @@ pub struct AppState {
     pub install: install::InstallSettings,
     pub pages: pages::Pages,
     pub edge: edge::Edge,
+    pub console: console::ConsoleSettings,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -56,6 +58,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/readyz").route(web::get().to(health::readyz)))
         .configure(callback::routes)
         .configure(install::routes)
+        .configure(console::routes)
         .service(
             web::scope("/api/v1")
                 .wrap(middleware::from_fn(auth::authenticate))
