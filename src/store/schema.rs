@@ -29,6 +29,8 @@ diesel::table! {
         enabled -> Bool,
         version -> BigInt,
         permanent_code_api -> Text,
+        description -> Text,
+        logo_url -> Nullable<Text>,
     }
 }
 

@@ -267,6 +267,28 @@ async fn the_install_page_links_to_wecom_and_the_redirect_completes_the_install(
     })
     .await;
     app.push_ticket(&fake).await;
+    let listing = serde_json::json!({
+        "name": "报销助手 <Expenses>",
+        "description": "Claims & approvals for every member.",
+        "logo_url": "https://cdn.example.com/logo.png",
+    });
+    let suite_path = format!("/api/v1/admin/suites/{}", app.seeded_suite);
+    let (status, body) = app.send(reqwest::Method::PATCH, &suite_path, Some(&listing)).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, view) = app.api(&suite_path).await;
+    assert_eq!((&view["description"], &view["logo_url"]), (&listing["description"], &listing["logo_url"]));
+    let page = app.client.get(app.url(&format!("/install/{}", app.seeded_suite))).send().await.expect("page");
+    let page = page.text().await.expect("html");
+    assert!(page.contains("安装 报销助手 &lt;Expenses&gt;"), "the app's name, escaped: {page}");
+    assert!(page.contains("Claims &amp; approvals for every member."), "{page}");
+    assert!(page.contains("cdn.example.com"), "the logo: {page}");
+    let english =
+        app.client.get(app.url(&format!("/install/{}?lang=en", app.seeded_suite))).send().await.expect("page");
+    assert!(english.headers().get_all("set-cookie").iter().any(|c| c.to_str().is_ok_and(|c| c.starts_with("lang=en"))));
+    assert!(english.text().await.expect("html").contains("Install 报销助手 &lt;Expenses&gt;"));
+    let (status, _) = app.send(reqwest::Method::PATCH, &suite_path, Some(&serde_json::json!({"logo_url": ""}))).await;
+    assert_eq!(status, 200);
+    assert_eq!(app.api(&suite_path).await.1["logo_url"], Value::Null, "an empty logo_url removes the logo");
     let (cookie, state, link) = start_install(&app).await;
     assert_eq!(link.host_str(), Some("open.work.weixin.qq.com"));
     let param = |name: &str| link.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
