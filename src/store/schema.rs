@@ -68,6 +68,7 @@ diesel::table! {
         last_error -> Nullable<Text>,
         claimed_by -> Nullable<Text>,
         claimed_until -> Nullable<BigInt>,
+        request_id -> Nullable<Text>,
     }
 }
 

@@ -92,6 +92,30 @@ async fn every_answer_carries_a_request_id_that_its_log_lines_name() {
     assert!(line["latency_ms"].is_u64());
     assert_eq!(line["span"]["request_id"], "trace-4f2a.1", "{line}");
     assert!(!app.output().contains("traced"), "the ticket is never logged");
+
+    // The effect of a callback runs later, in a span that names the callback's
+    // request (here it fails: the suite has no ticket WeCom would accept).
+    let create = Sealed::new(&suite_keys(), SUITE_ID, &create_auth_xml(SUITE_ID, "auth-code-traced", 1_700_000_900));
+    let response = app
+        .client
+        .post(app.url(&format!("{}?{}", command_path(SUITE_ID), create.query())))
+        .header("x-request-id", "trace-effect-7")
+        .body(create.body())
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status().as_u16(), 200);
+    let failed = eventually("the effect's log line", || async {
+        app.output()
+            .lines()
+            .find(|line| line.contains("effect failed") && line.contains("create_auth"))
+            .map(str::to_owned)
+    })
+    .await;
+    let line: serde_json::Value = serde_json::from_str(&failed).expect("a JSON log line");
+    assert_eq!(line["span"]["name"], "effect", "{line}");
+    assert_eq!(line["span"]["request_id"], "trace-effect-7", "{line}");
+    assert!(!app.output().contains("auth-code-traced"), "the auth code is never logged");
     app.stop().await;
 }
 
