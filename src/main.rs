@@ -150,6 +150,12 @@ enum SuitesCommand {
         /// Which get_permanent_code exchanges auth codes: v2 (default) or v1.
         #[arg(long, value_parser = parse_permanent_code_api, default_value = "v2")]
         permanent_code_api: PermanentCodeApi,
+        /// Shown on the install page: what the app does.
+        #[arg(long)]
+        description: Option<String>,
+        /// Shown on the install page: the app's logo, an http(s) URL.
+        #[arg(long)]
+        logo_url: Option<String>,
     },
     List,
     Update {
@@ -167,6 +173,11 @@ enum SuitesCommand {
         /// v2 or v1.
         #[arg(long, value_parser = parse_permanent_code_api)]
         permanent_code_api: Option<PermanentCodeApi>,
+        #[arg(long)]
+        description: Option<String>,
+        /// An empty value removes the logo.
+        #[arg(long)]
+        logo_url: Option<String>,
     },
     /// Callbacks answer 404 and token routes 409 until enabled again.
     Disable {
@@ -432,6 +443,8 @@ async fn manage_suites(config: &Config, command: SuitesCommand) -> Result<(), St
             encoding_aes_key,
             disabled,
             permanent_code_api,
+            description,
+            logo_url,
         } => {
             let input = SuiteInput {
                 suite_id,
@@ -443,6 +456,8 @@ async fn manage_suites(config: &Config, command: SuitesCommand) -> Result<(), St
                 callback_token: secret(&callback_token)?,
                 encoding_aes_key: secret(&encoding_aes_key)?,
                 permanent_code_api,
+                description,
+                logo_url,
             };
             let view = registry.create_suite(ACTOR_CLI, input).await.map_err(|e| e.to_string())?;
             println!("created suite {} ({})", view.suite_id, view.kind);
@@ -472,6 +487,8 @@ async fn manage_suites(config: &Config, command: SuitesCommand) -> Result<(), St
             callback_token,
             encoding_aes_key,
             permanent_code_api,
+            description,
+            logo_url,
         } => {
             let patch = SuitePatch {
                 kind,
@@ -481,6 +498,8 @@ async fn manage_suites(config: &Config, command: SuitesCommand) -> Result<(), St
                 secret: optional_secret(given)?,
                 callback_token: optional_secret(callback_token)?,
                 encoding_aes_key: optional_secret(encoding_aes_key)?,
+                description,
+                logo_url,
             };
             update(patch, suite_id).await?;
         }

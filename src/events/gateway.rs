@@ -10,7 +10,7 @@ use super::intake::{Intake, IntakeError, Stored};
 use super::retention::Retention;
 use super::{PrepareError, Source, prepare};
 use crate::crypto::{CallbackKeys, CryptoError};
-use crate::model::{CorpId, ProviderCorpId, SuiteId};
+use crate::model::{CorpId, EventStatus, ProviderCorpId, SuiteId};
 use crate::registry::Registry;
 use crate::store::{Db, StoreError, corps, now_ms};
 use crate::wecom::callback::{XmlError, parse_envelope};
@@ -169,12 +169,14 @@ impl Gateway {
     }
 
     /// POST: verifies, decrypts and stores one callback; returns once it is committed.
+    /// An event whose effect is still to run keeps `request_id` for the effect's spans.
     pub async fn receive(
         &self,
         endpoint: Endpoint,
         id: &str,
         query: &CallbackQuery,
         body: &[u8],
+        request_id: Option<&str>,
     ) -> Result<Accepted, CallbackError> {
         let target = self.target(endpoint, id)?;
         let (signature, timestamp, nonce) = signed_parts(query)?;
@@ -203,6 +205,10 @@ impl Gateway {
                     PrepareError::SuiteMismatch => CallbackError::SuiteMismatch,
                 },
             )?;
+        let mut event = event;
+        if event.status == EventStatus::Pending {
+            event.request_id = request_id.map(str::to_owned);
+        }
         let (suite_id, kind) = (event.suite_id.clone(), event.kind.clone());
         let stored = self.intake.submit(event).await?;
         Ok(Accepted { suite_id, kind, stored })

@@ -105,6 +105,7 @@ pub fn prepare(
         received_at,
         status: if pending { EventStatus::Pending } else { EventStatus::Done },
         processed_at: (!pending).then_some(received_at),
+        request_id: None,
     })
 }
 

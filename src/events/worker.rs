@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 use tokio::task::{JoinHandle, JoinSet};
+use tracing::Instrument;
 
 use super::effects::{EffectError, Effects};
 use crate::backoff::backoff_ms;
@@ -156,8 +157,19 @@ impl Worker {
         }
     }
 
-    /// Applies one event and records the outcome, which also releases its claim.
+    /// Applies one event and records the outcome, which also releases its claim; in a
+    /// span naming the event and the request that brought it.
     async fn process(&self, event: events::PendingEvent) {
+        let span = tracing::info_span!(
+            "effect",
+            event = %event.id,
+            kind = %event.kind,
+            request_id = event.request_id.as_deref().unwrap_or("-"),
+        );
+        self.process_in_span(event).instrument(span).await;
+    }
+
+    async fn process_in_span(&self, event: events::PendingEvent) {
         let id = event.id;
         let outcome = match self.effects.apply(&event).await {
             Ok(corpid) => self.db.run(move |conn| events::mark_done(conn, id, corpid.as_ref())).await,

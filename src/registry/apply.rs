@@ -57,6 +57,9 @@ struct DeclaredSuite {
     encoding_aes_key: String,
     /// Absent: v2 for a new suite, unchanged for a stored one.
     permanent_code_api: Option<PermanentCodeApi>,
+    /// Absent: unchanged (empty for a new suite).
+    description: Option<String>,
+    logo_url: Option<String>,
 }
 
 fn enabled_by_default() -> bool {
@@ -141,6 +144,8 @@ pub async fn apply_file(registry: &Registry, path: &Path, actor: &str) -> Result
                     secret: Some(input.secret),
                     callback_token: Some(input.callback_token),
                     encoding_aes_key: Some(input.encoding_aes_key),
+                    description: input.description,
+                    logo_url: input.logo_url,
                 };
                 updated(registry.update_suite(actor, &id, patch).await?)
             }
@@ -198,6 +203,8 @@ fn resolve(declaration: Declaration) -> Result<Resolved, ApplyError> {
             name: s.name.clone(),
             enabled: s.enabled,
             permanent_code_api: s.permanent_code_api.unwrap_or_default(),
+            description: s.description.clone(),
+            logo_url: s.logo_url.clone(),
         };
         suites.push((input, s.permanent_code_api));
     }

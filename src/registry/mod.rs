@@ -64,6 +64,9 @@ pub struct Suite {
     pub secret: SecretString,
     pub callback: CallbackKeys,
     pub permanent_code_api: PermanentCodeApi,
+    /// Shown on the install page.
+    pub description: String,
+    pub logo_url: Option<String>,
     version: i64,
 }
 
@@ -122,6 +125,9 @@ pub struct SuiteInput {
     pub encoding_aes_key: SecretString,
     #[serde(default)]
     pub permanent_code_api: PermanentCodeApi,
+    /// For the install page: what the app does, and its logo (an http(s) URL).
+    pub description: Option<String>,
+    pub logo_url: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -134,6 +140,9 @@ pub struct SuitePatch {
     pub callback_token: Option<SecretString>,
     pub encoding_aes_key: Option<SecretString>,
     pub permanent_code_api: Option<PermanentCodeApi>,
+    pub description: Option<String>,
+    /// An empty string removes the logo.
+    pub logo_url: Option<String>,
 }
 
 /// A provider as `/api/v1/admin/providers` and the command line show it: no secret.
@@ -165,6 +174,8 @@ pub struct SuiteView {
     pub name: String,
     pub enabled: bool,
     pub permanent_code_api: PermanentCodeApi,
+    pub description: String,
+    pub logo_url: Option<String>,
     pub has_ticket: bool,
     pub ticket_updated_at: Option<String>,
     pub active_corps: i64,
@@ -289,6 +300,8 @@ impl Registry {
             secret: open(&row.suite_secret)?,
             callback,
             permanent_code_api: row.permanent_code_api,
+            description: row.description.clone(),
+            logo_url: row.logo_url.clone(),
             version: row.version,
         })
     }
@@ -354,6 +367,8 @@ impl Registry {
             name: row.name.clone(),
             enabled: row.enabled,
             permanent_code_api: row.permanent_code_api,
+            description: row.description.clone(),
+            logo_url: row.logo_url.clone(),
             has_ticket: row.ticket_updated_at.is_some(),
             ticket_updated_at: row.ticket_updated_at.map(rfc3339),
             active_corps,
@@ -493,6 +508,8 @@ impl Registry {
             callback_token: sealer.seal(token),
             encoding_aes_key: sealer.seal(aes_key),
             permanent_code_api: input.permanent_code_api,
+            description: checked_description(input.description)?.unwrap_or_default(),
+            logo_url: checked_logo_url(input.logo_url)?.flatten(),
         };
         let entry = NewAuditEntry::new(actor, "suite.create", input.suite_id.as_str(), json!({ "kind": input.kind }));
         let inserted = self.db.run(move |conn| suites::insert_suite(conn, &row, &entry)).await?;
@@ -526,6 +543,14 @@ impl Registry {
         if let Some(api) = patch.permanent_code_api.filter(|api| *api != row.permanent_code_api) {
             changes.permanent_code_api = Some(api);
             changed.push("permanent_code_api");
+        }
+        if let Some(description) = checked_description(patch.description)?.filter(|d| *d != row.description) {
+            changes.description = Some(description);
+            changed.push("description");
+        }
+        if let Some(logo_url) = checked_logo_url(patch.logo_url)?.filter(|url| *url != row.logo_url) {
+            changes.logo_url = Some(logo_url);
+            changed.push("logo_url");
         }
         if let Some(enabled) = patch.enabled.filter(|enabled| *enabled != row.enabled) {
             changes.enabled = Some(enabled);
@@ -601,6 +626,35 @@ fn checked_name(name: Option<String>) -> Result<Option<String>, RegistryError> {
             Err(invalid("name", format!("must be at most {MAX_NAME_CHARS} characters, without control characters")))
         }
         other => Ok(other.map(|name| name.trim().to_owned())),
+    }
+}
+
+const MAX_DESCRIPTION_CHARS: usize = 500;
+const MAX_URL_CHARS: usize = 1000;
+
+fn checked_description(description: Option<String>) -> Result<Option<String>, RegistryError> {
+    match description {
+        Some(text)
+            if text.chars().count() > MAX_DESCRIPTION_CHARS || text.chars().any(|c| c.is_control() && c != '\n') =>
+        {
+            Err(invalid(
+                "description",
+                format!("must be at most {MAX_DESCRIPTION_CHARS} characters, without control characters"),
+            ))
+        }
+        other => Ok(other.map(|text| text.trim().to_owned())),
+    }
+}
+
+/// `Some(None)`: the logo removed (an empty string).
+fn checked_logo_url(logo_url: Option<String>) -> Result<Option<Option<String>>, RegistryError> {
+    let Some(raw) = logo_url.map(|url| url.trim().to_owned()) else { return Ok(None) };
+    if raw.is_empty() {
+        return Ok(Some(None));
+    }
+    match Url::parse(&raw) {
+        Ok(url) if matches!(url.scheme(), "https" | "http") && raw.len() <= MAX_URL_CHARS => Ok(Some(Some(url.into()))),
+        _ => Err(invalid("logo_url", format!("must be an http(s) URL of at most {MAX_URL_CHARS} characters"))),
     }
 }
 

@@ -68,6 +68,8 @@ pub async fn seed_from_environment(registry: &Registry, config: &Config) -> Resu
                     callback_token: seed.callback.token.clone(),
                     encoding_aes_key: seed.callback.encoding_aes_key.clone(),
                     permanent_code_api: PermanentCodeApi::default(),
+                    description: None,
+                    logo_url: None,
                 };
                 match registry.create_suite(ACTOR_ENVIRONMENT, input).await {
                     Ok(_) | Err(RegistryError::AlreadyExists(..)) => {}

@@ -34,6 +34,8 @@ pub struct NewEvent {
     pub received_at: i64,
     pub status: EventStatus,
     pub processed_at: Option<i64>,
+    /// The callback's request id, for the effect's spans.
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -67,6 +69,7 @@ pub struct PendingEvent {
     pub plaintext: Option<Sealed>,
     pub received_at: i64,
     pub attempts: i32,
+    pub request_id: Option<String>,
 }
 
 /// What a transaction appending events takes first. PostgreSQL: the append lock that
@@ -155,6 +158,7 @@ impl NewEvent {
             received_at: now,
             status: EventStatus::Done,
             processed_at: Some(now),
+            request_id: None,
         }
     }
 }
@@ -273,7 +277,7 @@ pub fn claim_due(conn: &mut Conn, holder: &str, limit: i64, ttl_ms: i64) -> Stor
          ORDER BY e.id LIMIT {limit}";
     let update = "UPDATE events SET claimed_by = {holder}, claimed_until = {until} \
          WHERE id IN ({candidates}) AND (claimed_until IS NULL OR claimed_until < {now}) \
-         RETURNING id, provider_corpid, suite_id, corpid, kind, ordering_key, plaintext, received_at, attempts";
+         RETURNING id, provider_corpid, suite_id, corpid, kind, ordering_key, plaintext, received_at, attempts, request_id";
     let sql = |holder: &str, until: &str, now: &str, limit: &str, lock: &str| {
         let candidates = candidates.replace("{now}", now).replace("{limit}", limit) + lock;
         update

@@ -29,6 +29,8 @@ diesel::table! {
         enabled -> Bool,
         version -> BigInt,
         permanent_code_api -> Text,
+        description -> Text,
+        logo_url -> Nullable<Text>,
     }
 }
 
@@ -66,6 +68,7 @@ diesel::table! {
         last_error -> Nullable<Text>,
         claimed_by -> Nullable<Text>,
         claimed_until -> Nullable<BigInt>,
+        request_id -> Nullable<Text>,
     }
 }
 

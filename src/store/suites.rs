@@ -37,6 +37,8 @@ pub struct SuiteRow {
     pub encoding_aes_key: Sealed,
     pub ticket_updated_at: Option<i64>,
     pub permanent_code_api: PermanentCodeApi,
+    pub description: String,
+    pub logo_url: Option<String>,
     pub version: i64,
     pub created_at: i64,
     pub updated_at: i64,
@@ -64,6 +66,8 @@ pub struct NewSuite {
     pub callback_token: Sealed,
     pub encoding_aes_key: Sealed,
     pub permanent_code_api: PermanentCodeApi,
+    pub description: String,
+    pub logo_url: Option<String>,
 }
 
 /// The fields a provider update sets; `None` leaves a field as it is.
@@ -87,12 +91,16 @@ pub struct SuiteChanges {
     pub callback_token: Option<Sealed>,
     pub encoding_aes_key: Option<Sealed>,
     pub permanent_code_api: Option<PermanentCodeApi>,
+    pub description: Option<String>,
+    pub logo_url: Option<Option<String>>,
 }
 
 impl SuiteChanges {
     pub fn is_empty(&self) -> bool {
         self.kind.is_none()
             && self.permanent_code_api.is_none()
+            && self.description.is_none()
+            && self.logo_url.is_none()
             && self.name.is_none()
             && self.enabled.is_none()
             && self.suite_secret.is_none()

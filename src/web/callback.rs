@@ -4,13 +4,14 @@
 use std::time::Instant;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::State;
 use super::edge::{Edge, FREE_BODY_BYTES};
+use super::request_id::RequestId;
 use crate::crypto::CryptoError;
 use crate::events::gateway::{CallbackError, CallbackQuery, Endpoint};
 use crate::events::intake::Stored;
@@ -136,9 +137,15 @@ async fn receive_timed(
         }
     };
     let query = CallbackQuery::parse(request.query_string());
+    let request_id = request.extensions().get::<RequestId>().map(|id| id.0.clone());
     // Past WeCom's 1 s it retries anyway: a 503 before then says so. An event that
     // commits after the 503 is stored once all the same (its retry is deduped).
-    match tokio::time::timeout(CALLBACK_DEADLINE, state.gateway.receive(endpoint, id, &query, &body)).await {
+    match tokio::time::timeout(
+        CALLBACK_DEADLINE,
+        state.gateway.receive(endpoint, id, &query, &body, request_id.as_deref()),
+    )
+    .await
+    {
         Ok(Ok(accepted)) => {
             let event_id = match accepted.stored {
                 Stored::New(id) => Some(id.get()),

@@ -144,6 +144,8 @@ async fn install_page(state: State, suite_id: web::Path<SuiteId>, request: HttpR
 #[derive(serde::Serialize)]
 struct AppShown {
     name: String,
+    description: String,
+    logo_url: Option<String>,
 }
 
 struct Started {
@@ -176,7 +178,8 @@ async fn start_install(state: &State, suite_id: &SuiteId) -> Result<Started, App
         .append_pair("state", &install_state);
     let provider = state.registry.provider(&suite.provider_corpid).map(|p| p.name.clone()).filter(|n| !n.is_empty());
     let name = if suite.name.is_empty() { suite_id.to_string() } else { suite.name.clone() };
-    Ok(Started { install_url, install_state, app: AppShown { name }, provider })
+    let app = AppShown { name, description: suite.description.clone(), logo_url: suite.logo_url.clone() };
+    Ok(Started { install_url, install_state, app, provider })
 }
 
 #[derive(Deserialize)]

@@ -2,6 +2,7 @@
 //! token, a fresh one otherwise; returned on every answer and carried by the span
 //! every log line of the request is written in (its intake, its WeCom calls).
 
+use actix_web::HttpMessage;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -22,12 +23,17 @@ pub async fn tag(
         .filter(|id| is_sane(id))
         .map_or_else(fresh, str::to_owned);
     let span = tracing::info_span!("request", request_id = %id);
+    request.extensions_mut().insert(RequestId(id.clone()));
     let mut response = next.call(request).instrument(span).await?;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, value);
     }
     Ok(response)
 }
+
+/// The request's id, in its extensions: a callback's event keeps it.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
 
 /// Short, and only characters that cannot forge a log line or a header.
 fn is_sane(id: &str) -> bool {

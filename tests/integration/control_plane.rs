@@ -159,6 +159,8 @@ async fn bad_input_names_the_field_and_changes_nothing() {
         (with("provider_corpid", json!("wwnobody")), 400, "provider_corpid"),
         (with("callback_token", json!("bad token!")), 400, "callback_token"),
         (with("suite_secret", json!("x")), 400, "suite_secret"),
+        (with("logo_url", json!("javascript:alert(1)")), 400, "logo_url"),
+        (with("description", json!("x".repeat(501))), 400, "description"),
     ];
     for (body, expected_status, named) in cases {
         let (status, answer) = app.send(Method::POST, "/api/v1/admin/suites", Some(&body)).await;

@@ -267,6 +267,28 @@ async fn the_install_page_links_to_wecom_and_the_redirect_completes_the_install(
     })
     .await;
     app.push_ticket(&fake).await;
+    let listing = serde_json::json!({
+        "name": "报销助手 <Expenses>",
+        "description": "Claims & approvals for every member.",
+        "logo_url": "https://cdn.example.com/logo.png",
+    });
+    let suite_path = format!("/api/v1/admin/suites/{}", app.seeded_suite);
+    let (status, body) = app.send(reqwest::Method::PATCH, &suite_path, Some(&listing)).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, view) = app.api(&suite_path).await;
+    assert_eq!((&view["description"], &view["logo_url"]), (&listing["description"], &listing["logo_url"]));
+    let page = app.client.get(app.url(&format!("/install/{}", app.seeded_suite))).send().await.expect("page");
+    let page = page.text().await.expect("html");
+    assert!(page.contains("安装 报销助手 &lt;Expenses&gt;"), "the app's name, escaped: {page}");
+    assert!(page.contains("Claims &amp; approvals for every member."), "{page}");
+    assert!(page.contains("cdn.example.com"), "the logo: {page}");
+    let english =
+        app.client.get(app.url(&format!("/install/{}?lang=en", app.seeded_suite))).send().await.expect("page");
+    assert!(english.headers().get_all("set-cookie").iter().any(|c| c.to_str().is_ok_and(|c| c.starts_with("lang=en"))));
+    assert!(english.text().await.expect("html").contains("Install 报销助手 &lt;Expenses&gt;"));
+    let (status, _) = app.send(reqwest::Method::PATCH, &suite_path, Some(&serde_json::json!({"logo_url": ""}))).await;
+    assert_eq!(status, 200);
+    assert_eq!(app.api(&suite_path).await.1["logo_url"], Value::Null, "an empty logo_url removes the logo");
     let (cookie, state, link) = start_install(&app).await;
     assert_eq!(link.host_str(), Some("open.work.weixin.qq.com"));
     let param = |name: &str| link.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
@@ -310,6 +332,40 @@ async fn the_install_page_links_to_wecom_and_the_redirect_completes_the_install(
     assert_eq!(status, 400);
     assert!(page.contains("授权已失效"), "{page}");
     assert_eq!(link_of(&page, "again"), Some(format!("/install/{}", app.seeded_suite)), "{page}");
+    app.stop().await;
+    fake.stop().await;
+}
+
+#[tokio::test]
+async fn install_error_pages_say_what_to_do_in_the_visitors_language() {
+    let db = TestDb::new();
+    let fake = FakeWecom::start().await;
+    let app = spawn_against(&db, &fake, |_| {}).await;
+    let page = |path: String, language: &'static str| {
+        let request = app.client.get(app.url(&path)).header("accept-language", language);
+        async move {
+            let response = request.send().await.expect("page");
+            (response.status().as_u16(), response.text().await.expect("html"))
+        }
+    };
+    // No ticket yet: not ready, try again (the same page).
+    let install = format!("/install/{}", app.seeded_suite);
+    let (status, html) = page(install.clone(), "zh-CN,zh;q=0.9").await;
+    assert_eq!(status, 503);
+    assert!(html.contains("应用尚未就绪") && html.contains("稍后重试"), "{html}");
+    assert_eq!(link_of(&html, "again").as_deref(), Some(install.as_str()));
+    let (status, html) = page(install.clone(), "en-GB,en;q=0.8").await;
+    assert_eq!(status, 503);
+    assert!(html.contains("Not ready yet") && html.contains("lang=\"en\""), "{html}");
+    assert_eq!(fake.calls("service/get_pre_auth_code"), 0);
+    // An app that is not ours: no way to start again here.
+    let (status, html) = page("/install/wwnotoursuite".into(), "en").await;
+    assert_eq!(status, 404);
+    assert!(html.contains("Unknown app") && link_of(&html, "again").is_none(), "{html}");
+    // A redirect without the install's state.
+    let (status, html) = page(format!("{install}/complete?auth_code=x&state=y"), "en").await;
+    assert_eq!(status, 400);
+    assert!(html.contains("This installation link is not valid"), "{html}");
     app.stop().await;
     fake.stop().await;
 }

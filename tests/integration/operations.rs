@@ -92,6 +92,30 @@ async fn every_answer_carries_a_request_id_that_its_log_lines_name() {
     assert!(line["latency_ms"].is_u64());
     assert_eq!(line["span"]["request_id"], "trace-4f2a.1", "{line}");
     assert!(!app.output().contains("traced"), "the ticket is never logged");
+
+    // The effect of a callback runs later, in a span that names the callback's
+    // request (here it fails: the suite has no ticket WeCom would accept).
+    let create = Sealed::new(&suite_keys(), SUITE_ID, &create_auth_xml(SUITE_ID, "auth-code-traced", 1_700_000_900));
+    let response = app
+        .client
+        .post(app.url(&format!("{}?{}", command_path(SUITE_ID), create.query())))
+        .header("x-request-id", "trace-effect-7")
+        .body(create.body())
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status().as_u16(), 200);
+    let failed = eventually("the effect's log line", || async {
+        app.output()
+            .lines()
+            .find(|line| line.contains("effect failed") && line.contains("create_auth"))
+            .map(str::to_owned)
+    })
+    .await;
+    let line: serde_json::Value = serde_json::from_str(&failed).expect("a JSON log line");
+    assert_eq!(line["span"]["name"], "effect", "{line}");
+    assert_eq!(line["span"]["request_id"], "trace-effect-7", "{line}");
+    assert!(!app.output().contains("auth-code-traced"), "the auth code is never logged");
     app.stop().await;
 }
 
@@ -117,4 +141,41 @@ async fn metrics_count_wecom_errcodes_by_endpoint() {
     assert!(!scrape.contains("suite_access_token"), "no token or query string in a label");
     app.stop().await;
     fake.stop().await;
+}
+
+#[tokio::test]
+async fn readyz_answers_503_while_migrations_wait_for_another_instance() {
+    use diesel::connection::SimpleConnection;
+    use diesel::{Connection, PgConnection};
+    let db = TestDb::new();
+    if !db.is_postgres() {
+        println!("SKIPPED on SQLite: only PostgreSQL migrations wait on another instance's lock");
+        return;
+    }
+    // Another instance migrating: it holds the service's migration lock.
+    let mut other = PgConnection::establish(&db.url_string()).expect("connect");
+    other.batch_execute("SELECT pg_advisory_lock(131277343649025)").expect("lock"); // MIGRATION_LOCK_KEY
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let readyz = format!("http://127.0.0.1:{port}/readyz");
+    let client = test_client();
+    let waiting = async {
+        let answer = eventually("the address answers while migrations wait", || async {
+            let response = client.get(&readyz).send().await.ok()?;
+            Some((response.status().as_u16(), response.json::<serde_json::Value>().await.ok()?))
+        })
+        .await;
+        other.batch_execute("SELECT pg_advisory_unlock(131277343649025)").expect("unlock");
+        answer
+    };
+    let (app, (status, body)) = tokio::join!(
+        TestApp::spawn_binary(&db, |env| {
+            env.insert("LISTEN_ADDR".into(), format!("127.0.0.1:{port}"));
+        }),
+        waiting
+    );
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body, serde_json::json!({"ready": false, "migrations": "running"}));
+    let (status, body) = app.get_raw("/readyz").await;
+    assert_eq!(status, 200, "ready once migrated: {body}");
+    app.stop().await;
 }

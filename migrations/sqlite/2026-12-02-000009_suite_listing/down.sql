@@ -1,0 +1,2 @@
+ALTER TABLE suites DROP COLUMN logo_url;
+ALTER TABLE suites DROP COLUMN description;
