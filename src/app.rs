@@ -95,9 +95,48 @@ pub struct Running {
     handle_signals: bool,
 }
 
+/// The public listener, bound once for the preparing answer and then the service.
+fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    // As actix binds: address reuse for quick restarts, and a backlog deep enough
+    // for a burst of callbacks.
+    const BACKLOG: i32 = 2048;
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Answers `503` on every path of `listener` until stopped: `/readyz` reads
+/// `{"ready": false, "migrations": "running"}`.
+fn answer_preparing(listener: &std::net::TcpListener) -> std::io::Result<ServerHandle> {
+    let server = actix_web::HttpServer::new(|| {
+        actix_web::App::new().default_service(actix_web::web::to(|| async {
+            actix_web::HttpResponse::ServiceUnavailable()
+                .insert_header(("Retry-After", "5"))
+                .json(serde_json::json!({"ready": false, "migrations": "running"}))
+        }))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener.try_clone()?)?
+    .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    Ok(handle)
+}
+
 /// Migrates, seals, seeds the configured provider and suite, and starts serving.
 pub async fn start(config: &Config, options: StartOptions) -> Result<Running, StartError> {
-    let Prepared { db, registry } = prepare(config).await?;
+    let addr = config.listen_addr;
+    let listener = listen(addr).map_err(|source| StartError::Bind { addr, source })?;
+    // Migrations can wait on another instance's lock: meanwhile the address answers
+    // 503 (`/readyz` says why) instead of refusing connections.
+    let preparing = answer_preparing(&listener).map_err(|source| StartError::Bind { addr, source })?;
+    let prepared = prepare(config).await;
+    preparing.stop(false).await;
+    let Prepared { db, registry } = prepared?;
 
     let stored = Arc::new(Notify::new());
     let pages = Pages::load(config.templates_dir.as_deref())?;
@@ -148,8 +187,7 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
         .client_disconnect_timeout(Duration::from_secs(1));
     // Signals are handled in `Running::wait`, so effects and HTTP stop together.
     server = server.disable_signals().shutdown_timeout(config.shutdown_grace.as_secs());
-    let addr = config.listen_addr;
-    let server = server.bind(addr).map_err(|source| StartError::Bind { addr, source })?;
+    let server = server.listen(listener).map_err(|source| StartError::Bind { addr, source })?;
     let bound = server.addrs().first().copied().unwrap_or(addr);
     let server = server.run();
     let handle = server.handle();

@@ -164,8 +164,6 @@ impl From<IdError> for AppError {
         match error {
             IdError::Token(token) => token.into(),
             IdError::Store(store) => store.into(),
-            IdError::Unknown(what) => Self::NotFound(what),
-            IdError::CorpNotActive => Self::CorpNotActive,
         }
     }
 }
@@ -241,8 +239,6 @@ impl From<LicenseError> for AppError {
             LicenseError::Refused { errcode, errmsg, meaning } => Self::LicenseRefused { errcode, errmsg, meaning },
             LicenseError::Token(token) => token.into(),
             LicenseError::Store(store) => store.into(),
-            LicenseError::Unknown(what) => Self::NotFound(what),
-            LicenseError::CorpNotActive => Self::CorpNotActive,
             LicenseError::Invalid(message) => Self::bad_request("invalid_body", message),
             lost @ LicenseError::AnswerLost => Self::AnswerLost(lost.to_string()),
         }

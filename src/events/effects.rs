@@ -66,10 +66,12 @@ impl From<LicenseError> for EffectError {
         match error {
             // Codes still being generated, or a concurrent change: later will do.
             LicenseError::Refused { errcode: 701022 | 701081, .. } => Self::Retryable(error.to_string()),
-            LicenseError::Refused { .. } | LicenseError::Unknown(_) | LicenseError::Invalid(_) => {
+            LicenseError::Refused { .. } | LicenseError::Token(TokenError::Unknown(_)) | LicenseError::Invalid(_) => {
                 Self::Permanent(error.to_string())
             }
-            LicenseError::CorpNotActive | LicenseError::AnswerLost => Self::Permanent(error.to_string()),
+            LicenseError::Token(TokenError::CorpNotActive) | LicenseError::AnswerLost => {
+                Self::Permanent(error.to_string())
+            }
             LicenseError::Token(token) => LifecycleError::Token(token).into(),
             LicenseError::Store(store) => store.into(),
         }

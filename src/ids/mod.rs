@@ -68,10 +68,6 @@ pub enum IdError {
     Token(#[from] TokenError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("unknown {0}")]
-    Unknown(&'static str),
-    #[error("the corp has cancelled its authorization")]
-    CorpNotActive,
 }
 
 /// The result of one conversion request, in the order asked (duplicates once).
@@ -130,11 +126,19 @@ impl Ids {
     /// The corp, checked to exist and be active.
     pub async fn corp_scope(&self, suite_id: &SuiteId, corpid: &CorpId) -> Result<CorpScope, IdError> {
         let sid = suite_id.to_owned();
-        let suite = self.db.run(move |conn| suites::find_suite(conn, &sid)).await?.ok_or(IdError::Unknown("suite"))?;
+        let suite = self
+            .db
+            .run(move |conn| suites::find_suite(conn, &sid))
+            .await?
+            .ok_or(IdError::Token(TokenError::Unknown("suite")))?;
         let (sid, cid) = (suite_id.to_owned(), corpid.to_owned());
-        let corp = self.db.run(move |conn| corps::find(conn, &sid, &cid)).await?.ok_or(IdError::Unknown("corp"))?;
+        let corp = self
+            .db
+            .run(move |conn| corps::find(conn, &sid, &cid))
+            .await?
+            .ok_or(IdError::Token(TokenError::Unknown("corp")))?;
         if corp.status != CorpStatus::Active {
-            return Err(IdError::CorpNotActive);
+            return Err(IdError::Token(TokenError::CorpNotActive));
         }
         Ok(CorpScope { provider_corpid: suite.provider_corpid, suite_id: suite.suite_id, corpid: corp.corpid })
     }
@@ -147,7 +151,10 @@ impl Ids {
         pace: Option<&Pacer>,
     ) -> Result<Conversion, IdError> {
         let id = provider_corpid.to_owned();
-        self.db.run(move |conn| suites::find_provider(conn, &id)).await?.ok_or(IdError::Unknown("provider"))?;
+        self.db
+            .run(move |conn| suites::find_provider(conn, &id))
+            .await?
+            .ok_or(IdError::Token(TokenError::Unknown("provider")))?;
         let key = TokenKey::Provider { provider_corpid: provider_corpid.to_owned() };
         let client = self.tokens.client();
         self.convert((provider_corpid, IdKind::Corpid, None), corpids, 1, pace, |batch| {
@@ -329,7 +336,10 @@ impl Ids {
         key: IdentityKey,
     ) -> Result<Option<(store::Identity, Vec<Link>)>, IdError> {
         let id = provider_corpid.to_owned();
-        self.db.run(move |conn| suites::find_provider(conn, &id)).await?.ok_or(IdError::Unknown("provider"))?;
+        self.db
+            .run(move |conn| suites::find_provider(conn, &id))
+            .await?
+            .ok_or(IdError::Token(TokenError::Unknown("provider")))?;
         let provider = provider_corpid.to_owned();
         Ok(self.db.run(move |conn| store::find_identity(conn, &provider, &key)).await?)
     }
@@ -403,7 +413,11 @@ impl Ids {
 
     async fn match_chunk(&self, suite_id: &SuiteId, corpid: &CorpId, ids: &[ExternalUserId]) -> Result<usize, IdError> {
         let sid = suite_id.to_owned();
-        let suite = self.db.run(move |conn| suites::find_suite(conn, &sid)).await?.ok_or(IdError::Unknown("suite"))?;
+        let suite = self
+            .db
+            .run(move |conn| suites::find_suite(conn, &sid))
+            .await?
+            .ok_or(IdError::Token(TokenError::Unknown("suite")))?;
         let since = now_ms() - PENDING_ID_LIFETIME_MS;
         let (provider, cid) = (suite.provider_corpid.clone(), corpid.to_owned());
         let worth_asking = self.db.run(move |conn| store::has_pending_links(conn, &provider, &cid, since)).await?;

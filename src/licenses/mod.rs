@@ -72,10 +72,6 @@ pub enum LicenseError {
     Token(TokenError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("unknown {0}")]
-    Unknown(&'static str),
-    #[error("the corp has cancelled its authorization")]
-    CorpNotActive,
     #[error("{0}")]
     Invalid(String),
     /// A request that buys or binds reached WeCom, maybe, but its answer did not.
@@ -231,12 +227,15 @@ impl Licenses {
 
     /// The suite's provider, once the corp is known to authorize the suite.
     async fn active_corp(&self, suite_id: &SuiteId, corpid: &CorpId) -> Result<ProviderCorpId, LicenseError> {
-        let suite = self.registry.suite(suite_id).ok_or(LicenseError::Unknown("suite"))?;
+        let suite = self.registry.suite(suite_id).ok_or(LicenseError::Token(TokenError::Unknown("suite")))?;
         let (sid, cid) = (suite_id.clone(), corpid.clone());
-        let corp =
-            self.db.run(move |conn| corps::find(conn, &sid, &cid)).await?.ok_or(LicenseError::Unknown("corp"))?;
+        let corp = self
+            .db
+            .run(move |conn| corps::find(conn, &sid, &cid))
+            .await?
+            .ok_or(LicenseError::Token(TokenError::Unknown("corp")))?;
         if corp.status != CorpStatus::Active {
-            return Err(LicenseError::CorpNotActive);
+            return Err(LicenseError::Token(TokenError::CorpNotActive));
         }
         Ok(suite.provider_corpid.clone())
     }

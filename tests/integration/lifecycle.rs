@@ -337,6 +337,40 @@ async fn the_install_page_links_to_wecom_and_the_redirect_completes_the_install(
 }
 
 #[tokio::test]
+async fn install_error_pages_say_what_to_do_in_the_visitors_language() {
+    let db = TestDb::new();
+    let fake = FakeWecom::start().await;
+    let app = spawn_against(&db, &fake, |_| {}).await;
+    let page = |path: String, language: &'static str| {
+        let request = app.client.get(app.url(&path)).header("accept-language", language);
+        async move {
+            let response = request.send().await.expect("page");
+            (response.status().as_u16(), response.text().await.expect("html"))
+        }
+    };
+    // No ticket yet: not ready, try again (the same page).
+    let install = format!("/install/{}", app.seeded_suite);
+    let (status, html) = page(install.clone(), "zh-CN,zh;q=0.9").await;
+    assert_eq!(status, 503);
+    assert!(html.contains("应用尚未就绪") && html.contains("稍后重试"), "{html}");
+    assert_eq!(link_of(&html, "again").as_deref(), Some(install.as_str()));
+    let (status, html) = page(install.clone(), "en-GB,en;q=0.8").await;
+    assert_eq!(status, 503);
+    assert!(html.contains("Not ready yet") && html.contains("lang=\"en\""), "{html}");
+    assert_eq!(fake.calls("service/get_pre_auth_code"), 0);
+    // An app that is not ours: no way to start again here.
+    let (status, html) = page("/install/wwnotoursuite".into(), "en").await;
+    assert_eq!(status, 404);
+    assert!(html.contains("Unknown app") && link_of(&html, "again").is_none(), "{html}");
+    // A redirect without the install's state.
+    let (status, html) = page(format!("{install}/complete?auth_code=x&state=y"), "en").await;
+    assert_eq!(status, 400);
+    assert!(html.contains("This installation link is not valid"), "{html}");
+    app.stop().await;
+    fake.stop().await;
+}
+
+#[tokio::test]
 async fn the_install_page_fetches_a_new_pre_auth_code_when_two_minutes_are_left() {
     let db = TestDb::new();
     let fake = FakeWecom::start().await;

@@ -142,3 +142,40 @@ async fn metrics_count_wecom_errcodes_by_endpoint() {
     app.stop().await;
     fake.stop().await;
 }
+
+#[tokio::test]
+async fn readyz_answers_503_while_migrations_wait_for_another_instance() {
+    use diesel::connection::SimpleConnection;
+    use diesel::{Connection, PgConnection};
+    let db = TestDb::new();
+    if !db.is_postgres() {
+        println!("SKIPPED on SQLite: only PostgreSQL migrations wait on another instance's lock");
+        return;
+    }
+    // Another instance migrating: it holds the service's migration lock.
+    let mut other = PgConnection::establish(&db.url_string()).expect("connect");
+    other.batch_execute("SELECT pg_advisory_lock(131277343649025)").expect("lock"); // MIGRATION_LOCK_KEY
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let readyz = format!("http://127.0.0.1:{port}/readyz");
+    let client = test_client();
+    let waiting = async {
+        let answer = eventually("the address answers while migrations wait", || async {
+            let response = client.get(&readyz).send().await.ok()?;
+            Some((response.status().as_u16(), response.json::<serde_json::Value>().await.ok()?))
+        })
+        .await;
+        other.batch_execute("SELECT pg_advisory_unlock(131277343649025)").expect("unlock");
+        answer
+    };
+    let (app, (status, body)) = tokio::join!(
+        TestApp::spawn_binary(&db, |env| {
+            env.insert("LISTEN_ADDR".into(), format!("127.0.0.1:{port}"));
+        }),
+        waiting
+    );
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body, serde_json::json!({"ready": false, "migrations": "running"}));
+    let (status, body) = app.get_raw("/readyz").await;
+    assert_eq!(status, 200, "ready once migrated: {body}");
+    app.stop().await;
+}
