@@ -4,6 +4,7 @@
 mod api;
 mod api_keys;
 mod callbacks;
+mod contract;
 mod control_plane;
 mod durability;
 mod edge;
@@ -14,6 +15,7 @@ mod ids;
 mod layers;
 mod licenses;
 mod lifecycle;
+mod openapi;
 mod operations;
 mod pipeline;
 mod tokens;
