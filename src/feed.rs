@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::model::{CorpId, EventId, EventStatus, ProviderCorpId, SuiteId};
 use crate::store::audit::NewAuditEntry;
@@ -19,7 +20,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(250);
 const MAX_KIND_LEN: usize = 64;
 
 /// One event of the feed.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct FeedEvent {
     pub id: EventId,
     pub provider_corpid: ProviderCorpId,
@@ -30,6 +31,7 @@ pub struct FeedEvent {
     pub received_at: String,
     /// The message's fields (secrets such as tickets and auth codes redacted), or a
     /// derived event's own fields.
+    #[schema(value_type = Object)]
     pub fields: Value,
     pub status: EventStatus,
     pub attempts: i32,
@@ -57,7 +59,7 @@ impl From<EventRow> for FeedEvent {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct FeedPage {
     pub events: Vec<FeedEvent>,
     /// Pass as `after` to read on; the last event's id, or `after` when empty.

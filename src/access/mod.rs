@@ -18,6 +18,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
 pub use authenticator::{Authenticator, Refusal};
 
@@ -40,7 +41,7 @@ const KEY_CHARS: usize = 43;
 const MAX_NAME_LEN: usize = 64;
 
 /// What a key may do. `Admin` implies the others.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// `/api/v1/admin/*`: managing keys, providers and suites.
@@ -189,7 +190,7 @@ pub struct NewKey {
 }
 
 /// The answer to a creation: the only time the key is shown.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedKey {
     pub name: String,
     pub scopes: Vec<Scope>,
@@ -199,7 +200,7 @@ pub struct CreatedKey {
 }
 
 /// A key as listed: never the key, never its hash.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct KeyView {
     pub name: String,
     pub scopes: Vec<Scope>,

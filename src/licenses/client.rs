@@ -9,12 +9,13 @@
 use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
 
 use crate::model::{CorpId, SuiteId, UserId};
 use crate::wecom::client::{TokenParam, WecomClient, WecomError};
 
 /// How many of each account type an order buys.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AccountCount {
     #[serde(default)]
     pub base_count: i64,
@@ -23,7 +24,7 @@ pub struct AccountCount {
 }
 
 /// How long: `months` × 31 + `days` days, or (renewals) up to `new_expire_time`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AccountDuration {
     #[serde(default)]
     pub months: i64,
@@ -203,7 +204,7 @@ pub struct CancelOrder<'a> {
     pub order_id: &'a str,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Activation {
     pub active_code: String,
     pub userid: UserId,
@@ -343,7 +344,7 @@ pub struct UserActiveInfo {
     pub active_info_list: Vec<UserCode>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Transfer {
     pub handover_userid: UserId,
     pub takeover_userid: UserId,

@@ -20,6 +20,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use self::client::{
     AccountCount, AccountDuration, Activation, ActiveAccount, AppOf, BatchActiveAccount, BatchTransferLicense, CorpOf,
@@ -114,7 +115,7 @@ fn now_secs() -> i64 {
 }
 
 /// One member's license, as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MemberLicense {
     pub userid: UserId,
     pub active_code: String,
@@ -124,13 +125,13 @@ pub struct MemberLicense {
     pub expire_time: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Trial {
     pub start_time: String,
     pub end_time: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CodeCounts {
     /// Every code bought for the corp and not voided by a refund.
     pub bought: usize,
@@ -139,13 +140,13 @@ pub struct CodeCounts {
     pub expiring_within_30_days: usize,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UnlicensedMember {
     pub userid: UserId,
     pub noticed_at: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LicensesView {
     pub suite_id: SuiteId,
     pub corpid: CorpId,
@@ -159,7 +160,7 @@ pub struct LicensesView {
 }
 
 /// The outcome of one item of an activation or transfer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ItemResult<T: Serialize> {
     #[serde(flatten)]
     pub item: T,
@@ -168,18 +169,18 @@ pub struct ItemResult<T: Serialize> {
     pub meaning: Option<&'static str>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Results<T: Serialize> {
     pub results: Vec<ItemResult<T>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AutoActive {
     pub auto_active_status: i32,
 }
 
 /// `POST …/licenses/orders`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderRequest {
     /// Plaintext userid of a provider-corp admin allowed to buy licenses.
@@ -197,7 +198,7 @@ pub struct OrderRequest {
     pub dry_run: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct OrderView {
     pub order_id: Option<String>,
     pub corpid: CorpId,

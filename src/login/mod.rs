@@ -14,6 +14,7 @@ use secrecy::SecretString;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use url::Url;
+use utoipa::ToSchema;
 
 use crate::model::{CorpId, ProviderCorpId, SuiteId, SuiteKind, UserId};
 use crate::registry::Registry;
@@ -75,7 +76,7 @@ impl OAuthScope {
 }
 
 /// A member as an OAuth or web-login code names them.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CodeMember {
     pub corpid: Option<CorpId>,
     pub userid: Option<UserId>,
@@ -86,7 +87,7 @@ pub struct CodeMember {
     pub detail: Option<UserDetail>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AuthorizeUrl {
     pub url: String,
 }

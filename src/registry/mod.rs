@@ -15,6 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use url::Url;
+use utoipa::ToSchema;
 
 use crate::crypto::{CallbackKeys, KeyError};
 use crate::feed::rfc3339;
@@ -92,26 +93,32 @@ pub struct Registry {
 }
 
 /// A new provider; the secret is required.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderInput {
     pub provider_corpid: ProviderCorpId,
     pub name: Option<String>,
+    #[schema(value_type = String)]
     pub secret: SecretString,
+    #[schema(value_type = Option<String>)]
     pub callback_token: Option<SecretString>,
+    #[schema(value_type = Option<String>)]
     pub encoding_aes_key: Option<SecretString>,
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderPatch {
     pub name: Option<String>,
+    #[schema(value_type = Option<String>)]
     pub secret: Option<SecretString>,
+    #[schema(value_type = Option<String>)]
     pub callback_token: Option<SecretString>,
+    #[schema(value_type = Option<String>)]
     pub encoding_aes_key: Option<SecretString>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SuiteInput {
     pub suite_id: SuiteId,
@@ -120,8 +127,11 @@ pub struct SuiteInput {
     pub name: Option<String>,
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
+    #[schema(value_type = String)]
     pub secret: SecretString,
+    #[schema(value_type = String)]
     pub callback_token: SecretString,
+    #[schema(value_type = String)]
     pub encoding_aes_key: SecretString,
     #[serde(default)]
     pub permanent_code_api: PermanentCodeApi,
@@ -130,14 +140,17 @@ pub struct SuiteInput {
     pub logo_url: Option<String>,
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SuitePatch {
     pub kind: Option<SuiteKind>,
     pub name: Option<String>,
     pub enabled: Option<bool>,
+    #[schema(value_type = Option<String>)]
     pub secret: Option<SecretString>,
+    #[schema(value_type = Option<String>)]
     pub callback_token: Option<SecretString>,
+    #[schema(value_type = Option<String>)]
     pub encoding_aes_key: Option<SecretString>,
     pub permanent_code_api: Option<PermanentCodeApi>,
     pub description: Option<String>,
@@ -146,7 +159,7 @@ pub struct SuitePatch {
 }
 
 /// A provider as `/api/v1/admin/providers` and the command line show it: no secret.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ProviderView {
     pub provider_corpid: ProviderCorpId,
     pub name: String,
@@ -158,7 +171,7 @@ pub struct ProviderView {
     pub updated_at: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CallbackUrls {
     /// 指令回调URL
     pub command: String,
@@ -166,7 +179,7 @@ pub struct CallbackUrls {
     pub data: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SuiteView {
     pub suite_id: SuiteId,
     pub provider_corpid: ProviderCorpId,

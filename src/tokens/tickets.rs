@@ -8,6 +8,7 @@
 use rand::distr::{Alphanumeric, SampleString};
 use secrecy::ExposeSecret;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::{TokenError, TokenKey, Tokens};
 use crate::model::{CorpId, CorpStatus, SuiteId};
@@ -28,7 +29,7 @@ pub enum TicketKind {
 }
 
 /// What `wx.config` takes.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigSignature {
     pub app_id: CorpId,
@@ -38,7 +39,7 @@ pub struct ConfigSignature {
 }
 
 /// What `wx.agentConfig` takes.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentConfigSignature {
     pub corpid: CorpId,
@@ -48,7 +49,7 @@ pub struct AgentConfigSignature {
     pub signature: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JsapiSignatures {
     pub config: ConfigSignature,

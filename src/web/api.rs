@@ -4,14 +4,17 @@ use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::ExposeSecret;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
-use super::State;
 use super::auth::{Admin, Granted, scope};
+use super::openapi::WecomErrors;
+use super::{ErrorBody, State};
 use crate::error::AppError;
-use crate::feed::{self, EventFilter, rfc3339};
-use crate::model::{CorpId, EventId, ProviderCorpId, SuiteId};
+use crate::feed::{self, EventFilter, FeedPage, rfc3339};
+use crate::model::{CorpId, CorpStatus, EventId, ProviderCorpId, SuiteId};
+use crate::registry::SuiteView;
 use crate::store::corps;
 use crate::tokens::{Token, TokenKey};
 
@@ -26,6 +29,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/events/{id}/replay", web::post().to(replay_event));
 }
 
+#[utoipa::path(get, path = "/api/v1/suites/{suite_id}", tag = "suites",
+    description = "A suite: its kind, ticket state, active corps and callback URLs (scope `tokens`).",
+    params(("suite_id" = String, Path, description = "The suite's id")),
+    responses((status = 200, description = "The suite", body = SuiteView),
+        (status = 404, description = "`not_found`: no such suite", body = ErrorBody)))]
 async fn suite(
     _: Granted<scope::Tokens>,
     state: State,
@@ -84,6 +92,19 @@ impl FeedQuery {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/events", tag = "events",
+    description = "The event log in commit order (scope `events`); a key restricted to suites sees only theirs. \
+                   With `wait`, an empty page is held until an event arrives or the wait ends.",
+    params(
+        ("after" = Option<i64>, Query, description = "Events after this id (default 0)"),
+        ("limit" = Option<i64>, Query, description = "1 to 1000 (default 100)"),
+        ("suite_id" = Option<String>, Query, description = "Only this suite's events"),
+        ("corpid" = Option<String>, Query, description = "Only this corp's events"),
+        ("kind" = Option<Vec<String>>, Query, explode = true, description = "Only these kinds (repeatable)"),
+        ("wait" = Option<i64>, Query, description = "Long poll: 0 to 60 seconds (default 0)"),
+    ),
+    responses((status = 200, description = "A page of events", body = FeedPage),
+        (status = 400, description = "`invalid_query`: a number, kind or range is wrong", body = ErrorBody)))]
 async fn event_feed(
     caller: Granted<scope::Events>,
     state: State,
@@ -95,11 +116,19 @@ async fn event_feed(
     Ok(HttpResponse::Ok().json(page))
 }
 
+/// A token as handed out (fields in the order they have always been written).
+#[derive(Serialize, ToSchema)]
+struct TokenView {
+    access_token: String,
+    /// RFC 3339, UTC.
+    expires_at: String,
+}
+
 fn token_view(token: &Token) -> HttpResponse {
-    HttpResponse::Ok().json(json!({
-        "access_token": token.access_token.expose_secret(),
-        "expires_at": rfc3339(token.expires_at),
-    }))
+    HttpResponse::Ok().json(TokenView {
+        access_token: token.access_token.expose_secret().to_owned(),
+        expires_at: rfc3339(token.expires_at),
+    })
 }
 
 /// A cached token, or a new one when the caller asks to refresh.
@@ -114,6 +143,13 @@ struct TokenQuery {
     refresh: bool,
 }
 
+#[utoipa::path(get, path = "/api/v1/suites/{suite_id}/token", tag = "tokens",
+    description = "The suite_access_token (scope `tokens`), cached until shortly before it expires.",
+    params(("suite_id" = String, Path, description = "The suite's id"), ("refresh" = Option<bool>, Query, description = "Fetch a new token even if the cached one is valid")),
+    responses((status = 200, description = "The token", body = TokenView),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+        (status = 409, description = "`corp_not_active`, `permanent_code_rejected`, `suite_disabled`, `auth_lost`", body = ErrorBody),
+        WecomErrors))]
 async fn suite_token(
     _: Granted<scope::Tokens>,
     state: State,
@@ -124,6 +160,13 @@ async fn suite_token(
     hand_out(&state, &key, query.refresh).await
 }
 
+#[utoipa::path(get, path = "/api/v1/providers/{provider_corpid}/token", tag = "tokens",
+    description = "The provider_access_token (scope `tokens`).",
+    params(("provider_corpid" = String, Path, description = "The provider's corpid"), ("refresh" = Option<bool>, Query, description = "Fetch a new token even if the cached one is valid")),
+    responses((status = 200, description = "The token", body = TokenView),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+        (status = 409, description = "`corp_not_active`, `permanent_code_rejected`, `suite_disabled`, `auth_lost`", body = ErrorBody),
+        WecomErrors))]
 async fn provider_token(
     _: Granted<scope::Tokens>,
     state: State,
@@ -134,6 +177,13 @@ async fn provider_token(
     hand_out(&state, &key, query.refresh).await
 }
 
+#[utoipa::path(get, path = "/api/v1/suites/{suite_id}/corps/{corpid}/token", tag = "tokens",
+    description = "The corp's access_token for the suite (scope `tokens`).",
+    params(("suite_id" = String, Path, description = "The suite's id"), ("corpid" = String, Path, description = "The corp's corpid, as the suite sees it"), ("refresh" = Option<bool>, Query, description = "Fetch a new token even if the cached one is valid")),
+    responses((status = 200, description = "The token", body = TokenView),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+        (status = 409, description = "`corp_not_active`, `permanent_code_rejected`, `suite_disabled`, `auth_lost`", body = ErrorBody),
+        WecomErrors))]
 async fn corp_token(
     _: Granted<scope::Tokens>,
     state: State,
@@ -145,17 +195,74 @@ async fn corp_token(
     hand_out(&state, &key, query.refresh).await
 }
 
-fn corp_summary(corp: &corps::CorpView) -> Value {
-    json!({
-        "corpid": corp.corpid,
-        "corp_name": corp.corp_name,
-        "agent_id": corp.agent_id,
-        "status": corp.status,
-        "authorized_at": rfc3339(corp.authorized_at),
-        "updated_at": rfc3339(corp.updated_at),
-    })
+/// A corp as listed (fields in the order they have always been written).
+#[derive(Serialize, ToSchema)]
+struct CorpSummary {
+    agent_id: Option<i64>,
+    authorized_at: String,
+    corp_name: String,
+    corpid: CorpId,
+    status: CorpStatus,
+    updated_at: String,
 }
 
+impl From<corps::CorpView> for CorpSummary {
+    fn from(corp: corps::CorpView) -> Self {
+        CorpSummary {
+            agent_id: corp.agent_id,
+            authorized_at: rfc3339(corp.authorized_at),
+            corp_name: corp.corp_name,
+            corpid: corp.corpid,
+            status: corp.status,
+            updated_at: rfc3339(corp.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+struct CorpList {
+    corps: Vec<CorpSummary>,
+}
+
+/// One corp: the summary's fields, its suite, WeCom's authorization and the last
+/// exchange error, in alphabetical order as they have always been written.
+#[derive(Serialize, ToSchema)]
+struct CorpDetail {
+    agent_id: Option<i64>,
+    /// Why the last exchange of the corp's auth code failed, if it did.
+    auth_error: Option<String>,
+    /// WeCom's authorization of the corp (as get_auth_info answered it).
+    #[schema(value_type = Object)]
+    auth_info: Value,
+    authorized_at: String,
+    corp_name: String,
+    corpid: CorpId,
+    status: CorpStatus,
+    suite_id: SuiteId,
+    updated_at: String,
+}
+
+impl From<corps::CorpView> for CorpDetail {
+    fn from(corp: corps::CorpView) -> Self {
+        CorpDetail {
+            agent_id: corp.agent_id,
+            auth_error: corp.auth_error,
+            auth_info: serde_json::from_str(&corp.auth_info).unwrap_or_else(|_| Value::Object(Default::default())),
+            authorized_at: rfc3339(corp.authorized_at),
+            corp_name: corp.corp_name,
+            corpid: corp.corpid,
+            status: corp.status,
+            suite_id: corp.suite_id,
+            updated_at: rfc3339(corp.updated_at),
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/suites/{suite_id}/corps", tag = "suites",
+    description = "The corps that authorized the suite, whatever their status (scope `tokens`).",
+    params(("suite_id" = String, Path, description = "The suite's id")),
+    responses((status = 200, description = "The corps", body = CorpList),
+        (status = 404, description = "`not_found`: no such suite", body = ErrorBody)))]
 async fn corp_list(
     _: Granted<scope::Tokens>,
     state: State,
@@ -166,10 +273,14 @@ async fn corp_list(
         return Err(AppError::NotFound("suite"));
     }
     let rows = state.db.run(move |conn| corps::list(conn, &id)).await?;
-    let corps: Vec<Value> = rows.iter().map(corp_summary).collect();
-    Ok(HttpResponse::Ok().json(json!({ "corps": corps })))
+    Ok(HttpResponse::Ok().json(CorpList { corps: rows.into_iter().map(CorpSummary::from).collect() }))
 }
 
+#[utoipa::path(get, path = "/api/v1/suites/{suite_id}/corps/{corpid}", tag = "suites",
+    description = "One corp of the suite, with WeCom's authorization (scope `tokens`).",
+    params(("suite_id" = String, Path, description = "The suite's id"), ("corpid" = String, Path, description = "The corp's corpid, as the suite sees it")),
+    responses((status = 200, description = "The corp", body = CorpDetail),
+        (status = 404, description = "`not_found`: no such corp", body = ErrorBody)))]
 async fn corp(
     _: Granted<scope::Tokens>,
     state: State,
@@ -178,16 +289,25 @@ async fn corp(
     let (suite_id, corpid) = path.into_inner();
     let corp =
         state.db.run(move |conn| corps::find(conn, &suite_id, &corpid)).await?.ok_or(AppError::NotFound("corp"))?;
-    let mut view = corp_summary(&corp);
-    view["suite_id"] = json!(corp.suite_id);
-    view["auth_info"] = serde_json::from_str(&corp.auth_info).unwrap_or_else(|_| json!({}));
-    view["auth_error"] = json!(corp.auth_error);
-    Ok(HttpResponse::Ok().json(view))
+    Ok(HttpResponse::Ok().json(CorpDetail::from(corp)))
+}
+
+#[derive(Serialize, ToSchema)]
+struct Replayed {
+    /// The event given back to the worker.
+    replayed: EventId,
 }
 
 /// A failed event given back to the worker (admin scope): 202, or 409 `not_failed`.
-async fn replay_event(admin: Admin, state: State, id: web::Path<i64>) -> Result<HttpResponse, AppError> {
-    let id = EventId::new(id.into_inner());
+#[utoipa::path(post, path = "/api/v1/events/{id}/replay", tag = "events",
+    description = "Gives a failed event back to the worker (scope `admin`): pending, due now, its attempts counted \
+                   afresh, audited as `event.replay`. Only a failed event is replayed.",
+    params(("id" = i64, Path, description = "The event's id")),
+    responses((status = 202, description = "Queued again", body = Replayed),
+        (status = 404, description = "`not_found`: no such event", body = ErrorBody),
+        (status = 409, description = "`not_failed`: the event is pending or done; nothing changed", body = ErrorBody)))]
+async fn replay_event(admin: Admin, state: State, id: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let id = EventId::new(id.parse().map_err(|_| AppError::NotFound("event"))?);
     feed::replay_failed(&state.db, id, &admin.actor).await?;
-    Ok(HttpResponse::Accepted().json(json!({ "replayed": id })))
+    Ok(HttpResponse::Accepted().json(Replayed { replayed: id }))
 }

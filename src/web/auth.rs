@@ -3,7 +3,9 @@
 //! and one log line written per request, naming the key (never the key itself, never
 //! its hash). Handlers then name the scope they need with an extractor: [`Granted`]
 //! checks the scope and the route's `{suite_id}` and `{provider_corpid}` against the
-//! key's suites; [`Admin`] is a caller with the admin scope.
+//! key's suites; [`Admin`] is a caller with the admin scope. The one exception is
+//! `GET /api/v1/openapi.json`: the document holds no secret and tooling fetches it
+//! without a key.
 
 use std::future::{Ready, ready};
 use std::marker::PhantomData;
@@ -12,12 +14,13 @@ use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use serde::Deserialize;
 
-use super::State;
+use super::{API_SCOPE, State, openapi};
 use crate::access::{Principal, Scope, Suites};
 use crate::error::AppError;
 
@@ -29,6 +32,9 @@ pub async fn authenticate(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if request.method() == Method::GET && request.path().strip_prefix(API_SCOPE) == Some(openapi::PATH) {
+        return next.call(request).await.map(ServiceResponse::map_into_left_body);
+    }
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.path().to_owned();

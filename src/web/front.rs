@@ -3,12 +3,16 @@
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
-use super::State;
 use super::auth::{Granted, scope};
+use super::openapi::WecomErrors;
+use super::{ErrorBody, State};
 use crate::error::AppError;
-use crate::login::OAuthScope;
+use crate::login::{AuthorizeUrl, CodeMember, OAuthScope};
 use crate::model::{CorpId, ProviderCorpId, SuiteId};
+use crate::tokens::JsapiSignatures;
+use crate::wecom::front::LoginInfo;
 use crate::wecom::jssdk::PageUrl;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -27,24 +31,32 @@ struct AuthorizeQuery {
     state: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CodeBody {
     code: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AuthCodeBody {
     auth_code: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SignBody {
     url: String,
 }
 
+#[utoipa::path(get, path = "/api/v1/suites/{suite_id}/oauth/authorize_url", tag = "front door",
+    description = "The member OAuth URL of a third-party app (scope `tokens`).",
+    params(("suite_id" = String, Path, description = "The suite's id"), ("redirect_uri" = Option<String>, Query, description = "Where WeCom sends the member back (default: the suite's)"),
+        ("state" = Option<String>, Query, description = "Passed back unchanged"),
+        ("scope" = Option<String>, Query, description = "`snsapi_base` (default) or `snsapi_privateinfo`")),
+    responses((status = 200, description = "The URL", body = AuthorizeUrl),
+        (status = 400, description = "`invalid_query`, `invalid_scope`, `invalid_redirect_uri`, `wrong_suite_kind`", body = ErrorBody),
+        (status = 404, description = "`not_found`: unknown suite", body = ErrorBody)))]
 async fn oauth_url(
     _: Granted<scope::Tokens>,
     state: State,
@@ -56,6 +68,13 @@ async fn oauth_url(
     Ok(HttpResponse::Ok().json(url))
 }
 
+#[utoipa::path(post, path = "/api/v1/suites/{suite_id}/oauth/user", tag = "front door",
+    description = "The member an OAuth code names (scope `tokens`); a code is exchanged once.",
+    params(("suite_id" = String, Path, description = "The suite's id")), request_body = CodeBody,
+    responses((status = 200, description = "The member", body = CodeMember),
+        (status = 400, description = "`invalid_body`, `oauth_code_invalid`, `wrong_suite_kind`", body = ErrorBody),
+        (status = 409, description = "`oauth_code_used`: the code was already exchanged; `suite_disabled`", body = ErrorBody),
+        WecomErrors))]
 async fn oauth_user(
     _: Granted<scope::Tokens>,
     state: State,
@@ -65,6 +84,13 @@ async fn oauth_user(
     Ok(HttpResponse::Ok().json(state.login.oauth_member(&suite_id, &body.code).await?))
 }
 
+#[utoipa::path(get, path = "/api/v1/suites/{suite_id}/web_login/authorize_url", tag = "front door",
+    description = "The web-login (QR code) URL of the login app (scope `tokens`).",
+    params(("suite_id" = String, Path, description = "The suite's id"), ("redirect_uri" = Option<String>, Query, description = "Where WeCom sends the member back (default: the suite's)"),
+        ("state" = Option<String>, Query, description = "Passed back unchanged")),
+    responses((status = 200, description = "The URL", body = AuthorizeUrl),
+        (status = 400, description = "`invalid_query` (web login takes no scope), `invalid_redirect_uri`, `wrong_suite_kind`", body = ErrorBody),
+        (status = 404, description = "`not_found`: unknown suite", body = ErrorBody)))]
 async fn web_login_url(
     _: Granted<scope::Tokens>,
     state: State,
@@ -78,6 +104,13 @@ async fn web_login_url(
     Ok(HttpResponse::Ok().json(url))
 }
 
+#[utoipa::path(post, path = "/api/v1/suites/{suite_id}/web_login/user", tag = "front door",
+    description = "The member a web-login code names (scope `tokens`).",
+    params(("suite_id" = String, Path, description = "The suite's id")), request_body = CodeBody,
+    responses((status = 200, description = "The member", body = CodeMember),
+        (status = 400, description = "`invalid_body`, `oauth_code_invalid`, `wrong_suite_kind`", body = ErrorBody),
+        (status = 409, description = "`oauth_code_used`: the code was already exchanged; `suite_disabled`", body = ErrorBody),
+        WecomErrors))]
 async fn web_login_user(
     _: Granted<scope::Tokens>,
     state: State,
@@ -87,6 +120,13 @@ async fn web_login_user(
     Ok(HttpResponse::Ok().json(state.login.web_login_member(&suite_id, &body.code).await?))
 }
 
+#[utoipa::path(post, path = "/api/v1/providers/{provider_corpid}/admin_login", tag = "front door",
+    description = "Who logged in to the provider's admin from WeCom (scope `tokens`): get_login_info of an auth_code.",
+    params(("provider_corpid" = String, Path, description = "The provider's corpid")), request_body = AuthCodeBody,
+    responses((status = 200, description = "The login", body = LoginInfo),
+        (status = 400, description = "`invalid_body`, `oauth_code_invalid`", body = ErrorBody),
+        (status = 409, description = "`oauth_code_used`: the code was already exchanged; `suite_disabled`", body = ErrorBody),
+        WecomErrors))]
 async fn admin_login(
     _: Granted<scope::Tokens>,
     state: State,
@@ -96,6 +136,13 @@ async fn admin_login(
     Ok(HttpResponse::Ok().json(state.login.admin_login(&provider_corpid, &body.auth_code).await?))
 }
 
+#[utoipa::path(post, path = "/api/v1/suites/{suite_id}/corps/{corpid}/jsapi_signatures", tag = "front door",
+    description = "wx.config and wx.agentConfig signatures of a page URL (scope `tokens`).",
+    params(("suite_id" = String, Path, description = "The suite's id"), ("corpid" = String, Path, description = "The corp's corpid, as the suite sees it")), request_body = SignBody,
+    responses((status = 200, description = "The signatures", body = JsapiSignatures),
+        (status = 400, description = "`invalid_body`, `invalid_url`", body = ErrorBody),
+        (status = 409, description = "`corp_not_active`, `permanent_code_rejected`, `suite_disabled`", body = ErrorBody),
+        WecomErrors))]
 async fn jsapi_signatures(
     _: Granted<scope::Tokens>,
     state: State,

@@ -13,6 +13,7 @@ mod health;
 mod ids;
 pub mod install;
 mod licenses;
+pub mod openapi;
 pub mod pages;
 pub mod request_id;
 mod webhooks;
@@ -21,7 +22,8 @@ use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, middleware, web};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::access::Authenticator;
 use crate::error::AppError;
@@ -53,6 +55,9 @@ pub struct AppState {
     pub console: console::ConsoleSettings,
 }
 
+/// Where the internal API lives.
+pub const API_SCOPE: &str = "/api/v1";
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/healthz").route(web::get().to(health::healthz)))
         .service(web::resource("/readyz").route(web::get().to(health::readyz)))
@@ -60,7 +65,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(install::routes)
         .configure(console::routes)
         .service(
-            web::scope("/api/v1")
+            web::scope(API_SCOPE)
                 .wrap(middleware::from_fn(auth::authenticate))
                 // Outermost: a client past its rate costs no key lookup.
                 .wrap(middleware::from_fn(edge::limit_api))
@@ -80,6 +85,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .configure(front::routes)
                 .configure(webhooks::routes)
                 .configure(api_keys::routes)
+                .route(openapi::PATH, web::get().to(openapi::document_json))
                 .default_service(web::to(api_not_found)),
         );
 }
@@ -143,13 +149,35 @@ impl ResponseError for AppError {
             }
             _ => {}
         }
-        let mut error = json!({"code": self.code(), "message": self.to_string()});
-        if let Self::Upstream { errcode, errmsg } | Self::LicenseRefused { errcode, errmsg, .. } = self {
-            error["errcode"] = json!(errcode);
-            error["errmsg"] = json!(errmsg);
-        }
-        response.json(json!({ "error": error }))
+        let (errcode, errmsg) = match self {
+            Self::Upstream { errcode, errmsg } | Self::LicenseRefused { errcode, errmsg, .. } => {
+                (Some(*errcode), Some(errmsg.clone()))
+            }
+            _ => (None, None),
+        };
+        response
+            .json(ErrorBody { error: ErrorDetail { code: self.code(), errcode, errmsg, message: self.to_string() } })
     }
+}
+
+/// Every error answer of `/api/v1`.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable snake_case code (see each operation's responses).
+    pub code: &'static str,
+    /// WeCom's errcode, when a WeCom call failed or WeCom refused a license request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errcode: Option<i64>,
+    /// WeCom's errmsg, with `errcode`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errmsg: Option<String>,
+    /// For people; may change.
+    pub message: String,
 }
 
 impl actix_web::Responder for AppError {

@@ -16,6 +16,7 @@ pub use schedule::RetrySchedule;
 
 use serde::Serialize;
 use url::Url;
+use utoipa::ToSchema;
 
 use crate::access::{Denied, Suites};
 use crate::feed::{self, EventFilter, rfc3339};
@@ -47,7 +48,7 @@ fn invalid(message: impl Into<String>) -> WebhookError {
 }
 
 /// A subscription as shown: never its secret.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Subscription {
     pub id: String,
     pub url: String,
@@ -77,7 +78,7 @@ impl From<&WebhookRow> for Subscription {
 }
 
 /// The answer to a creation: the subscription and, this once, its secret.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Created {
     #[serde(flatten)]
     pub subscription: Subscription,
@@ -103,7 +104,7 @@ pub struct Changes {
 }
 
 /// A delivery that did not succeed at once, or that a replay queued.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Delivery {
     pub event_id: EventId,
     /// `queued`, `failed` or `dead`.

@@ -5,6 +5,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::client::{Grant, TokenParam, WecomClient, WecomError, grant};
 use crate::model::{CorpId, UserId};
@@ -37,7 +38,7 @@ impl CodeUser {
 }
 
 /// A member's detail (getuserdetail3rd); mobile and email are not for third parties.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 pub struct UserDetail {
     #[serde(default)]
     pub name: String,
@@ -51,17 +52,22 @@ pub struct UserDetail {
 }
 
 /// The provider admin's login (get_login_info).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 pub struct LoginInfo {
     /// 1 creator, 2 internal sysadmin, 3 external sysadmin, 4 分级管理员, 5 member.
     pub usertype: i64,
+    // WeCom's own objects, passed through (null when WeCom left them out).
     #[serde(rename(deserialize = "user_info"), default)]
+    #[schema(value_type = Option<Object>)]
     pub user: Value,
     #[serde(rename(deserialize = "corp_info"), default)]
+    #[schema(value_type = Option<Object>)]
     pub corp: Value,
     #[serde(rename(deserialize = "agent"), default)]
+    #[schema(value_type = Vec<Object>)]
     pub agents: Vec<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub auth_info: Value,
 }
 

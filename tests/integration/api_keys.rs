@@ -43,13 +43,7 @@ async fn add_suites(app: &TestApp) {
 }
 
 async fn call(app: &TestApp, method: Method, bearer: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut request = app.client.request(method, app.url(path)).bearer_auth(bearer);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    app.call_as(method, bearer, path, body.as_ref()).await
 }
 
 async fn get_as(app: &TestApp, bearer: &str, path: &str) -> (u16, Value) {

@@ -16,6 +16,7 @@ use wecom_provider::app::{self, Running, StartOptions};
 use wecom_provider::config::{Config, DatabaseUrl};
 use wecom_provider::crypto::CallbackKeys;
 
+use crate::contract::assert_documented;
 use crate::fake_wecom::FakeWecom;
 
 /// The answer to a callback not stored within its deadline.
@@ -372,20 +373,32 @@ impl TestApp {
 
     /// GET with the admin bearer token; returns status and JSON body.
     pub async fn api(&self, path: &str) -> (u16, Value) {
-        let response = self.client.get(self.url(path)).bearer_auth(ADMIN_TOKEN).send().await.expect("request");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        self.call_as(reqwest::Method::GET, ADMIN_TOKEN, path, None).await
     }
 
     /// A request with the admin bearer token and an optional JSON body.
     pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let mut request = self.client.request(method, self.url(path)).bearer_auth(ADMIN_TOKEN);
+        self.call_as(method, ADMIN_TOKEN, path, body).await
+    }
+
+    /// A request with `bearer` and an optional JSON body; an `/api/v1` answer the
+    /// OpenAPI document does not describe fails the test (see `contract.rs`).
+    pub async fn call_as(
+        &self,
+        method: reqwest::Method,
+        bearer: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut request = self.client.request(method.clone(), self.url(path)).bearer_auth(bearer);
         if let Some(body) = body {
             request = request.json(body);
         }
         let response = request.send().await.expect("request");
         let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        let answer = response.json().await.unwrap_or(Value::Null);
+        assert_documented(&method, path, status, &answer);
+        (status, answer)
     }
 
     pub async fn post_raw(&self, path_and_query: &str, body: Vec<u8>) -> (u16, String) {
