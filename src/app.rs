@@ -167,6 +167,10 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
             auth_type: config.install_auth_type,
         },
         edge: Edge::new(config.edge.clone()),
+        console: web::console::ConsoleSettings {
+            session_lifetime: config.console_session,
+            secure: config.public_base_url.scheme() == "https",
+        },
         pages,
     }));
     let mut server = actix_web::HttpServer::new(move || {

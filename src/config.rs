@@ -43,6 +43,7 @@ pub const VARIABLES: &[&str] = &[
     "TRUSTED_PROXIES",
     "METRICS_ADDR",
     "TEMPLATES_DIR",
+    "CONSOLE_SESSION_HOURS",
     "RUST_LOG",
     "LOG_FORMAT",
 ];
@@ -79,6 +80,8 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// Page templates here replace the built-in ones of the same name.
     pub templates_dir: Option<PathBuf>,
+    /// A console sign-in lasts this long (absolute, not renewed by use).
+    pub console_session: std::time::Duration,
     pub log_filter: String,
     pub log_format: LogFormat,
 }
@@ -235,6 +238,7 @@ impl Config {
         let trusted_proxies = get("TRUSTED_PROXIES");
         let metrics_addr = get("METRICS_ADDR");
         let templates_dir = get("TEMPLATES_DIR");
+        let console_session_hours = get("CONSOLE_SESSION_HOURS");
         let log_filter = get("RUST_LOG");
         let log_format = get("LOG_FORMAT");
 
@@ -365,6 +369,8 @@ impl Config {
             0..=600,
             &mut errors,
         ));
+        let console_session_hours =
+            whole_number("CONSOLE_SESSION_HOURS", console_session_hours.as_deref(), 8, 1..=168, &mut errors);
         let event_retention_days =
             whole_number("EVENT_RETENTION_DAYS", event_retention_days.as_deref(), 30, 1..=3650, &mut errors);
         let license_expiry_notice_days =
@@ -457,6 +463,7 @@ impl Config {
                     edge,
                     metrics_addr,
                     templates_dir,
+                    console_session: std::time::Duration::from_secs(console_session_hours * 3600),
                     log_filter,
                     log_format,
                 })

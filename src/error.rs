@@ -205,6 +205,18 @@ impl From<WebhookError> for AppError {
     }
 }
 
+impl From<crate::feed::ReplayError> for AppError {
+    fn from(error: crate::feed::ReplayError) -> Self {
+        match error {
+            crate::feed::ReplayError::NotFound => Self::NotFound("event"),
+            crate::feed::ReplayError::NotFailed { .. } => {
+                Self::Conflict { code: "not_failed", message: error.to_string() }
+            }
+            crate::feed::ReplayError::Store(store) => store.into(),
+        }
+    }
+}
+
 impl From<Denied> for AppError {
     fn from(denied: Denied) -> Self {
         Self::Forbidden(denied)

@@ -8,8 +8,9 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::model::{CorpId, EventId, EventStatus, ProviderCorpId, SuiteId};
+use crate::store::audit::NewAuditEntry;
 pub use crate::store::events::EventFilter;
-use crate::store::events::{self, EventRow};
+use crate::store::events::{self, EventRow, Replayed};
 use crate::store::{Db, StoreError};
 
 /// The longest a long poll may wait.
@@ -102,6 +103,36 @@ pub async fn page(
             _ = appended.changed() => {}
             _ = tokio::time::sleep_until(next_look) => {}
         }
+    }
+}
+
+/// One event as the feed shows it.
+pub async fn event(db: &Db, id: EventId) -> Result<Option<FeedEvent>, StoreError> {
+    Ok(db.run(move |conn| events::find(conn, id)).await?.map(FeedEvent::from))
+}
+
+/// Why a failed event was not replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("event not found")]
+    NotFound,
+    #[error("event {id} is {status}, not failed: only a failed event can be replayed")]
+    NotFailed { id: EventId, status: EventStatus },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Gives failed event `id` back to the worker at once, audited as `event.replay` on
+/// behalf of `actor`; an event that is not failed is left as it is.
+pub async fn replay_failed(db: &Db, id: EventId, actor: &str) -> Result<(), ReplayError> {
+    let entry = NewAuditEntry::new(actor, "event.replay", &id.to_string(), serde_json::json!({}));
+    match db.run(move |conn| events::replay_failed(conn, id, &entry)).await? {
+        Replayed::Queued => {
+            db.notify_appended();
+            Ok(())
+        }
+        Replayed::NotFailed(status) => Err(ReplayError::NotFailed { id, status }),
+        Replayed::NotFound => Err(ReplayError::NotFound),
     }
 }
 

@@ -83,3 +83,12 @@ pub fn page(conn: &mut Conn, after: i64, limit: i64) -> StoreResult<Vec<AuditRow
         .select(AuditRow::as_select())
         .load(c)?))
 }
+
+/// The newest `limit` entries, newest first.
+pub fn latest(conn: &mut Conn, limit: i64) -> StoreResult<Vec<AuditRow>> {
+    Ok(with_backend!(conn, c => audit_log::table
+        .order(audit_log::id.desc())
+        .limit(limit)
+        .select(AuditRow::as_select())
+        .load(c)?))
+}

@@ -391,3 +391,44 @@ pub fn prune_done(conn: &mut Conn, cutoff: i64, batch: i64) -> StoreResult<usize
     });
     Ok(deleted)
 }
+
+pub fn find(conn: &mut Conn, id: EventId) -> StoreResult<Option<EventRow>> {
+    let row = with_backend!(conn, c => events::table.find(id).select(EventRow::as_select()).first(c).optional()?);
+    Ok(row)
+}
+
+/// What a replay of a failed event found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replayed {
+    /// Pending again, due now, with its audit entry.
+    Queued,
+    /// The event is not failed (pending or done): nothing changed.
+    NotFailed(EventStatus),
+    NotFound,
+}
+
+/// Gives a failed event back to the worker: pending, due now, its attempts counted
+/// afresh (the last error kept until the next attempt), with `entry` audited in the
+/// same transaction. Only a failed event is replayed.
+pub fn replay_failed(conn: &mut Conn, id: EventId, entry: &super::audit::NewAuditEntry) -> StoreResult<Replayed> {
+    let now = now_ms();
+    let outcome = with_backend!(conn, c => c.write_transaction(|c| {
+        let updated = diesel::update(events::table.find(id).filter(events::status.eq(EventStatus::Failed)))
+            .set((
+                events::status.eq(EventStatus::Pending),
+                events::processed_at.eq(None::<i64>),
+                events::attempts.eq(0),
+                events::next_attempt_at.eq(now),
+                events::claimed_by.eq(None::<String>),
+                events::claimed_until.eq(None::<i64>),
+            ))
+            .execute(c)?;
+        if updated == 1 {
+            super::audit::append_to(c, entry)?;
+            return Ok::<_, diesel::result::Error>(Replayed::Queued);
+        }
+        let status: Option<EventStatus> = events::table.find(id).select(events::status).first(c).optional()?;
+        Ok(status.map_or(Replayed::NotFound, Replayed::NotFailed))
+    })?);
+    Ok(outcome)
+}

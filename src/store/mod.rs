@@ -8,6 +8,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod auth_codes;
+pub mod console;
 pub mod corps;
 pub mod events;
 pub mod ids;

@@ -336,3 +336,13 @@ diesel::table! {
         created_at -> BigInt,
     }
 }
+
+diesel::table! {
+    console_sessions (id_hash) {
+        id_hash -> Text,
+        actor -> Text,
+        csrf_token -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}

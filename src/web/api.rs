@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::auth::{Granted, scope};
+use super::auth::{Admin, Granted, scope};
 use super::openapi::WecomErrors;
 use super::{ErrorBody, State};
 use crate::error::AppError;
@@ -25,7 +25,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/suites/{suite_id}/corps/{corpid}", web::get().to(corp))
         .route("/suites/{suite_id}/corps/{corpid}/token", web::get().to(corp_token))
         .route("/providers/{provider_corpid}/token", web::get().to(provider_token))
-        .route("/events", web::get().to(event_feed));
+        .route("/events", web::get().to(event_feed))
+        .route("/events/{id}/replay", web::post().to(replay_event));
 }
 
 #[utoipa::path(get, path = "/api/v1/suites/{suite_id}", tag = "suites",
@@ -289,4 +290,24 @@ async fn corp(
     let corp =
         state.db.run(move |conn| corps::find(conn, &suite_id, &corpid)).await?.ok_or(AppError::NotFound("corp"))?;
     Ok(HttpResponse::Ok().json(CorpDetail::from(corp)))
+}
+
+#[derive(Serialize, ToSchema)]
+struct Replayed {
+    /// The event given back to the worker.
+    replayed: EventId,
+}
+
+/// A failed event given back to the worker (admin scope): 202, or 409 `not_failed`.
+#[utoipa::path(post, path = "/api/v1/events/{id}/replay", tag = "events",
+    description = "Gives a failed event back to the worker (scope `admin`): pending, due now, its attempts counted \
+                   afresh, audited as `event.replay`. Only a failed event is replayed.",
+    params(("id" = i64, Path, description = "The event's id")),
+    responses((status = 202, description = "Queued again", body = Replayed),
+        (status = 404, description = "`not_found`: no such event", body = ErrorBody),
+        (status = 409, description = "`not_failed`: the event is pending or done; nothing changed", body = ErrorBody)))]
+async fn replay_event(admin: Admin, state: State, id: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let id = EventId::new(id.parse().map_err(|_| AppError::NotFound("event"))?);
+    feed::replay_failed(&state.db, id, &admin.actor).await?;
+    Ok(HttpResponse::Accepted().json(Replayed { replayed: id }))
 }

@@ -25,7 +25,7 @@ use crate::access::{Principal, Scope, Suites};
 use crate::error::AppError;
 
 /// A failed authentication is answered this much later, so guessing is slow.
-const FAILED_AUTH_DELAY: Duration = Duration::from_millis(250);
+pub(super) const FAILED_AUTH_DELAY: Duration = Duration::from_millis(250);
 
 /// The middleware of `/api/v1` (see the module documentation).
 pub async fn authenticate(

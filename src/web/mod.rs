@@ -6,6 +6,7 @@ mod api;
 mod api_keys;
 mod auth;
 mod callback;
+pub mod console;
 pub mod edge;
 mod front;
 mod health;
@@ -51,6 +52,7 @@ pub struct AppState {
     pub install: install::InstallSettings,
     pub pages: pages::Pages,
     pub edge: edge::Edge,
+    pub console: console::ConsoleSettings,
 }
 
 /// Where the internal API lives.
@@ -61,6 +63,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/readyz").route(web::get().to(health::readyz)))
         .configure(callback::routes)
         .configure(install::routes)
+        .configure(console::routes)
         .service(
             web::scope(API_SCOPE)
                 .wrap(middleware::from_fn(auth::authenticate))

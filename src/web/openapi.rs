@@ -58,6 +58,7 @@ const COMMON_ERRORS: [(&str, &str); 4] = [
         api::corp_token,
         api::provider_token,
         api::event_feed,
+        api::replay_event,
         ids::open_corpids,
         ids::identity,
         ids::open_userids,

@@ -22,6 +22,18 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("install.html", include_str!("../../templates/install.html")),
     ("installed.html", include_str!("../../templates/installed.html")),
     ("install_error.html", include_str!("../../templates/install_error.html")),
+    ("admin/base.html", include_str!("../../templates/admin/base.html")),
+    ("admin/login.html", include_str!("../../templates/admin/login.html")),
+    ("admin/error.html", include_str!("../../templates/admin/error.html")),
+    ("admin/overview.html", include_str!("../../templates/admin/overview.html")),
+    ("admin/corps.html", include_str!("../../templates/admin/corps.html")),
+    ("admin/corp.html", include_str!("../../templates/admin/corp.html")),
+    ("admin/_events_table.html", include_str!("../../templates/admin/_events_table.html")),
+    ("admin/events.html", include_str!("../../templates/admin/events.html")),
+    ("admin/event.html", include_str!("../../templates/admin/event.html")),
+    ("admin/webhooks.html", include_str!("../../templates/admin/webhooks.html")),
+    ("admin/ids.html", include_str!("../../templates/admin/ids.html")),
+    ("admin/audit.html", include_str!("../../templates/admin/audit.html")),
 ];
 const MESSAGES: &str = "messages.json";
 const BUILT_IN_MESSAGES: &str = include_str!("../../templates/messages.json");

@@ -4,6 +4,7 @@
 mod api;
 mod api_keys;
 mod callbacks;
+mod console;
 mod contract;
 mod control_plane;
 mod durability;

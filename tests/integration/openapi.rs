@@ -49,7 +49,7 @@ fn routes_in_the_code() -> Vec<(String, String)> {
         .split(".configure(")
         .skip(1)
         .filter_map(|rest| rest.split_once("::routes)").map(|(module, _)| module))
-        .filter(|module| !["callback", "install"].contains(module))
+        .filter(|module| !["callback", "install", "console"].contains(module))
         .collect();
     assert!(modules.len() >= 7, "the /api/v1 modules are found: {modules:?}");
     let mut routes = Vec::new();
