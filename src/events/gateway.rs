@@ -198,14 +198,12 @@ impl Gateway {
             return Err(CallbackError::ReceiveIdMismatch);
         }
         let plaintext = String::from_utf8(opened.message).map_err(|_| CallbackError::NotUtf8)?;
-        let event =
-            prepare(&target.source, &receive_id, plaintext, now_ms(), self.db.sealer()).map_err(
-                |error| match error {
-                    PrepareError::Malformed(error) => CallbackError::Message(error),
-                    PrepareError::SuiteMismatch => CallbackError::SuiteMismatch,
-                },
-            )?;
-        let mut event = event;
+        let mut event = prepare(&target.source, &receive_id, plaintext, now_ms(), self.db.sealer()).map_err(
+            |error| match error {
+                PrepareError::Malformed(error) => CallbackError::Message(error),
+                PrepareError::SuiteMismatch => CallbackError::SuiteMismatch,
+            },
+        )?;
         if event.status == EventStatus::Pending {
             event.request_id = request_id.map(str::to_owned);
         }

@@ -10,6 +10,15 @@ use crate::helpers::*;
 
 const DK_SUITE: &str = "dk1a2b3c4d5e6f7a8b";
 
+/// The app with its seeded suite a customized-app template (代开发).
+async fn spawn_customized(db: &TestDb, fake: &FakeWecom) -> TestApp {
+    spawn_against(db, fake, |env| {
+        env.insert("WECOM_SUITE_ID".into(), DK_SUITE.into());
+        env.insert("WECOM_SUITE_KIND".into(), "customized_template".into());
+    })
+    .await
+}
+
 fn corp_path(app: &TestApp, corpid: &str) -> String {
     format!("/api/v1/suites/{}/corps/{corpid}", app.seeded_suite)
 }
@@ -108,11 +117,7 @@ async fn a_third_party_suite_lives_through_install_change_and_cancel() {
 async fn a_customized_app_gets_corp_tokens_from_gettoken_and_survives_a_secret_reset() {
     let db = TestDb::new();
     let fake = FakeWecom::start().await;
-    let app = spawn_against(&db, &fake, |env| {
-        env.insert("WECOM_SUITE_ID".into(), DK_SUITE.into());
-        env.insert("WECOM_SUITE_KIND".into(), "customized_template".into());
-    })
-    .await;
+    let app = spawn_customized(&db, &fake).await;
     app.push_ticket(&fake).await;
     let corp = app.install(&fake, "wpCorpDk001", "Corp Dk").await;
     assert_eq!(corp["status"], "active");
@@ -176,11 +181,7 @@ async fn the_same_auth_code_delivered_twice_is_exchanged_once() {
 async fn change_auth_records_whether_a_customized_app_is_enabled_with_an_event_per_switch() {
     let db = TestDb::new();
     let fake = FakeWecom::start().await;
-    let app = spawn_against(&db, &fake, |env| {
-        env.insert("WECOM_SUITE_ID".into(), DK_SUITE.into());
-        env.insert("WECOM_SUITE_KIND".into(), "customized_template".into());
-    })
-    .await;
+    let app = spawn_customized(&db, &fake).await;
     app.push_ticket(&fake).await;
     app.install(&fake, "wpCorpDkSw1", "Corp Switch").await;
     let change = |timestamp| auth_event_xml(DK_SUITE, "change_auth", "wpCorpDkSw1", timestamp);
