@@ -37,7 +37,7 @@ function done(summary, latency, requests)
   end
   local errors = summary.errors
   io.write(string.format(
-    'RESULT {"requests":%d,"duration_us":%d,"non2xx":%d,"socket_errors":%d,"p50_us":%d,"p99_us":%d,"max_us":%d,"wrapped":%d}\n',
+    'RESULT {"requests":%d,"duration_us":%d,"non2xx":%d,"socket_errors":%d,"p50_us":%d,"p99_us":%d,"p999_us":%d,"max_us":%d,"wrapped":%d}\n',
     summary.requests, summary.duration, errors.status, errors.connect + errors.read + errors.write + errors.timeout,
-    latency:percentile(50), latency:percentile(99), latency.max, wrapped_total))
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.max, wrapped_total))
 end

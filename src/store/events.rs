@@ -16,8 +16,9 @@ use crate::with_backend;
 /// SQLite's single writer gives the same guarantee by itself.
 const EVENT_APPEND_LOCK_KEY: i64 = 0x7765_636f_6d02;
 
-/// `None` is inserted as NULL, not as the column default, so that diesel can put a
-/// whole batch into one statement on SQLite too.
+/// `None` is inserted as NULL, not as the column default, so that every insert has
+/// one SQL text: one multi-row statement per batch on PostgreSQL, one cached
+/// statement on SQLite.
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = events, treat_none_as_default_value = false)]
 pub struct NewEvent {
@@ -70,25 +71,6 @@ pub struct PendingEvent {
     pub received_at: i64,
     pub attempts: i32,
     pub request_id: Option<String>,
-}
-
-/// What a transaction appending events takes first. PostgreSQL: the append lock that
-/// keeps ids committing in order. SQLite: nothing, its single writer does that.
-trait AppendLock {
-    fn take_append_lock(&mut self) -> QueryResult<()>;
-}
-
-impl AppendLock for diesel::SqliteConnection {
-    fn take_append_lock(&mut self) -> QueryResult<()> {
-        Ok(())
-    }
-}
-
-impl AppendLock for diesel::PgConnection {
-    fn take_append_lock(&mut self) -> QueryResult<()> {
-        diesel::sql_query(format!("SELECT pg_advisory_xact_lock({EVENT_APPEND_LOCK_KEY})")).execute(self)?;
-        Ok(())
-    }
 }
 
 /// SHA-256 over length-prefixed parts, so no two different lists of parts collide by
@@ -171,29 +153,50 @@ pub trait InsertEvents {
     fn insert_events(&mut self, batch: &[NewEvent]) -> QueryResult<Vec<Option<EventId>>>;
 }
 
-/// The same diesel query, compiled once per backend.
-macro_rules! impl_insert_events {
-    ($($connection:ty),*) => {$(
-        impl InsertEvents for $connection {
-            fn insert_events(&mut self, batch: &[NewEvent]) -> QueryResult<Vec<Option<EventId>>> {
-                if batch.is_empty() {
-                    return Ok(Vec::new());
-                }
-                self.take_append_lock()?;
-                let inserted: Vec<(String, EventId)> = diesel::insert_into(events::table)
-                    .values(batch)
-                    .on_conflict(events::dedupe_key)
-                    .do_nothing()
-                    .returning((events::dedupe_key, events::id))
-                    .get_results(self)?;
-                let mut inserted: HashMap<String, EventId> = inserted.into_iter().collect();
-                Ok(batch.iter().map(|event| inserted.remove(&event.dedupe_key)).collect())
-            }
+/// PostgreSQL: one multi-row statement per batch, a single round trip.
+impl InsertEvents for diesel::PgConnection {
+    fn insert_events(&mut self, batch: &[NewEvent]) -> QueryResult<Vec<Option<EventId>>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
         }
-    )*};
+        diesel::sql_query(format!("SELECT pg_advisory_xact_lock({EVENT_APPEND_LOCK_KEY})")).execute(self)?;
+        let inserted: Vec<(String, EventId)> = diesel::insert_into(events::table)
+            .values(batch)
+            .on_conflict(events::dedupe_key)
+            .do_nothing()
+            .returning((events::dedupe_key, events::id))
+            .get_results(self)?;
+        let mut inserted: HashMap<String, EventId> = inserted.into_iter().collect();
+        Ok(batch.iter().map(|event| inserted.remove(&event.dedupe_key)).collect())
+    }
 }
 
-impl_insert_events!(diesel::SqliteConnection, diesel::PgConnection);
+diesel::define_sql_function! {
+    /// SQLite's rowid of the row its connection inserted last.
+    fn last_insert_rowid() -> diesel::sql_types::BigInt;
+}
+
+/// SQLite: one cached single-row statement per event. There is no round trip to
+/// save, while a multi-row statement is parsed afresh for every batch length and
+/// buffers its RETURNING rows in a temporary table.
+impl InsertEvents for diesel::SqliteConnection {
+    fn insert_events(&mut self, batch: &[NewEvent]) -> QueryResult<Vec<Option<EventId>>> {
+        batch
+            .iter()
+            .map(|event| {
+                let inserted = diesel::insert_into(events::table)
+                    .values(event)
+                    .on_conflict(events::dedupe_key)
+                    .do_nothing()
+                    .execute(self)?;
+                if inserted == 0 {
+                    return Ok(None);
+                }
+                diesel::select(last_insert_rowid()).get_result(self).map(Some)
+            })
+            .collect()
+    }
+}
 
 /// Inserts a batch in one transaction: one fsync for all of them.
 pub fn append(conn: &mut Conn, batch: &[NewEvent]) -> StoreResult<Vec<Option<EventId>>> {

@@ -123,9 +123,12 @@ async fn a_callback_signed_before_the_retention_window_is_refused_and_not_stored
 #[tokio::test]
 async fn retention_prunes_old_done_events_and_keeps_pending_and_failed_ones() {
     let db = TestDb::new();
-    let app =
-        TestApp::spawn_with(&db, wecom_provider::app::StartOptions { run_worker: false, ..Default::default() }, |_| {})
-            .await;
+    // The app's own pruner keeps ten years, so only the explicit passes below prune.
+    let options = wecom_provider::app::StartOptions { run_worker: false, ..Default::default() };
+    let app = TestApp::spawn_with(&db, options, |env| {
+        env.insert("EVENT_RETENTION_DAYS".into(), "3650".into());
+    })
+    .await;
     let (status, _) =
         app.post_callback(&command_path(SUITE_ID), &suite_keys(), SUITE_ID, &suite_ticket_xml(SUITE_ID, "new")).await;
     assert_eq!(status, 200);

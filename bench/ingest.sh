@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# One ingest step, as bench/run.sh runs it: start a server on a fresh database (or a
+# copy of a seeded one), drive it with realistic change_contact callbacks for
+# DURATION seconds, check that every acknowledged callback is stored exactly once,
+# and print one JSON line.
+#
+# Usage: bench/ingest.sh SERVER BACKEND STAMPS CONNECTIONS [SEED]
+#   SERVER   ours | peer | ours:/path/to/other/binary (an older build, for before/after)
+#   BACKEND  sqlite | postgres (ours only; the peer is on SQLite)
+#   STAMPS   advancing (one second per 20,000) | same (all in one second)
+#   SEED     a SQLite file or PostgreSQL database name (made by bench/seed.sh) to copy
+#            as the starting database, e.g. one holding 1 M events
+# Environment: DURATION (s, default 20), SHAPE (realistic | small), BIN_DIR, EXTRA_ENV
+# (more server settings, e.g. EVENT_RETENTION_DAYS=1), SEED_MOVE=1 (SQLite: move the
+# seed instead of copying it, for a 10 M one), FEED=1 (ours: also the median
+# latency of 20 feed pages of 100 at three depths, after the load).
+# Traffic goes to 127.0.0.1 only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SERVER=$1 BACKEND=$2 STAMPS=$3 CONNS=$4 SEED=${5:-}
+DURATION=${DURATION:-20}
+SHAPE=${SHAPE:-realistic}
+BIN_DIR=${BIN_DIR:-target/release}
+TOKEN=QDG6eK
+AES_KEY=jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C
+SUITE=wwbenchsuite
+PORT=${PORT:-18080}
+PG_ADMIN=${PG_ADMIN_URL:-postgres://root@127.0.0.1:5432/postgres}
+WORK=$(mktemp -d -p "${BENCH_WORK:-/tmp}")
+PIDS=()
+PG_DB=
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  [[ -n $PG_DB ]] && psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+BIN=$BIN_DIR/wecom-provider
+[[ $SERVER == ours:* ]] && BIN=${SERVER#ours:}
+
+sql() { # QUERY → one value, from the step's database
+  if [[ $BACKEND == sqlite ]]; then
+    python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])" "$DB" "$1"
+  else
+    psql -tA "$DB" -c "$1"
+  fi
+}
+
+wait_answering() {
+  for _ in $(seq 1 600); do
+    curl -s -o /dev/null "http://127.0.0.1:$PORT/$1" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "server on port $PORT did not come up" >&2
+  exit 1
+}
+
+if [[ $SERVER == peer ]]; then
+  BACKEND=sqlite
+  DB=$WORK/peer.db
+  [[ -n $SEED ]] && cp "$SEED" "$DB"
+  [[ -n $SEED ]] || python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('PRAGMA journal_mode=WAL'); c.execute('CREATE TABLE events (id INTEGER PRIMARY KEY, dedupe_key TEXT NOT NULL UNIQUE, plaintext TEXT NOT NULL)')" "$DB"
+  PEER_TOKEN=$TOKEN PEER_AES_KEY=$AES_KEY PEER_SUITE_ID=$SUITE PEER_DATABASE=$DB \
+    bench/.venv/bin/gunicorn --log-level warning -w "$(nproc)" -b "127.0.0.1:$PORT" --chdir bench/peer app:app &
+  PIDS+=("$!")
+  wait_answering ""
+  sleep 2 # every worker imports wechatpy after the port opens
+  for _ in $(seq 1 20); do curl -s -o /dev/null "http://127.0.0.1:$PORT/"; done
+  COUNT=$((3000 * DURATION))
+else
+  if [[ $BACKEND == sqlite ]]; then
+    DB=$WORK/ours.db
+    if [[ -n $SEED && ${SEED_MOVE:-} == 1 ]]; then mv "$SEED" "$DB"; elif [[ -n $SEED ]]; then cp "$SEED" "$DB"; fi
+    URL=sqlite://$DB
+  else
+    PG_DB=wecom_bench_step_$$
+    if [[ -n $SEED ]]; then
+      psql -q "$PG_ADMIN" -c "CREATE DATABASE $PG_DB TEMPLATE $SEED" >/dev/null
+    else
+      psql -q "$PG_ADMIN" -c "CREATE DATABASE $PG_DB" >/dev/null
+    fi
+    DB=${PG_ADMIN%/*}/$PG_DB
+    URL=$DB
+  fi
+  env -i PATH="$PATH" DATABASE_URL="$URL" MASTER_KEY=OPJq1+DXBKIIqLGqMGZm+RRrnpjHYuSnsBYxyMH1e1M= LISTEN_ADDR="127.0.0.1:$PORT" RUST_LOG=warn \
+    ADMIN_TOKEN=bench-admin-token-0123456789-abcdef WECOM_API_BASE=http://127.0.0.1:9 \
+    WECOM_PROVIDER_CORPID=wwbenchprovider WECOM_PROVIDER_SECRET=bench-provider-secret \
+    WECOM_SUITE_ID=$SUITE WECOM_SUITE_SECRET=bench-suite-secret \
+    WECOM_SUITE_TOKEN=$TOKEN WECOM_SUITE_ENCODING_AES_KEY=$AES_KEY \
+    ${EXTRA_ENV:-} "$BIN" serve >"$WORK/server.log" 2>&1 &
+  PIDS+=("$!")
+  wait_answering healthz
+  COUNT=$((30000 * DURATION))
+fi
+
+FILE=$WORK/callbacks.txt
+"$BIN_DIR/examples/bench_callbacks" "$TOKEN" "$AES_KEY" "$SUITE" "$COUNT" "$SERVER-$STAMPS-$$-$RANDOM" "$FILE" "$STAMPS" "$SHAPE"
+BEFORE=$(sql "SELECT count(*) FROM events")
+sync # the file's writeback must not compete with the fsyncs measured next
+cpu_ticks() { # user + system ticks of the server and its worker processes
+  local pid sum=0
+  for pid in "${PIDS[0]}" $(pgrep -P "${PIDS[0]}"); do sum=$((sum + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
+  echo $sum
+}
+CPU_BEFORE=$(cpu_ticks)
+THREADS=$((CONNS < 2 ? 1 : 2))
+RESULT=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 10s -s bench/callbacks.lua "http://127.0.0.1:$PORT/" -- "$FILE" "$THREADS" |
+  awk '/^RESULT / {sub(/^RESULT /, ""); print}')
+CPU_AFTER=$(cpu_ticks)
+sleep 1
+AFTER=$(sql "SELECT count(*) FROM events")
+DISTINCT=$(sql "SELECT count(DISTINCT dedupe_key) FROM events")
+FEED_MS=null
+if [[ ${FEED:-} == 1 && $SERVER != peer ]]; then
+  MAX_ID=$(sql "SELECT max(id) FROM events")
+  FEED_MS=$(for after in 0 $((MAX_ID / 2)) $((MAX_ID - 200)); do
+    for _ in $(seq 1 20); do
+      curl -s -o /dev/null -w '%{time_total}\n' -H "Authorization: Bearer bench-admin-token-0123456789-abcdef" \
+        "http://127.0.0.1:$PORT/api/v1/events?after=$after&limit=100"
+    done | sort -n | awk -v after="$after" '{a[NR]=$1} END {printf "{\"after\":%d,\"median_ms\":%.2f}\n", after, a[int(NR/2)+1]*1000}'
+  done | paste -sd, | sed 's/^/[/; s/$/]/')
+fi
+RSS=null
+[[ $SERVER != peer ]] && RSS=$(awk '/VmHWM/ {print $2}' "/proc/${PIDS[0]}/status")
+python3 - "$SERVER" "$BACKEND" "$STAMPS" "$CONNS" "$SHAPE" "${SEED:+seeded}" "$BEFORE" "$AFTER" "$DISTINCT" "$RSS" "$((CPU_AFTER - CPU_BEFORE))" "$(getconf CLK_TCK)" "$RESULT" "$FEED_MS" "${EXTRA_ENV:-}" <<'PY'
+import json, sys
+server, backend, stamps, conns, shape, seeded, before, after, distinct, rss, ticks, hz, wrk, feed, extra = sys.argv[1:]
+w = json.loads(wrk)
+ok = w["requests"] - w["non2xx"] - w["socket_errors"]
+print(json.dumps({
+    "kind": "ingest", "server": server, "backend": backend, "stamps": stamps,
+    "connections": int(conns), "shape": shape, "seeded": bool(seeded),
+    "rows_before": int(before), "stored": int(after) - int(before),
+    "rows_after": int(after), "distinct_keys": int(distinct),
+    "per_s": round(w["requests"] / (w["duration_us"] / 1e6)), "acknowledged_at_most": ok,
+    # CPU time of the server process (every worker, for the peer) per request answered.
+    "server_cpu_us_per_request": round(int(ticks) / int(hz) * 1e6 / max(w["requests"], 1), 1),
+    "peak_rss_kib": None if rss == "null" else int(rss), "feed": json.loads(feed), "settings": extra, "wrk": w,
+}))
+PY
