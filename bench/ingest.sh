@@ -105,6 +105,7 @@ cpu_ticks() { # user + system ticks of the server and its worker processes
   for pid in "${PIDS[0]}" $(pgrep -P "${PIDS[0]}"); do sum=$((sum + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
   echo $sum
 }
+START_MS=$(($(date +%s%N) / 1000000))
 CPU_BEFORE=$(cpu_ticks)
 THREADS=$((CONNS < 2 ? 1 : 2))
 RESULT=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 10s -s bench/callbacks.lua "http://127.0.0.1:$PORT/" -- "$FILE" "$THREADS" |
@@ -112,7 +113,13 @@ RESULT=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 10s -s bench/cal
 CPU_AFTER=$(cpu_ticks)
 sleep 1
 AFTER=$(sql "SELECT count(*) FROM events")
-DISTINCT=$(sql "SELECT count(DISTINCT dedupe_key) FROM events")
+# One statement, so the pruner deleting meanwhile cannot make it disagree with itself.
+DUPLICATES=$(sql "SELECT count(*) - count(DISTINCT dedupe_key) FROM events")
+if [[ $SERVER == peer ]]; then
+  STORED=$((AFTER - BEFORE))
+else # counted by arrival: with the pruner on, seeded rows vanish meanwhile
+  STORED=$(sql "SELECT count(*) FROM events WHERE received_at >= $START_MS")
+fi
 FEED_MS=null
 if [[ ${FEED:-} == 1 && $SERVER != peer ]]; then
   MAX_ID=$(sql "SELECT max(id) FROM events")
@@ -125,16 +132,16 @@ if [[ ${FEED:-} == 1 && $SERVER != peer ]]; then
 fi
 RSS=null
 [[ $SERVER != peer ]] && RSS=$(awk '/VmHWM/ {print $2}' "/proc/${PIDS[0]}/status")
-python3 - "$SERVER" "$BACKEND" "$STAMPS" "$CONNS" "$SHAPE" "${SEED:+seeded}" "$BEFORE" "$AFTER" "$DISTINCT" "$RSS" "$((CPU_AFTER - CPU_BEFORE))" "$(getconf CLK_TCK)" "$RESULT" "$FEED_MS" "${EXTRA_ENV:-}" <<'PY'
+python3 - "$SERVER" "$BACKEND" "$STAMPS" "$CONNS" "$SHAPE" "${SEED:+seeded}" "$BEFORE" "$AFTER" "$STORED" "$DUPLICATES" "$RSS" "$((CPU_AFTER - CPU_BEFORE))" "$(getconf CLK_TCK)" "$RESULT" "$FEED_MS" "${EXTRA_ENV:-}" <<'PY'
 import json, sys
-server, backend, stamps, conns, shape, seeded, before, after, distinct, rss, ticks, hz, wrk, feed, extra = sys.argv[1:]
+server, backend, stamps, conns, shape, seeded, before, after, stored, duplicates, rss, ticks, hz, wrk, feed, extra = sys.argv[1:]
 w = json.loads(wrk)
 ok = w["requests"] - w["non2xx"] - w["socket_errors"]
 print(json.dumps({
     "kind": "ingest", "server": server, "backend": backend, "stamps": stamps,
     "connections": int(conns), "shape": shape, "seeded": bool(seeded),
-    "rows_before": int(before), "stored": int(after) - int(before),
-    "rows_after": int(after), "distinct_keys": int(distinct),
+    "rows_before": int(before), "stored": int(stored), "rows_after": int(after),
+    "duplicate_keys": int(duplicates),
     "per_s": round(w["requests"] / (w["duration_us"] / 1e6)), "acknowledged_at_most": ok,
     # CPU time of the server process (every worker, for the peer) per request answered.
     "server_cpu_us_per_request": round(int(ticks) / int(hz) * 1e6 / max(w["requests"], 1), 1),
