@@ -23,10 +23,8 @@ STORM_CORPS=${STORM_CORPS:-20}
 BIN_DIR=${BIN_DIR:-target/release}
 BIN=$BIN_DIR/wecom-provider
 GEN=$BIN_DIR/examples/bench_callbacks
-TOKEN=QDG6eK AES_KEY=jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C SUITE=wwbenchsuite
-ADMIN=bench-admin-token-0123456789-abcdef
 LB_PORT=18100 FAKE_PORT=18200
-PG_ADMIN=${PG_ADMIN_URL:-postgres://root@127.0.0.1:5432/postgres}
+source bench/common.sh
 PG_DB=wecom_bench_cluster_$$
 DB=${PG_ADMIN%/*}/$PG_DB
 WORK=$(mktemp -d -p "${BENCH_WORK:-/tmp}")
@@ -39,11 +37,6 @@ cleanup() {
 }
 trap cleanup EXIT
 sql() { psql -tA "$DB" -c "$1"; }
-wait_answering() { # URL
-  for _ in $(seq 1 600); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done
-  echo "$1 did not come up" >&2
-  exit 1
-}
 
 psql -q "$PG_ADMIN" -c "CREATE DATABASE $PG_DB" >/dev/null
 python3 bench/fake_wecom.py $FAKE_PORT 0.2 &
@@ -53,12 +46,8 @@ wait_answering "http://127.0.0.1:$FAKE_PORT/_stats"
 SERVERS=
 for i in $(seq 1 "$INSTANCES"); do
   port=$((LB_PORT + i))
-  env -i PATH="$PATH" DATABASE_URL="$DB" MASTER_KEY=OPJq1+DXBKIIqLGqMGZm+RRrnpjHYuSnsBYxyMH1e1M= LISTEN_ADDR="127.0.0.1:$port" RUST_LOG=warn \
-    ADMIN_TOKEN=$ADMIN WECOM_API_BASE=http://127.0.0.1:$FAKE_PORT API_RATE_LIMIT_PER_MINUTE=10000000 \
-    WECOM_PROVIDER_CORPID=wwbenchprovider WECOM_PROVIDER_SECRET=bench-provider-secret \
-    WECOM_SUITE_ID=$SUITE WECOM_SUITE_SECRET=bench-suite-secret \
-    WECOM_SUITE_TOKEN=$TOKEN WECOM_SUITE_ENCODING_AES_KEY=$AES_KEY \
-    "$BIN" serve >"$WORK/server-$i.log" 2>&1 &
+  server_env "$DB" "$port" WECOM_API_BASE=http://127.0.0.1:$FAKE_PORT API_RATE_LIMIT_PER_MINUTE=10000000
+  "${SERVER_ENV[@]}" "$BIN" serve >"$WORK/server-$i.log" 2>&1 &
   PIDS+=("$!")
   wait_answering "http://127.0.0.1:$port/healthz" # one at a time: they share the migration
   SERVERS+="  server s$i 127.0.0.1:$port"$'\n'

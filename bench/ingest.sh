@@ -22,11 +22,8 @@ SERVER=$1 BACKEND=$2 STAMPS=$3 CONNS=$4 SEED=${5:-}
 DURATION=${DURATION:-20}
 SHAPE=${SHAPE:-realistic}
 BIN_DIR=${BIN_DIR:-target/release}
-TOKEN=QDG6eK
-AES_KEY=jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C
-SUITE=wwbenchsuite
 PORT=${PORT:-18080}
-PG_ADMIN=${PG_ADMIN_URL:-postgres://root@127.0.0.1:5432/postgres}
+source bench/common.sh
 WORK=$(mktemp -d -p "${BENCH_WORK:-/tmp}")
 PIDS=()
 PG_DB=
@@ -49,15 +46,6 @@ sql() { # QUERY → one value, from the step's database
   fi
 }
 
-wait_answering() {
-  for _ in $(seq 1 600); do
-    curl -s -o /dev/null "http://127.0.0.1:$PORT/$1" 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "server on port $PORT did not come up" >&2
-  exit 1
-}
-
 if [[ $SERVER == peer ]]; then
   BACKEND=sqlite
   DB=$WORK/peer.db
@@ -66,7 +54,7 @@ if [[ $SERVER == peer ]]; then
   PEER_TOKEN=$TOKEN PEER_AES_KEY=$AES_KEY PEER_SUITE_ID=$SUITE PEER_DATABASE=$DB \
     bench/.venv/bin/gunicorn --log-level warning -w "$(nproc)" -b "127.0.0.1:$PORT" --chdir bench/peer app:app &
   PIDS+=("$!")
-  wait_answering ""
+  wait_answering "http://127.0.0.1:$PORT/"
   sleep 2 # every worker imports wechatpy after the port opens
   for _ in $(seq 1 20); do curl -s -o /dev/null "http://127.0.0.1:$PORT/"; done
   COUNT=$((3000 * DURATION))
@@ -85,14 +73,11 @@ else
     DB=${PG_ADMIN%/*}/$PG_DB
     URL=$DB
   fi
-  env -i PATH="$PATH" DATABASE_URL="$URL" MASTER_KEY=OPJq1+DXBKIIqLGqMGZm+RRrnpjHYuSnsBYxyMH1e1M= LISTEN_ADDR="127.0.0.1:$PORT" RUST_LOG=warn \
-    ADMIN_TOKEN=bench-admin-token-0123456789-abcdef WECOM_API_BASE=http://127.0.0.1:9 \
-    WECOM_PROVIDER_CORPID=wwbenchprovider WECOM_PROVIDER_SECRET=bench-provider-secret \
-    WECOM_SUITE_ID=$SUITE WECOM_SUITE_SECRET=bench-suite-secret \
-    WECOM_SUITE_TOKEN=$TOKEN WECOM_SUITE_ENCODING_AES_KEY=$AES_KEY \
-    ${EXTRA_ENV:-} "$BIN" serve >"$WORK/server.log" 2>&1 &
+  # shellcheck disable=SC2086 # EXTRA_ENV is a list of NAME=VALUE words
+  server_env "$URL" "$PORT" ${EXTRA_ENV:-}
+  "${SERVER_ENV[@]}" "$BIN" serve >"$WORK/server.log" 2>&1 &
   PIDS+=("$!")
-  wait_answering healthz
+  wait_answering "http://127.0.0.1:$PORT/healthz"
   COUNT=$((30000 * DURATION))
 fi
 
@@ -125,7 +110,7 @@ if [[ ${FEED:-} == 1 && $SERVER != peer ]]; then
   MAX_ID=$(sql "SELECT max(id) FROM events")
   FEED_MS=$(for after in 0 $((MAX_ID / 2)) $((MAX_ID - 200)); do
     for _ in $(seq 1 20); do
-      curl -s -o /dev/null -w '%{time_total}\n' -H "Authorization: Bearer bench-admin-token-0123456789-abcdef" \
+      curl -s -o /dev/null -w '%{time_total}\n' -H "Authorization: Bearer $ADMIN" \
         "http://127.0.0.1:$PORT/api/v1/events?after=$after&limit=100"
     done | sort -n | awk -v after="$after" '{a[NR]=$1} END {printf "{\"after\":%d,\"median_ms\":%.2f}\n", after, a[int(NR/2)+1]*1000}'
   done | paste -sd, | sed 's/^/[/; s/$/]/')

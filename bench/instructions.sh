@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 BIN=${1:-target/release/wecom-provider}
 N=${N:-2000}
 STAMPS=${STAMPS:-advancing}
-SUITE=wwbenchsuite TOKEN=QDG6eK AES_KEY=jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C
+source bench/common.sh
 PORT=${PORT:-18085}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -22,11 +22,8 @@ command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq
 total_instructions() { # COUNT → Ir of the whole server run
   local count=$1 db=$WORK/run-$1.db out=$WORK/callgrind-$1.out
   target/release/examples/bench_callbacks "$TOKEN" "$AES_KEY" "$SUITE" "$count" "ir-$count-$RANDOM" "$WORK/calls.txt" "$STAMPS"
-  env -i PATH="$PATH" DATABASE_URL="sqlite://$db" LISTEN_ADDR="127.0.0.1:$PORT" RUST_LOG=warn \
-    ADMIN_TOKEN=bench-admin-token-0123456789-abcdef WECOM_API_BASE=http://127.0.0.1:9 \
-    WECOM_PROVIDER_CORPID=wwbenchprovider WECOM_PROVIDER_SECRET=s WECOM_SUITE_ID=$SUITE \
-    WECOM_SUITE_SECRET=s WECOM_SUITE_TOKEN=$TOKEN WECOM_SUITE_ENCODING_AES_KEY=$AES_KEY \
-    valgrind --tool=callgrind --callgrind-out-file="$out" "$BIN" serve >"$WORK/server-$count.log" 2>&1 &
+  server_env "sqlite://$db" "$PORT"
+  "${SERVER_ENV[@]}" valgrind --tool=callgrind --callgrind-out-file="$out" "$BIN" serve >"$WORK/server-$count.log" 2>&1 &
   local pid=$!
   for _ in $(seq 1 600); do curl -fs -o /dev/null "http://127.0.0.1:$PORT/healthz" && break; sleep 0.1; done
   python3 - "$PORT" "$WORK/calls.txt" <<'PY'

@@ -34,7 +34,7 @@ OUT=bench/results
 RESULTS=$OUT/results.jsonl
 export BENCH_WORK=${BENCH_WORK:-/tmp}
 SEEDS=$(mktemp -d -p "$BENCH_WORK")
-PG_ADMIN=${PG_ADMIN_URL:-postgres://root@127.0.0.1:5432/postgres}
+source bench/common.sh
 PG_SEED=wecom_bench_seed_$$
 mkdir -p "$OUT"
 : >"$RESULTS"

@@ -12,10 +12,8 @@ cd "$(dirname "$0")/.."
 
 BACKEND=$1 COUNT=$2 TARGET=$3
 NOW=$(($(date +%s) - ${END_AGO:-0}))
-# The benches' sealing key (a bench-only key), the same in every step that copies a seed.
-BENCH_MASTER_KEY=OPJq1+DXBKIIqLGqMGZm+RRrnpjHYuSnsBYxyMH1e1M=
 BIN=${BIN_DIR:-target/release}/wecom-provider
-PG_ADMIN=${PG_ADMIN_URL:-postgres://root@127.0.0.1:5432/postgres}
+source bench/common.sh
 
 if [[ $BACKEND == peer ]]; then
   # The peer's table (bench/peer): the whole plaintext per row, as wechatpy decrypts it.
@@ -47,9 +45,8 @@ else
   psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $TARGET WITH (FORCE)" -c "CREATE DATABASE $TARGET" >/dev/null
   URL=${PG_ADMIN%/*}/$TARGET
 fi
-env -i PATH="$PATH" DATABASE_URL="$URL" MASTER_KEY=$BENCH_MASTER_KEY WECOM_PROVIDER_CORPID=wwbenchprovider WECOM_PROVIDER_SECRET=s \
-  WECOM_SUITE_ID=wwbenchsuite WECOM_SUITE_SECRET=s WECOM_SUITE_TOKEN=QDG6eK \
-  WECOM_SUITE_ENCODING_AES_KEY=jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C RUST_LOG=warn "$BIN" migrate >/dev/null
+server_env "$URL" 0
+"${SERVER_ENV[@]}" "$BIN" migrate >/dev/null
 
 # The redacted fields of one bench_callbacks message, with the user varied per row.
 FIELDS_HEAD='{"Address":"广东省深圳市南山区科技园科苑路88号","Alias":"王伟（产品经理）","AuthCorpId":"wpBenchCorp","Avatar":"http://wx.qlogo.cn/mmopen/ajNVdqHZLLA3WJ6DSZUfiakYe37PKnQhBIeOQBO4czqrnZDS79FH5Wm5m4X69TBicnHFlhiafvDwklOpZeXYQQ2icg/0","BizMail":"user@bench-corp.wecom.work","ChangeType":"update_user","Department":"1,12,345","DirectLeader":"seed-leader-12","Email":"user@bench-corp.example","ExtAttr":{"Item":[{"Name":"爱好","Text":{"Value":"旅游、摄影"},"Type":"0"},{"Name":"工号","Type":"1","Web":{"Title":"员工主页","Url":"https://bench-corp.example/staff/1"}}]},"Gender":"1","InfoType":"change_contact","IsLeaderInDept":"0,0,0","MainDepartment":"12","Mobile":"13800000001","Name":"王伟","OpenUserID":"woAJ2GCAAA000000000001ACAAAA","Position":"产品经理","Status":"1","SuiteId":"wwbenchsuite","Telephone":"020-00000001","TimeStamp":"'
