@@ -139,10 +139,13 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
             // new database to WAL needs a moment of exclusive access. temp_store in memory:
             // a multi-row INSERT's statement journal would otherwise be a temp file per batch.
             // journal_size_limit: a WAL grown while a reader held old pages is cut back to
-            // 4 MiB when it restarts, instead of keeping its peak size on disk for good.
+            // 64 MiB when it restarts, instead of keeping its peak size on disk for good.
+            // Not lower: a burst writes 50 MB/s of WAL, and cutting the file back on every
+            // restart made each new frame allocate, zero and later discard ext4 blocks
+            // (13 % of the server's CPU at 4 MiB; BENCHMARKS.md).
             "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
              PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384; \
-             PRAGMA wal_autocheckpoint = 8192; PRAGMA journal_size_limit = 4194304;",
+             PRAGMA wal_autocheckpoint = 8192; PRAGMA journal_size_limit = 67108864;",
         )
         .map_err(diesel::r2d2::Error::QueryError)
     }
