@@ -18,8 +18,8 @@ server_env() { # DATABASE_URL LISTEN_PORT [NAME=VALUE ...] → the server's envi
     WECOM_SUITE_TOKEN="$TOKEN" WECOM_SUITE_ENCODING_AES_KEY="$AES_KEY" "$@")
 }
 
-wait_answering() { # URL: until anything answers there, for up to 30 s
-  for _ in $(seq 1 600); do
+wait_answering() { # URL [SECONDS, default 30]: until anything answers there
+  for _ in $(seq 1 $((${2:-30} * 20))); do
     curl -s -o /dev/null "$1" 2>/dev/null && return 0
     sleep 0.05
   done

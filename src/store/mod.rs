@@ -129,12 +129,15 @@ pub struct Db {
     sealer: sealing::Sealer,
 }
 
+/// SQLite's `journal_size_limit`: what a WAL is cut back to when it restarts.
+pub const SQLITE_WAL_LIMIT_BYTES: u64 = 64 << 20;
+
 #[derive(Debug)]
 struct SqlitePragmas;
 
 impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        conn.batch_execute(
+        conn.batch_execute(&format!(
             // busy_timeout first: the pool opens connections in parallel, and switching a
             // new database to WAL needs a moment of exclusive access. temp_store in memory:
             // a multi-row INSERT's statement journal would otherwise be a temp file per batch.
@@ -145,8 +148,8 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
             // (13 % of the server's CPU at 4 MiB; BENCHMARKS.md).
             "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
              PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384; \
-             PRAGMA wal_autocheckpoint = 8192; PRAGMA journal_size_limit = 67108864;",
-        )
+             PRAGMA wal_autocheckpoint = 8192; PRAGMA journal_size_limit = {SQLITE_WAL_LIMIT_BYTES};",
+        ))
         .map_err(diesel::r2d2::Error::QueryError)
     }
 }

@@ -219,7 +219,7 @@ async fn a_kill_9_in_the_middle_of_concurrent_load_loses_no_acknowledged_callbac
 async fn the_wal_grown_behind_a_long_reader_is_cut_back() {
     use diesel::Connection;
     use diesel::connection::SimpleConnection;
-    const BOUND: u64 = 64 << 20; // journal_size_limit
+    const BOUND: u64 = wecom_provider::store::SQLITE_WAL_LIMIT_BYTES;
     let db = TestDb::new();
     let wecom_provider::config::DatabaseUrl::Sqlite(path) = db.url.clone() else {
         eprintln!("SKIPPED the_wal_grown_behind_a_long_reader_is_cut_back: SQLite's WAL, this run is on PostgreSQL");
