@@ -89,11 +89,24 @@ pub async fn page(
 ) -> Result<FeedPage, StoreError> {
     let deadline = tokio::time::Instant::now() + wait.min(Duration::from_secs(MAX_WAIT_SECONDS));
     let mut appended = db.watch_appended();
+    let mut first_look = true;
     loop {
         // Marked seen before reading, so a commit during the read wakes the next wait.
         appended.borrow_and_update();
         let query = filter.clone();
-        let rows = db.run(move |conn| events::page(conn, after, limit, &query)).await?;
+        let through = db.committed_through().await?;
+        let mut rows = db.run(move |conn| events::page(conn, after, through, limit, &query)).await?;
+        // A short page reached the cached mark: the first look at the head sees every
+        // commit made before the request, on any instance. Woken looks take the cache,
+        // so a long poll does not read the mark on every commit of a burst.
+        if first_look && rows.len() < usize::try_from(limit).unwrap_or(usize::MAX) {
+            let now = db.committed_through_now().await?;
+            if now > through {
+                let query = filter.clone();
+                rows = db.run(move |conn| events::page(conn, after, now, limit, &query)).await?;
+            }
+        }
+        first_look = false;
         if !rows.is_empty() || tokio::time::Instant::now() >= deadline {
             let next_after = rows.last().map_or(after, |row| row.id);
             return Ok(FeedPage { events: rows.into_iter().map(FeedEvent::from).collect(), next_after });

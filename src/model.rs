@@ -83,7 +83,8 @@ text_id! {
     PendingId;
 }
 
-/// An event's id in the log: grows in commit order.
+/// An event's id in the log. Ids grow with each append; a reader pages only up to
+/// `store::events::committed_through`, below which every id has committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, DieselNewType, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct EventId(i64);

@@ -141,7 +141,8 @@ impl Worker {
     async fn claim(&self, limit: usize) -> Result<Vec<events::PendingEvent>, crate::store::StoreError> {
         let holder = self.holder.clone();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let claimed = self.db.run(move |conn| events::claim_due(conn, &holder, limit, CLAIM_TTL_MS)).await?;
+        let through = self.db.committed_through().await?;
+        let claimed = self.db.run(move |conn| events::claim_due(conn, &holder, through, limit, CLAIM_TTL_MS)).await?;
         lock(&self.in_flight).extend(claimed.iter().map(|event| event.id));
         Ok(claimed)
     }

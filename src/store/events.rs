@@ -11,10 +11,12 @@ use super::{Conn, StoreResult, WriteTransaction, now_ms};
 use crate::model::{CorpId, EventId, EventStatus, ProviderCorpId, SuiteId};
 use crate::with_backend;
 
-/// Serialises event-inserting transactions on PostgreSQL: ids are drawn and committed
-/// in the same order, so a reader paging by id never passes an id that commits later.
-/// SQLite's single writer gives the same guarantee by itself.
-const EVENT_APPEND_LOCK_KEY: i64 = 0x7765_636f_6d02;
+/// The append lock of PostgreSQL. Every event-inserting transaction holds it shared
+/// until it commits, so instances append side by side; [`committed_through`] takes it
+/// exclusively for a moment to wait out the appends in flight, and readers paging by
+/// id stop at the id it returns, so none passes an id that commits later. SQLite's
+/// single writer commits ids in order by itself.
+pub const EVENT_APPEND_LOCK_KEY: i64 = 0x7765_636f_6d02;
 
 /// `None` is inserted as NULL, not as the column default, so that every insert has
 /// one SQL text: one multi-row statement per batch on PostgreSQL, one cached
@@ -146,7 +148,7 @@ impl NewEvent {
 }
 
 /// Inserts events inside the caller's transaction with one multi-row
-/// `INSERT … ON CONFLICT DO NOTHING RETURNING dedupe_key`, after the append lock.
+/// `INSERT … ON CONFLICT DO NOTHING RETURNING dedupe_key`, holding the append lock shared.
 /// Returns, per event, its id when it was new (`None`: an identical event was
 /// stored before, or earlier in the batch).
 pub trait InsertEvents {
@@ -159,7 +161,7 @@ impl InsertEvents for diesel::PgConnection {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        diesel::sql_query(format!("SELECT pg_advisory_xact_lock({EVENT_APPEND_LOCK_KEY})")).execute(self)?;
+        diesel::sql_query(format!("SELECT pg_advisory_xact_lock_shared({EVENT_APPEND_LOCK_KEY})")).execute(self)?;
         let inserted: Vec<(String, EventId)> = diesel::insert_into(events::table)
             .values(batch)
             .on_conflict(events::dedupe_key)
@@ -254,26 +256,57 @@ macro_rules! filter_events {
 }
 pub(super) use filter_events;
 
-/// One page of the feed, in id order after `after`, filtered.
-pub fn page(conn: &mut Conn, after: EventId, limit: i64, filter: &EventFilter) -> StoreResult<Vec<EventRow>> {
+/// The newest id through which every event has committed ([`EventId::BEFORE_ALL`] when
+/// there is none): what a reader paging by id may read up to. On PostgreSQL it waits
+/// for the appends in flight (the append lock taken exclusively, one statement long)
+/// and reads the newest id behind them; appends that start later draw higher ids.
+/// Readers get it through [`super::Db::committed_through`], which caches it.
+pub fn committed_through(conn: &mut Conn) -> StoreResult<EventId> {
+    let newest: Option<EventId> = match conn {
+        Conn::Sqlite(c) => events::table.select(diesel::dsl::max(events::id)).first(&mut **c)?,
+        Conn::Pg(c) => c.transaction(|c| {
+            diesel::sql_query(format!("SELECT pg_advisory_xact_lock({EVENT_APPEND_LOCK_KEY})")).execute(c)?;
+            events::table.select(diesel::dsl::max(events::id)).first(c)
+        })?,
+    };
+    Ok(newest.unwrap_or(EventId::BEFORE_ALL))
+}
+
+/// One page of the feed, in id order after `after` and through `through` (from
+/// [`committed_through`]), filtered.
+pub fn page(
+    conn: &mut Conn,
+    after: EventId,
+    through: EventId,
+    limit: i64,
+    filter: &EventFilter,
+) -> StoreResult<Vec<EventRow>> {
     let rows = with_backend!(conn, c => {
-        let query = filter_events!(events::table.filter(events::id.gt(after)).into_boxed(), filter);
+        let query = events::table.filter(events::id.gt(after)).filter(events::id.le(through)).into_boxed();
+        let query = filter_events!(query, filter);
         query.order(events::id).limit(limit).select(EventRow::as_select()).load(c)?
     });
     Ok(rows)
 }
 
-/// Claims up to `limit` events due for their effects for `holder` until `ttl_ms`
-/// from now, oldest first. Due: pending, its retry time reached, unclaimed (or the
+/// Claims up to `limit` events through `through` (from [`committed_through`], so an
+/// earlier event of the same key cannot still be in flight) due for their effects for
+/// `holder` until `ttl_ms` from now, oldest first. Due: pending, its retry time reached, unclaimed (or the
 /// claim lapsed), and the head of its ordering key: no earlier event of the same
 /// key still pending, so one corp's events apply in order while a corp whose event
 /// waits for a retry holds back only itself. PostgreSQL skips rows another
 /// instance is claiming at that moment (`FOR UPDATE SKIP LOCKED`); the outer
 /// condition re-checks the claim, so no event is ever claimed twice.
-pub fn claim_due(conn: &mut Conn, holder: &str, limit: i64, ttl_ms: i64) -> StoreResult<Vec<PendingEvent>> {
+pub fn claim_due(
+    conn: &mut Conn,
+    holder: &str,
+    through: EventId,
+    limit: i64,
+    ttl_ms: i64,
+) -> StoreResult<Vec<PendingEvent>> {
     let now = now_ms();
     let candidates = "SELECT e.id FROM events e \
-         WHERE e.status = 'pending' \
+         WHERE e.status = 'pending' AND e.id <= {through} \
            AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= {now}) \
            AND (e.claimed_until IS NULL OR e.claimed_until < {now}) \
            AND (e.ordering_key IS NULL OR NOT EXISTS (\
@@ -284,7 +317,12 @@ pub fn claim_due(conn: &mut Conn, holder: &str, limit: i64, ttl_ms: i64) -> Stor
          WHERE id IN ({candidates}) AND (claimed_until IS NULL OR claimed_until < {now}) \
          RETURNING id, provider_corpid, suite_id, corpid, kind, ordering_key, plaintext, received_at, attempts, request_id";
     let sql = |holder: &str, until: &str, now: &str, limit: &str, lock: &str| {
-        let candidates = candidates.replace("{now}", now).replace("{limit}", limit) + lock;
+        let candidates = candidates
+            .replace("{now}", now)
+            .replace("{limit}", limit)
+            // Our own number, not input: written into the text, the binds keep their places.
+            .replace("{through}", &through.to_string())
+            + lock;
         update
             .replace("{candidates}", &candidates)
             .replace("{holder}", holder)

@@ -33,6 +33,7 @@ use diesel::{Connection, PgConnection, SqliteConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::config::DatabaseUrl;
+use crate::model::EventId;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -127,10 +128,25 @@ pub struct Db {
     sqlite_path: Option<std::path::PathBuf>,
     /// Seals what goes into secret columns and opens what comes out.
     sealer: sealing::Sealer,
+    /// PostgreSQL's [`events::committed_through`], as readers last asked for it.
+    committed: Arc<tokio::sync::Mutex<CommittedThrough>>,
 }
 
 /// SQLite's `journal_size_limit`: what a WAL is cut back to when it restarts.
 pub const SQLITE_WAL_LIMIT_BYTES: u64 = 64 << 20;
+
+/// How often PostgreSQL's committed-through id is read at most: each read holds every
+/// instance's appends back for up to one commit.
+pub const COMMITTED_REFRESH: Duration = Duration::from_millis(20);
+/// How long it is kept while this process appends nothing.
+pub const COMMITTED_MAX_AGE: Duration = Duration::from_millis(100);
+
+/// The last committed-through id read, when its read began, and whether this process
+/// appended since.
+struct CommittedThrough {
+    read: Option<(EventId, std::time::Instant)>,
+    appended: tokio::sync::watch::Receiver<()>,
+}
 
 #[derive(Debug)]
 struct SqlitePragmas;
@@ -183,7 +199,9 @@ impl Db {
                 Pools::Pg(pool)
             }
         };
-        Ok(Db { pools, appended: Arc::new(tokio::sync::watch::Sender::new(())), sqlite_path, sealer })
+        let appended = Arc::new(tokio::sync::watch::Sender::new(()));
+        let committed = CommittedThrough { read: None, appended: appended.subscribe() };
+        Ok(Db { pools, appended, sqlite_path, sealer, committed: Arc::new(tokio::sync::Mutex::new(committed)) })
     }
 
     pub fn sealer(&self) -> &sealing::Sealer {
@@ -212,6 +230,55 @@ impl Db {
                 }
             }
         }))
+    }
+
+    /// The id through which every event has committed ([`events::committed_through`]):
+    /// what the feed, the webhook deliverers and the worker read up to. On PostgreSQL
+    /// each read of it waits out the appends in flight on every instance, so it is
+    /// read again at most every [`COMMITTED_REFRESH`], and kept at most
+    /// [`COMMITTED_MAX_AGE`] when this process appended nothing since (other
+    /// instances' appends show within that). One read at a time; the others take its
+    /// answer.
+    pub async fn committed_through(&self) -> StoreResult<EventId> {
+        if let Pools::Sqlite(_) = self.pools {
+            return self.run(events::committed_through).await;
+        }
+        let mut cache = self.committed.lock().await;
+        let appended_since = cache.appended.has_changed().unwrap_or(true);
+        if let Some((through, read_at)) = cache.read {
+            let age = read_at.elapsed();
+            if !appended_since && age < COMMITTED_MAX_AGE {
+                return Ok(through);
+            }
+            if let Some(wait) = COMMITTED_REFRESH.checked_sub(age) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        self.read_committed_through(&mut cache).await
+    }
+
+    /// [`Db::committed_through`] as read after this call began: what a reader at the
+    /// head of the log needs to see every commit made before it asked, on any instance.
+    pub async fn committed_through_now(&self) -> StoreResult<EventId> {
+        if let Pools::Sqlite(_) = self.pools {
+            return self.run(events::committed_through).await;
+        }
+        let asked = std::time::Instant::now();
+        let mut cache = self.committed.lock().await;
+        if let Some((through, read_at)) = cache.read
+            && read_at >= asked
+        {
+            return Ok(through);
+        }
+        self.read_committed_through(&mut cache).await
+    }
+
+    async fn read_committed_through(&self, cache: &mut CommittedThrough) -> StoreResult<EventId> {
+        cache.appended.borrow_and_update();
+        let started = std::time::Instant::now();
+        let through = self.run(events::committed_through).await?;
+        cache.read = Some((through, started));
+        Ok(through)
     }
 
     /// Tells whoever waits for new events that this process committed some.

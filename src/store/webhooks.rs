@@ -117,12 +117,12 @@ pub struct DeliveryRow {
     pub updated_at: i64,
 }
 
-/// Stores a subscription whose cursor is the newest committed event: it delivers
-/// only what commits after it. Ids commit in order (see `events`), so no later
-/// commit can carry a smaller id.
+/// Stores a subscription whose cursor is the committed-through event id
+/// ([`super::events::committed_through`]): it delivers only what commits after it,
+/// and no later commit can carry an id at or below it.
 pub fn insert(conn: &mut Conn, new: &NewWebhook) -> StoreResult<WebhookRow> {
+    let cursor = super::events::committed_through(conn)?;
     let row = with_backend!(conn, c => c.write_transaction(|c| {
-        let newest: Option<EventId> = events::table.select(max(events::id)).first(c)?;
         diesel::insert_into(webhooks::table)
             .values((
                 webhooks::id.eq(&new.id),
@@ -131,7 +131,7 @@ pub fn insert(conn: &mut Conn, new: &NewWebhook) -> StoreResult<WebhookRow> {
                 webhooks::suite_id.eq(&new.suite_id),
                 webhooks::enabled.eq(new.enabled),
                 webhooks::secret.eq(&new.secret),
-                webhooks::cursor.eq(newest.unwrap_or(EventId::BEFORE_ALL)),
+                webhooks::cursor.eq(cursor),
                 webhooks::created_at.eq(new.now),
                 webhooks::updated_at.eq(new.now),
             ))

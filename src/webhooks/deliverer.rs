@@ -259,6 +259,9 @@ async fn fresh_batch(shared: &Shared, target: &Target, cursor: &mut Option<Event
     let id = target.id.clone();
     let filter = target.settings.filter.clone();
     let known = *cursor;
+    // Every id up to it has committed, so a page shorter than asked for covers
+    // everything up to it.
+    let newest = shared.db.committed_through().await?;
     let read = shared.db.run(move |conn| {
         let after = match known {
             Some(after) => after,
@@ -267,12 +270,9 @@ async fn fresh_batch(shared: &Shared, target: &Target, cursor: &mut Option<Event
                 None => return Ok(None),
             },
         };
-        // Read before the page: every id up to it has committed (ids commit in order),
-        // so a page shorter than asked for covers everything up to it.
-        let newest = rows::newest_event_id(conn)?;
-        Ok(Some((after, newest, events::page(conn, after, BATCH, &filter)?)))
+        Ok(Some((after, events::page(conn, after, newest, BATCH, &filter)?)))
     });
-    let Some((after, newest, batch)) = read.await? else {
+    let Some((after, batch)) = read.await? else {
         return Ok(false);
     };
     let full = batch.len() == usize::try_from(BATCH).unwrap_or(usize::MAX);

@@ -425,3 +425,60 @@ async fn two_instances_share_the_effects_and_apply_each_once() {
     second.stop().await;
     fake.stop().await;
 }
+
+/// On PostgreSQL instances append side by side, and readers page only up to the id
+/// through which every append has committed: another instance's append in flight (a
+/// lower id, its row not visible yet) is waited for, never passed, while this
+/// instance's callback still answers within WeCom's deadline. SQLite has a single
+/// writer and no such case.
+#[tokio::test]
+async fn an_append_in_flight_on_another_instance_is_waited_for_never_passed() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use diesel::{Connection, connection::SimpleConnection};
+
+    let db = TestDb::new();
+    let wecom_provider::config::DatabaseUrl::Postgres(url) = &db.url else {
+        return;
+    };
+    let app = TestApp::spawn(&db).await;
+    let mut other_instance = diesel::PgConnection::establish(url).expect("postgres answers");
+    let lock = wecom_provider::store::events::EVENT_APPEND_LOCK_KEY;
+    let now = wecom_provider::store::now_ms();
+    other_instance
+        .batch_execute(&format!(
+            "BEGIN; SELECT pg_advisory_xact_lock_shared({lock}); \
+             INSERT INTO events (provider_corpid, kind, dedupe_key, fields, received_at, status) \
+             VALUES ('wwOtherInstance', 'other_instance', 'in-flight', '{{}}', {now}, 'done')"
+        ))
+        .expect("the other instance's append starts");
+
+    let answered = AtomicBool::new(false);
+    let (path, keys, ticket) = (command_path(SUITE_ID), suite_keys(), suite_ticket_xml(SUITE_ID, "t1"));
+    let callback = async {
+        let started = Instant::now();
+        let (status, _) = app.post_callback(&path, &keys, SUITE_ID, &ticket).await;
+        (status, started.elapsed())
+    };
+    let feed = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let page = app.api("/api/v1/events?after=0").await;
+        answered.store(true, Ordering::SeqCst);
+        page
+    };
+    let commit_later = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let waited = !answered.load(Ordering::SeqCst);
+        other_instance.batch_execute("COMMIT").expect("the other instance commits");
+        waited
+    };
+    let ((status, took), (feed_status, page), waited) = tokio::join!(callback, feed, commit_later);
+    assert_eq!(status, 200, "answered in {took:?}");
+    assert_eq!(feed_status, 200, "{page}");
+    assert!(waited, "the feed answered past an append in flight: {page}");
+    let kinds = kinds(&page);
+    assert_eq!(kinds.first().map(String::as_str), Some("other_instance"), "{page}");
+    let (_, page) = app.api("/api/v1/events?after=0").await;
+    assert_eq!(crate::pipeline::kinds(&page), ["other_instance", "suite_ticket"], "{page}");
+    app.stop().await;
+}
