@@ -163,9 +163,8 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
             // restart made each new frame allocate, zero and later discard ext4 blocks
             // (13 % of the server's CPU at 4 MiB; BENCHMARKS.md). wal_autocheckpoint: under
             // a continuous burst only the writer's own checkpoint lets the WAL restart, and
-            // that checkpoint stalls its commit for longer the bigger the WAL; every 2048
-            // pages (8 MiB) instead of 8192 roughly halved p99 with
-            // one-second stamps (BENCHMARKS.md).
+            // it stalls its commit for longer the bigger the WAL: every 2048 pages (8 MiB)
+            // instead of 8192 roughly halved p99 with one-second stamps (BENCHMARKS.md).
             "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
              PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384; \
              PRAGMA wal_autocheckpoint = 2048; PRAGMA journal_size_limit = {SQLITE_WAL_LIMIT_BYTES};",

@@ -476,9 +476,8 @@ async fn an_append_in_flight_on_another_instance_is_waited_for_never_passed() {
     assert_eq!(status, 200, "answered in {took:?}");
     assert_eq!(feed_status, 200, "{page}");
     assert!(waited, "the feed answered past an append in flight: {page}");
-    let kinds = kinds(&page);
-    assert_eq!(kinds.first().map(String::as_str), Some("other_instance"), "{page}");
+    assert_eq!(kinds(&page).first().map(String::as_str), Some("other_instance"), "{page}");
     let (_, page) = app.api("/api/v1/events?after=0").await;
-    assert_eq!(crate::pipeline::kinds(&page), ["other_instance", "suite_ticket"], "{page}");
+    assert_eq!(kinds(&page), ["other_instance", "suite_ticket"], "{page}");
     app.stop().await;
 }
