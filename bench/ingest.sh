@@ -78,7 +78,7 @@ else
   "${SERVER_ENV[@]}" "$BIN" serve >"$WORK/server.log" 2>&1 &
   PIDS+=("$!")
   wait_answering "http://127.0.0.1:$PORT/healthz"
-  COUNT=$((40000 * DURATION)) # wrk threads share it unevenly: at 30,000 one wrapped
+  COUNT=$((60000 * DURATION)) # wrk threads share it unevenly: at 40,000 one wrapped at 31,800/s
 fi
 
 FILE=$WORK/callbacks.txt

@@ -163,11 +163,12 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
             // restart made each new frame allocate, zero and later discard ext4 blocks
             // (13 % of the server's CPU at 4 MiB; BENCHMARKS.md). wal_autocheckpoint: under
             // a continuous burst only the writer's own checkpoint lets the WAL restart, and
-            // it stalls its commit for longer the bigger the WAL: every 2048 pages (8 MiB)
-            // instead of 8192 roughly halved p99 with one-second stamps (BENCHMARKS.md).
+            // it stalls its commit for longer the bigger the WAL: every 1024 pages (4 MiB)
+            // instead of 8192 took p99 with one-second stamps from ~50 to ~16 ms
+            // (BENCHMARKS.md).
             "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
              PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384; \
-             PRAGMA wal_autocheckpoint = 2048; PRAGMA journal_size_limit = {SQLITE_WAL_LIMIT_BYTES};",
+             PRAGMA wal_autocheckpoint = 1024; PRAGMA journal_size_limit = {SQLITE_WAL_LIMIT_BYTES};",
         ))
         .map_err(diesel::r2d2::Error::QueryError)
     }
@@ -214,7 +215,7 @@ impl Db {
     /// SQLite: copies the WAL back into the database file every 100 ms on its own
     /// connection (a passive checkpoint never blocks writers), so commits do not
     /// stall on the whole checkpoint SQLite would otherwise run inside them. The
-    /// writer's own checkpoint every 2048 pages is left only the frames since, and
+    /// writer's own checkpoint every 1024 pages is left only the frames since, and
     /// restarts the WAL.
     pub fn spawn_checkpointer(&self) -> Option<tokio::task::JoinHandle<()>> {
         let Pools::Sqlite(_) = &self.pools else {
