@@ -230,7 +230,19 @@ pub struct TestApp {
 /// In this test process, or the real binary as a child with its output captured.
 enum Process {
     InProcess(Running),
-    Child { child: Child, output: Arc<Mutex<String>> },
+    Child { child: KilledOnDrop, output: Arc<Mutex<String>> },
+}
+
+/// A child binary that a failing test's unwinding kills too, instead of leaving it
+/// serving after the test run.
+struct KilledOnDrop(Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        // Already reaped when the test stopped it itself: then both are no-ops.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 impl TestApp {
@@ -321,7 +333,7 @@ impl TestApp {
         TestApp {
             base: format!("http://{addr}"),
             client: test_client(),
-            process: Process::Child { child, output },
+            process: Process::Child { child: KilledOnDrop(child), output },
             seeded_suite: env["WECOM_SUITE_ID"].clone(),
             seeded_provider: env["WECOM_PROVIDER_CORPID"].clone(),
         }
@@ -330,7 +342,7 @@ impl TestApp {
     /// The process id of a binary started by [`TestApp::spawn_binary`].
     pub fn pid(&self) -> Option<u32> {
         match &self.process {
-            Process::Child { child, .. } => Some(child.id()),
+            Process::Child { child, .. } => Some(child.0.id()),
             Process::InProcess(_) => None,
         }
     }
@@ -348,8 +360,8 @@ impl TestApp {
         match self.process {
             Process::InProcess(running) => running.stop().await,
             Process::Child { mut child, .. } => {
-                child.kill().expect("SIGKILL");
-                child.wait().expect("reaped");
+                child.0.kill().expect("SIGKILL");
+                child.0.wait().expect("reaped");
             }
         }
     }
@@ -361,9 +373,9 @@ impl TestApp {
             panic!("terminate is for a child binary");
         };
         let started = std::time::Instant::now();
-        let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+        let sent = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().expect("kill runs");
         assert!(sent.success(), "SIGTERM sent");
-        let status = tokio::task::spawn_blocking(move || child.wait().expect("reaped")).await.expect("join");
+        let status = tokio::task::spawn_blocking(move || child.0.wait().expect("reaped")).await.expect("join");
         (status, started.elapsed())
     }
 
