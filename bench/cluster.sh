@@ -49,7 +49,7 @@ for i in $(seq 1 "$INSTANCES"); do
   server_env "$DB" "$port" WECOM_API_BASE=http://127.0.0.1:$FAKE_PORT API_RATE_LIMIT_PER_MINUTE=10000000
   "${SERVER_ENV[@]}" "$BIN" serve >"$WORK/server-$i.log" 2>&1 &
   PIDS+=("$!")
-  wait_answering "http://127.0.0.1:$port/healthz" # one at a time: they share the migration
+  wait_ready "http://127.0.0.1:$port/healthz" # one at a time: they share the migration
   SERVERS+="  server s$i 127.0.0.1:$port"$'\n'
 done
 cat >"$WORK/haproxy.cfg" <<CFG
@@ -71,7 +71,7 @@ $SERVERS
 CFG
 haproxy -f "$WORK/haproxy.cfg" -db &
 PIDS+=("$!")
-wait_answering "http://127.0.0.1:$LB_PORT/healthz"
+wait_ready "http://127.0.0.1:$LB_PORT/healthz"
 
 # Ingest through the balancer.
 "$GEN" "$TOKEN" "$AES_KEY" "$SUITE" $((30000 * DURATION)) "cluster-$$" "$WORK/callbacks.txt" advancing

@@ -19,8 +19,16 @@ server_env() { # DATABASE_URL LISTEN_PORT [NAME=VALUE ...] → the server's envi
 }
 
 wait_answering() { # URL [SECONDS, default 30]: until anything answers there
-  for _ in $(seq 1 $((${2:-30} * 20))); do
-    curl -s -o /dev/null "$1" 2>/dev/null && return 0
+  wait_for "$1" "${2:-30}" -s
+}
+
+wait_ready() { # URL [SECONDS, default 30]: until it answers 2xx; ours answers 503 while it migrates
+  wait_for "$1" "${2:-30}" -sf
+}
+
+wait_for() { # URL SECONDS CURL_FLAGS
+  for _ in $(seq 1 $(($2 * 20))); do
+    curl "$3" -o /dev/null "$1" 2>/dev/null && return 0
     sleep 0.05
   done
   echo "$1 did not come up" >&2

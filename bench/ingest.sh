@@ -77,7 +77,7 @@ else
   server_env "$URL" "$PORT" ${EXTRA_ENV:-}
   "${SERVER_ENV[@]}" "$BIN" serve >"$WORK/server.log" 2>&1 &
   PIDS+=("$!")
-  wait_answering "http://127.0.0.1:$PORT/healthz"
+  wait_ready "http://127.0.0.1:$PORT/healthz"
   COUNT=$((60000 * DURATION)) # wrk threads share it unevenly: at 40,000 one wrapped at 31,800/s
 fi
 

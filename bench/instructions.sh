@@ -25,7 +25,7 @@ total_instructions() { # COUNT → Ir of the whole server run
   server_env "sqlite://$db" "$PORT"
   "${SERVER_ENV[@]}" valgrind --tool=callgrind --callgrind-out-file="$out" "$BIN" serve >"$WORK/server-$count.log" 2>&1 &
   local pid=$!
-  wait_answering "http://127.0.0.1:$PORT/healthz" 60 # valgrind starts slowly
+  wait_ready "http://127.0.0.1:$PORT/healthz" 60 # valgrind starts slowly
   python3 - "$PORT" "$WORK/calls.txt" <<'PY'
 import http.client, sys, threading
 port, lines = int(sys.argv[1]), open(sys.argv[2], encoding="utf-8").read().splitlines()

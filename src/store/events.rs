@@ -180,25 +180,50 @@ diesel::define_sql_function! {
 
 /// SQLite: one cached single-row statement per event. There is no round trip to
 /// save, while a multi-row statement is parsed afresh for every batch length and
-/// buffers its RETURNING rows in a temporary table. The id comes from
-/// `last_insert_rowid()`, not RETURNING: even on one row RETURNING cost 8 % more
-/// instructions per callback (bench/instructions.sh).
+/// buffers its RETURNING rows in a temporary table (even on one row RETURNING cost
+/// 8 % more instructions per callback, bench/instructions.sh).
+///
+/// The ids come from one `last_insert_rowid()` per run of new rows: this transaction
+/// is the only writer and the table is AUTOINCREMENT, so each new row takes the id
+/// after the previous one. A row refused as a duplicate may burn an id (SQLite
+/// documents that gap), so a run ends at every duplicate.
 impl InsertEvents for diesel::SqliteConnection {
     fn insert_events(&mut self, batch: &[NewEvent]) -> QueryResult<Vec<Option<EventId>>> {
-        batch
-            .iter()
-            .map(|event| {
-                let inserted = diesel::insert_into(events::table)
-                    .values(event)
-                    .on_conflict(events::dedupe_key)
-                    .do_nothing()
-                    .execute(self)?;
-                if inserted == 0 {
-                    return Ok(None);
-                }
-                diesel::select(last_insert_rowid()).get_result(self).map(Some)
-            })
-            .collect()
+        let mut ids = vec![None; batch.len()];
+        let mut run_start = 0;
+        for (index, event) in batch.iter().enumerate() {
+            let inserted = diesel::insert_into(events::table)
+                .values(event)
+                .on_conflict(events::dedupe_key)
+                .do_nothing()
+                .execute(self)?;
+            if inserted == 0 {
+                self.number_run(&mut ids[run_start..index])?;
+                run_start = index + 1;
+            }
+        }
+        self.number_run(&mut ids[run_start..])?;
+        Ok(ids)
+    }
+}
+
+trait NumberRun {
+    /// Gives a run of rows just inserted, in order, their consecutive ids, ending at
+    /// the connection's last inserted rowid.
+    fn number_run(&mut self, run: &mut [Option<EventId>]) -> QueryResult<()>;
+}
+
+impl NumberRun for diesel::SqliteConnection {
+    fn number_run(&mut self, run: &mut [Option<EventId>]) -> QueryResult<()> {
+        if run.is_empty() {
+            return Ok(());
+        }
+        let last: i64 = diesel::select(last_insert_rowid()).get_result(self)?;
+        let first = last - run.len() as i64 + 1;
+        for (slot, id) in run.iter_mut().zip(first..) {
+            *slot = Some(EventId::new(id));
+        }
+        Ok(())
     }
 }
 

@@ -481,3 +481,38 @@ async fn an_append_in_flight_on_another_instance_is_waited_for_never_passed() {
     assert_eq!(kinds(&page), ["other_instance", "suite_ticket"], "{page}");
     app.stop().await;
 }
+
+/// The ids an append hands back (each callback's log line names its event by them)
+/// are the rows' own, also when duplicates inside the batch interrupt it.
+#[tokio::test]
+async fn an_appended_batch_names_each_new_event_by_its_own_id() {
+    use wecom_provider::store::events::{self, NewEvent};
+    use wecom_provider::store::sealing::{MasterKey, Sealer};
+
+    let db = TestDb::new();
+    let store =
+        wecom_provider::store::Db::open(&db.url, Sealer::with_keys(vec![MasterKey::generate().0]).expect("a key"))
+            .expect("the database opens");
+    store.migrate().await.expect("migrations");
+    let event = |name: &str| {
+        NewEvent::derived(
+            &PROVIDER_CORPID.into(),
+            &SUITE_ID.into(),
+            None,
+            "id_check",
+            &[name],
+            serde_json::json!({ "name": name }),
+        )
+    };
+    let mut conn = store.connection().expect("a connection");
+    events::append(&mut conn, &[event("a")]).expect("the first append");
+
+    let batch = ["b", "c", "a", "d", "b", "e", "f"].map(event);
+    let ids = events::append(&mut conn, &batch).expect("the batch");
+    assert_eq!(ids.iter().map(Option::is_some).collect::<Vec<_>>(), [true, true, false, true, false, true, true]);
+    for (sent, id) in batch.iter().zip(&ids) {
+        let Some(id) = id else { continue };
+        let row = events::find(&mut conn, *id).expect("a read").expect("the id names a row");
+        assert_eq!(row.fields, sent.fields, "event {id:?}");
+    }
+}
