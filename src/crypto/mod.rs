@@ -150,14 +150,18 @@ impl CallbackKeys {
         }
         let decryptor = cbc::Decryptor::<Aes256>::inner_iv_init(self.cipher.clone(), &self.iv.into());
         let plain = decryptor.decrypt_padded_mut::<NoPadding>(&mut buffer).map_err(|_| CryptoError::BlockLength)?;
-        let unpadded = strip_padding(plain)?;
+        let unpadded = strip_padding(plain)?.len();
 
-        let body = unpadded.get(RANDOM_PREFIX..).ok_or(CryptoError::MalformedBuffer)?;
+        let body = buffer.get(RANDOM_PREFIX..unpadded).ok_or(CryptoError::MalformedBuffer)?;
         let (length, rest) = body.split_at_checked(LENGTH_FIELD).ok_or(CryptoError::MalformedBuffer)?;
         let length = u32::from_be_bytes([length[0], length[1], length[2], length[3]]) as usize;
-        let (message, receive_id) = rest.split_at_checked(length).ok_or(CryptoError::MalformedBuffer)?;
-        let receive_id = std::str::from_utf8(receive_id).map_err(|_| CryptoError::MalformedBuffer)?;
-        Ok(Decrypted { message: message.to_vec(), receive_id: receive_id.to_owned() })
+        let (_, receive_id) = rest.split_at_checked(length).ok_or(CryptoError::MalformedBuffer)?;
+        let receive_id = std::str::from_utf8(receive_id).map_err(|_| CryptoError::MalformedBuffer)?.to_owned();
+        // The message moves to the front of the decrypted buffer rather than into a copy.
+        let start = RANDOM_PREFIX + LENGTH_FIELD;
+        buffer.copy_within(start..start + length, 0);
+        buffer.truncate(length);
+        Ok(Decrypted { message: buffer, receive_id })
     }
 
     /// Encrypts with a fresh random prefix.

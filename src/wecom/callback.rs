@@ -5,9 +5,12 @@
 //! children becomes an object, one without becomes its text (CDATA or escaped
 //! text, byte for byte, never trimmed); repeated elements become an array.
 
+use std::borrow::Cow;
+
 use quick_xml::Reader;
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::{BytesStart, Event};
+use serde_json::map::Entry;
 use serde_json::{Map, Value};
 
 use crate::model::{CorpId, ExternalUserId};
@@ -40,16 +43,19 @@ pub struct Envelope {
 
 pub fn parse_envelope(body: &[u8]) -> Result<Envelope, XmlError> {
     let text = std::str::from_utf8(body).map_err(|_| XmlError::Malformed("body is not UTF-8".into()))?;
-    let fields = parse_fields(text)?;
-    let encrypt = required(&fields, "Encrypt")?.to_owned();
-    Ok(Envelope { encrypt })
+    match parse_fields(text)?.remove("Encrypt") {
+        Some(Value::String(encrypt)) if !encrypt.is_empty() => Ok(Envelope { encrypt }),
+        _ => Err(XmlError::MissingElement("Encrypt")),
+    }
 }
 
-/// An element being parsed: its children so far and its text so far.
-struct Frame {
+/// An element being parsed: its children so far and its text so far. The text
+/// borrows from the document until a second piece must be joined to it, so most
+/// elements copy their text once, into the field.
+struct Frame<'a> {
     name: String,
     children: Fields,
-    text: String,
+    text: Cow<'a, str>,
 }
 
 /// Parses a `<xml>…</xml>` document into its fields.
@@ -60,7 +66,7 @@ pub fn parse_fields(xml: &str) -> Result<Fields, XmlError> {
         return Err(XmlError::Malformed("NUL character".into()));
     }
     let mut reader = Reader::from_str(xml);
-    let mut stack: Vec<Frame> = Vec::new();
+    let mut stack: Vec<Frame<'_>> = Vec::new();
     let mut root: Option<Fields> = None;
     loop {
         let event = reader.read_event().map_err(|e| XmlError::Malformed(e.to_string()))?;
@@ -76,7 +82,7 @@ pub fn parse_fields(xml: &str) -> Result<Fields, XmlError> {
                 if stack.is_empty() && name != "xml" {
                     return Err(XmlError::Root);
                 }
-                stack.push(Frame { name, children: Fields::new(), text: String::new() });
+                stack.push(Frame { name, children: Fields::new(), text: Cow::Borrowed("") });
             }
             Event::Empty(empty) => {
                 if root.is_some() {
@@ -94,7 +100,7 @@ pub fn parse_fields(xml: &str) -> Result<Fields, XmlError> {
                 let frame = stack.pop().ok_or_else(|| XmlError::Malformed("unbalanced end tag".into()))?;
                 let has_text = !frame.text.trim().is_empty();
                 let value = match (frame.children.is_empty(), has_text) {
-                    (true, _) => Value::String(frame.text),
+                    (true, _) => Value::String(frame.text.into_owned()),
                     (false, false) => Value::Object(frame.children),
                     (false, true) => {
                         return Err(XmlError::Malformed(format!("<{}> mixes text and elements", frame.name)));
@@ -111,11 +117,11 @@ pub fn parse_fields(xml: &str) -> Result<Fields, XmlError> {
             }
             Event::Text(text) => {
                 let decoded = text.decode().map_err(|e| XmlError::Malformed(e.to_string()))?;
-                append_text(&mut stack, &decoded)?;
+                append_text(&mut stack, decoded)?;
             }
             Event::CData(cdata) => {
                 let decoded = cdata.decode().map_err(|e| XmlError::Malformed(e.to_string()))?;
-                append_text(&mut stack, &decoded)?;
+                append_text(&mut stack, decoded)?;
             }
             Event::GeneralRef(reference) => {
                 let resolved = match reference.resolve_char_ref() {
@@ -128,7 +134,7 @@ pub fn parse_fields(xml: &str) -> Result<Fields, XmlError> {
                     }
                     Err(error) => return Err(XmlError::Malformed(error.to_string())),
                 };
-                append_text(&mut stack, &resolved)?;
+                append_text(&mut stack, Cow::Owned(resolved))?;
             }
             Event::Eof => break,
             // Declarations, comments, processing instructions and doctypes carry no
@@ -148,10 +154,17 @@ fn element_name(start: &BytesStart<'_>) -> Result<String, XmlError> {
         .map_err(|_| XmlError::Malformed("element name is not UTF-8".into()))
 }
 
-fn append_text(stack: &mut [Frame], text: &str) -> Result<(), XmlError> {
+fn append_text<'a>(stack: &mut [Frame<'a>], text: Cow<'a, str>) -> Result<(), XmlError> {
     match stack.last_mut() {
+        // Between an element's children only non-blank text matters (it is refused at
+        // the end tag), so the indentation of a WeCom document is never copied.
+        Some(frame) if !frame.children.is_empty() && text.trim().is_empty() => Ok(()),
+        Some(frame) if frame.text.is_empty() => {
+            frame.text = text;
+            Ok(())
+        }
         Some(frame) => {
-            frame.text.push_str(text);
+            frame.text.to_mut().push_str(&text);
             Ok(())
         }
         None if text.trim().is_empty() => Ok(()),
@@ -160,15 +173,17 @@ fn append_text(stack: &mut [Frame], text: &str) -> Result<(), XmlError> {
 }
 
 fn insert(fields: &mut Fields, name: String, value: Value) {
-    match fields.get_mut(&name) {
-        Some(Value::Array(values)) => values.push(value),
-        Some(existing) => {
-            let first = existing.take();
-            *existing = Value::Array(vec![first, value]);
+    match fields.entry(name) {
+        Entry::Vacant(vacant) => {
+            vacant.insert(value);
         }
-        None => {
-            fields.insert(name, value);
-        }
+        Entry::Occupied(mut occupied) => match occupied.get_mut() {
+            Value::Array(values) => values.push(value),
+            existing => {
+                let first = existing.take();
+                *existing = Value::Array(vec![first, value]);
+            }
+        },
     }
 }
 
@@ -388,6 +403,14 @@ mod tests {
         assert!(matches!(parse_fields(&deep), Err(XmlError::Malformed(_))));
         assert_eq!(parse_fields("<XML><A>1</A></XML>"), Err(XmlError::Root));
         assert_eq!(parse_fields("<xml/>"), Ok(Fields::new()));
+    }
+
+    #[test]
+    fn text_in_pieces_is_joined_and_text_after_children_is_refused() {
+        let xml = "<xml>\n\t<A>x<![CDATA[ <y> ]]>&amp;z&#x41;</A>\n\t<B>\n\t\t<C> </C>\n\t</B>\n</xml>";
+        assert_eq!(Value::Object(parse_fields(xml).expect("parses")), json!({"A": "x <y> &zA", "B": {"C": " "}}));
+        assert!(matches!(parse_fields("<xml><A>1</A>\n late </xml>"), Err(XmlError::Malformed(_))));
+        assert!(matches!(parse_fields("<xml><B><C>1</C> <![CDATA[x]]></B></xml>"), Err(XmlError::Malformed(_))));
     }
 
     fn message(xml: &str) -> Result<Message, XmlError> {
