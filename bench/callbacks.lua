@@ -25,13 +25,14 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
-local text, first, stop, at
+local text, address, first, stop, at
 local headers = { ["Content-Type"] = "text/xml" }
 
 -- The offset of the first newline in [offset, limit), or `limit` when there is none.
 local function line_end(offset, limit)
   local newline = ffi.C.memchr(text + offset, NEWLINE, limit - offset)
-  return newline == nil and limit or tonumber(ffi.cast("const char *", newline) - text)
+  -- Addresses as numbers: LuaJIT's pointer difference wrapped at 2 GiB here.
+  return newline == nil and limit or tonumber(ffi.cast("intptr_t", newline)) - address
 end
 
 function init(args)
@@ -43,6 +44,7 @@ function init(args)
   assert(ffi.cast("intptr_t", map) ~= -1, "cannot map " .. path)
   ffi.C.close(fd)
   text = ffi.cast("const char *", map)
+  address = tonumber(ffi.cast("intptr_t", map))
   -- A share starts at the first whole line at or after its byte offset.
   local function share_start(share)
     local offset = math.floor(size * share / nthreads)
@@ -59,7 +61,7 @@ function request()
   end
   local line = text + at
   local ends = line_end(at, stop)
-  local tab = tonumber(ffi.cast("const char *", ffi.C.memchr(line, TAB, ends - at)) - line)
+  local tab = tonumber(ffi.cast("intptr_t", ffi.C.memchr(line, TAB, ends - at))) - address - at
   local path, body = ffi.string(line, tab), ffi.string(line + tab + 1, ends - at - tab - 1)
   at = ends + 1
   return wrk.format("POST", path, headers, body)
