@@ -80,6 +80,8 @@ INGEST=$(wrk -t2 -c64 -d"${DURATION}s" --timeout 10s -s bench/callbacks.lua "htt
   awk '/^RESULT / {sub(/^RESULT /, ""); print}')
 sleep 1
 STORED=$(sql "SELECT count(*) FROM events WHERE kind = 'change_contact'")
+# The servers' own clock beside wrk's count (see callbacks.lua).
+SPAN_MS=$(sql "SELECT max(received_at) - min(received_at) FROM events WHERE kind = 'change_contact'")
 DISTINCT=$(sql "SELECT count(DISTINCT dedupe_key) FROM events")
 ROWS=$(sql "SELECT count(*) FROM events")
 rm -f "$WORK/callbacks.txt"
@@ -151,11 +153,12 @@ STORM=$(wrk -t2 -c64 -d5s --timeout 40s -s "$WORK/storm.lua" "http://127.0.0.1:$
 AFTER_STORM=$(curl -s "http://127.0.0.1:$FAKE_PORT/_stats")
 
 python3 - "$INSTANCES" "$INSTALLS" "$STORM_CORPS" "$STORED" "$DISTINCT" "$ROWS" "$ACTIVE" "$INSTALL_S" \
-  "$INGEST" "$AFTER_INSTALLS" "$AFTER_STORM" "$STORM" <<'PY'
+  "$INGEST" "$AFTER_INSTALLS" "$AFTER_STORM" "$STORM" "$SPAN_MS" <<'PY'
 import json, sys
 instances, installs, storm_corps, stored, distinct, rows, active = map(int, sys.argv[1:8])
 install_s = float(sys.argv[8])
 ingest, after_installs, after_storm, storm = (json.loads(a) for a in sys.argv[9:13])
+span_ms = int(sys.argv[13] or 0)
 acked = ingest["requests"] - ingest["non2xx"] - ingest["socket_errors"]
 refreshes_before = after_installs["corp_token_refreshes"]
 storm_refreshes = {corp: n - refreshes_before.get(corp, 0) for corp, n in after_storm["corp_token_refreshes"].items()}
@@ -164,6 +167,7 @@ print(json.dumps({
     "kind": "cluster", "instances": instances, "backend": "postgres", "balancer": "haproxy",
     "ingest": {
         "per_s": round(ingest["requests"] / (ingest["duration_us"] / 1e6)),
+        "stored_per_s": round(stored / (span_ms / 1e3)) if span_ms else None,
         "p50_us": ingest["p50_us"], "p99_us": ingest["p99_us"], "p999_us": ingest["p999_us"],
         "max_us": ingest["max_us"], "acknowledged_at_most": acked, "stored": stored,
         "stored_once": rows == distinct, "nothing_acknowledged_lost": stored >= acked,
