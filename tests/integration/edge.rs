@@ -44,7 +44,9 @@ async fn timed_callback_answer(app: &TestApp, n: usize) -> (u16, Duration, Strin
 /// nine in ten as the test sees them, none after 3 s).
 #[tokio::test]
 async fn held_and_slow_bodies_keep_memory_bounded_and_callbacks_answered() {
-    const MAX_RSS: u64 = 150 << 20;
+    // Peak seen: 136 MiB with glibc's malloc, 142–146 MiB with jemalloc (its size
+    // classes hold more for the same live buffers); 700 MiB of bodies are declared.
+    const MAX_RSS: u64 = 160 << 20;
     raise_own_file_limit();
     let db = TestDb::new();
     let app = TestApp::spawn_binary(&db, |_| {}).await;
