@@ -73,11 +73,27 @@ haproxy -f "$WORK/haproxy.cfg" -db &
 PIDS+=("$!")
 wait_ready "http://127.0.0.1:$LB_PORT/healthz"
 
+ticks_of() { # PID... → their user + system clock ticks (one that has gone counts 0)
+  local pid sum=0
+  for pid in "$@"; do
+    sum=$((sum + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$sum"
+}
+# Where the CPU goes during the ingest: the instances, PostgreSQL, haproxy, and what
+# the machine left idle.
+cpu_snapshot() {
+  echo "$(ticks_of "${PIDS[@]:1:$INSTANCES}") $(ticks_of $(pgrep -x postgres)) $(ticks_of "${PIDS[-1]}")" \
+    "$(awk '/^cpu / {print $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $5 + $6}' /proc/stat)"
+}
+
 # Ingest through the balancer.
 "$GEN" "$TOKEN" "$AES_KEY" "$SUITE" $((30000 * DURATION)) "cluster-$$" "$WORK/callbacks.txt" advancing
 sync
+CPU_BEFORE=$(cpu_snapshot)
 INGEST=$(wrk -t2 -c64 -d"${DURATION}s" --timeout 10s -s bench/callbacks.lua "http://127.0.0.1:$LB_PORT/" -- "$WORK/callbacks.txt" 2 |
   awk '/^RESULT / {sub(/^RESULT /, ""); print}')
+CPU_AFTER=$(cpu_snapshot)
 sleep 1
 STORED=$(sql "SELECT count(*) FROM events WHERE kind = 'change_contact'")
 # The servers' own clock beside wrk's count (see callbacks.lua).
@@ -153,12 +169,15 @@ STORM=$(wrk -t2 -c64 -d5s --timeout 40s -s "$WORK/storm.lua" "http://127.0.0.1:$
 AFTER_STORM=$(curl -s "http://127.0.0.1:$FAKE_PORT/_stats")
 
 python3 - "$INSTANCES" "$INSTALLS" "$STORM_CORPS" "$STORED" "$DISTINCT" "$ROWS" "$ACTIVE" "$INSTALL_S" \
-  "$INGEST" "$AFTER_INSTALLS" "$AFTER_STORM" "$STORM" "$SPAN_MS" <<'PY'
+  "$INGEST" "$AFTER_INSTALLS" "$AFTER_STORM" "$STORM" "$SPAN_MS" "$CPU_BEFORE" "$CPU_AFTER" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 instances, installs, storm_corps, stored, distinct, rows, active = map(int, sys.argv[1:8])
 install_s = float(sys.argv[8])
 ingest, after_installs, after_storm, storm = (json.loads(a) for a in sys.argv[9:13])
 span_ms = int(sys.argv[13] or 0)
+cpu = [int(a) - int(b) for a, b in zip(sys.argv[15].split(), sys.argv[14].split())]
+hz, requests = int(sys.argv[16]), max(ingest["requests"], 1)
+us_per_callback = lambda ticks: round(ticks / hz * 1e6 / requests, 1)
 acked = ingest["requests"] - ingest["non2xx"] - ingest["socket_errors"]
 refreshes_before = after_installs["corp_token_refreshes"]
 storm_refreshes = {corp: n - refreshes_before.get(corp, 0) for corp, n in after_storm["corp_token_refreshes"].items()}
@@ -172,6 +191,10 @@ print(json.dumps({
         "max_us": ingest["max_us"], "acknowledged_at_most": acked, "stored": stored,
         "stored_once": rows == distinct, "nothing_acknowledged_lost": stored >= acked,
         "non2xx": ingest["non2xx"], "socket_errors": ingest["socket_errors"],
+        "cpu_us_per_callback": {
+            "instances": us_per_callback(cpu[0]), "postgres": us_per_callback(cpu[1]), "haproxy": us_per_callback(cpu[2]),
+        },
+        "machine_idle": round(cpu[4] / max(cpu[3], 1), 3),
     },
     "installs": {
         "corps": installs, "callbacks_posted": 2 * installs, "active": active, "seconds": install_s,

@@ -120,11 +120,14 @@ if scale:
 cluster = of("cluster")
 if cluster:
     print("\n### Several instances on one PostgreSQL behind haproxy (round-robin, loopback)\n")
-    header(['instances', 'callbacks/s', 'server clock', 'p50', 'p99', 'p99.9', 'stored once, none lost', 'installs (each callback twice)', 'codes exchanged twice', 'token storm: requests, corps refreshed, most refreshes of one corp'], "rrrrrrllrl")
+    header(['instances', 'callbacks/s', 'server clock', 'p50', 'p99', 'p99.9', 'CPU per callback: instances, PostgreSQL, haproxy; machine idle', 'stored once, none lost', 'installs (each callback twice)', 'codes exchanged twice', 'token storm: requests, corps refreshed, most refreshes of one corp'], "rrrrrrlllrl")
     for run in cluster:
         i, inst, storm = run["ingest"], run["installs"], run["storm"]
         clock = f"{i['stored_per_s']:,}" if i.get("stored_per_s") else ""
-        print(f"| {run['instances']} | {i['per_s']:,} | {clock} | {ms(i['p50_us'])} | {ms(i['p99_us'])} | {ms(i['p999_us'])} | "
+        cpu = i.get("cpu_us_per_callback")
+        spent = (f"{cpu['instances']:.0f}, {cpu['postgres']:.0f}, {cpu['haproxy']:.0f} µs; {i['machine_idle']:.0%}"
+                 if cpu else "")
+        print(f"| {run['instances']} | {i['per_s']:,} | {clock} | {ms(i['p50_us'])} | {ms(i['p99_us'])} | {ms(i['p999_us'])} | {spent} | "
               f"{'yes' if i['stored_once'] and i['nothing_acknowledged_lost'] else 'NO'} | "
               f"{inst['active']}/{inst['corps']} active in {inst['seconds']} s | {inst['codes_exchanged_twice']} | "
               f"{storm['requests']:,} ({storm['non2xx']} non-2xx), {storm['corps_refreshed']}/{storm['corps']}, {storm['max_refreshes_per_corp']} |")
