@@ -73,13 +73,6 @@ haproxy -f "$WORK/haproxy.cfg" -db &
 PIDS+=("$!")
 wait_ready "http://127.0.0.1:$LB_PORT/healthz"
 
-ticks_of() { # PID... → their user + system clock ticks (one that has gone counts 0)
-  local pid sum=0
-  for pid in "$@"; do
-    sum=$((sum + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
-  done
-  echo "$sum"
-}
 # Where the CPU goes during the ingest: the instances, PostgreSQL, haproxy, and what
 # the machine left idle.
 cpu_snapshot() {

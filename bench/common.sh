@@ -34,3 +34,11 @@ wait_for() { # URL SECONDS CURL_FLAGS
   echo "$1 did not come up" >&2
   exit 1
 }
+
+ticks_of() { # PID... → their user + system clock ticks (one that has gone counts 0)
+  local pid sum=0
+  for pid in "$@"; do
+    sum=$((sum + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$sum"
+}

@@ -86,9 +86,8 @@ FILE=$WORK/callbacks.txt
 BEFORE=$(sql "SELECT count(*) FROM events")
 sync # the file's writeback must not compete with the fsyncs measured next
 cpu_ticks() { # user + system ticks of the server and its worker processes
-  local pid sum=0
-  for pid in "${PIDS[0]}" $(pgrep -P "${PIDS[0]}"); do sum=$((sum + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
-  echo $sum
+  # shellcheck disable=SC2046 # one PID a word
+  ticks_of "${PIDS[0]}" $(pgrep -P "${PIDS[0]}")
 }
 START_MS=$(($(date +%s%N) / 1000000))
 CPU_BEFORE=$(cpu_ticks)

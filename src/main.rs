@@ -22,7 +22,7 @@ use wecom_provider::webhooks;
 
 // jemalloc instead of glibc's malloc: a callback allocates on an HTTP worker and is
 // freed on the event writer, and glibc's arenas made malloc ~14 % of the server's
-// CPU; jemalloc took 12–17 % off the CPU per callback at +9 MiB peak RSS under the
+// CPU; jemalloc took 12–22 % off the CPU per callback at +9 MiB peak RSS under the
 // held-bodies attack (BENCHMARKS.md, 2026-12-07).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
