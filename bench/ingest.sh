@@ -89,12 +89,20 @@ cpu_ticks() { # user + system ticks of the server and its worker processes
   # shellcheck disable=SC2046 # one PID a word
   ticks_of "${PIDS[0]}" $(pgrep -P "${PIDS[0]}")
 }
+# Ours' write calls and bytes handed to the kernel (on SQLite, where ours writes the
+# file itself): what each commit costs beyond its instructions, since every page a
+# commit dirties is one more WAL frame, written in two calls.
+writes_of() { [[ $SERVER == peer ]] && echo "0 0" || awk '/^syscw|^write_bytes/ {printf "%s ", $2}' "/proc/${PIDS[0]}/io"; }
 START_MS=$(($(date +%s%N) / 1000000))
 CPU_BEFORE=$(cpu_ticks)
+SYS_BEFORE=$(awk '{print $15}' "/proc/${PIDS[0]}/stat")
+WRITES_BEFORE=$(writes_of)
 THREADS=$((CONNS < 2 ? 1 : 2))
 RESULT=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 10s -s bench/callbacks.lua "http://127.0.0.1:$PORT/" -- "$FILE" "$THREADS" |
   awk '/^RESULT / {sub(/^RESULT /, ""); print}')
 CPU_AFTER=$(cpu_ticks)
+SYS_AFTER=$(awk '{print $15}' "/proc/${PIDS[0]}/stat")
+WRITES_AFTER=$(writes_of)
 sleep 1
 AFTER=$(sql "SELECT count(*) FROM events")
 # One statement, so the pruner deleting meanwhile cannot make it disagree with itself.
@@ -121,10 +129,12 @@ if [[ ${FEED:-} == 1 && $SERVER != peer ]]; then
 fi
 RSS=null
 [[ $SERVER != peer ]] && RSS=$(awk '/VmHWM/ {print $2}' "/proc/${PIDS[0]}/status")
-python3 - "$SERVER" "$BACKEND" "$STAMPS" "$CONNS" "$SHAPE" "${SEED:+seeded}" "$BEFORE" "$AFTER" "$STORED" "$DUPLICATES" "$RSS" "$((CPU_AFTER - CPU_BEFORE))" "$(getconf CLK_TCK)" "$RESULT" "$FEED_MS" "${EXTRA_ENV:-}" "$SPAN_MS" <<'PY'
+python3 - "$SERVER" "$BACKEND" "$STAMPS" "$CONNS" "$SHAPE" "${SEED:+seeded}" "$BEFORE" "$AFTER" "$STORED" "$DUPLICATES" "$RSS" "$((CPU_AFTER - CPU_BEFORE))" "$(getconf CLK_TCK)" "$RESULT" "$FEED_MS" "${EXTRA_ENV:-}" "$SPAN_MS" "$((SYS_AFTER - SYS_BEFORE))" "$WRITES_BEFORE" "$WRITES_AFTER" <<'PY'
 import json, sys
-server, backend, stamps, conns, shape, seeded, before, after, stored, duplicates, rss, ticks, hz, wrk, feed, extra, span_ms = sys.argv[1:]
+server, backend, stamps, conns, shape, seeded, before, after, stored, duplicates, rss, ticks, hz, wrk, feed, extra, span_ms, sys_ticks, writes_before, writes_after = sys.argv[1:]
 w = json.loads(wrk)
+requests = max(w["requests"], 1)
+(calls_before, bytes_before), (calls_after, bytes_after) = (map(int, x.split()) for x in (writes_before, writes_after))
 ok = w["requests"] - w["non2xx"] - w["socket_errors"]
 print(json.dumps({
     "kind": "ingest", "server": server, "backend": backend, "stamps": stamps,
@@ -135,7 +145,13 @@ print(json.dumps({
     # Stored callbacks over the span of their arrival times (ours only).
     "stored_per_s": None if span_ms in ("null", "", "0") else round(int(stored) / (int(span_ms) / 1e3)),
     # CPU time of the server process (every worker, for the peer) per request answered.
-    "server_cpu_us_per_request": round(int(ticks) / int(hz) * 1e6 / max(w["requests"], 1), 1),
+    "server_cpu_us_per_request": round(int(ticks) / int(hz) * 1e6 / requests, 1),
+    # Ours only: the kernel's share of that CPU, and the writes behind it.
+    "server_system_us_per_request": None if server == "peer" else round(int(sys_ticks) / int(hz) * 1e6 / requests, 1),
+    "server_writes_per_request": None if server == "peer" or backend != "sqlite" else {
+        "calls": round((calls_after - calls_before) / requests, 2),
+        "kib": round((bytes_after - bytes_before) / 1024 / requests, 2),
+    },
     "peak_rss_kib": None if rss == "null" else int(rss), "feed": json.loads(feed), "settings": extra, "wrk": w,
 }))
 PY

@@ -82,16 +82,20 @@ if ingest:
     print("Realistic change_contact/update_user callbacks (1.4 KB plaintext, 2 KB on the wire, Chinese fields). "
           "`fresh`: an empty database; `1 M`: one already holding 1 M events. Ratio: ours over the peer on the same "
           "stamps and database. `server clock`: ours' stored callbacks over the span of their arrival times, "
-          "a check on wrk's own count.\n")
-    header(['stamps', 'database', 'server', 'backend', 'callbacks/s', 'server clock', 'p50', 'p99', 'p99.9', 'max', 'CPU per callback', 'stored once, none lost', 'ours / peer'], "llllrrrrrrrlr")
+          "a check on wrk's own count. `kernel, writes`: ours' system CPU per callback, and on SQLite its write "
+          "calls and KiB written per callback.\n")
+    header(['stamps', 'database', 'server', 'backend', 'callbacks/s', 'server clock', 'p50', 'p99', 'p99.9', 'max', 'CPU per callback', 'kernel, writes', 'stored once, none lost', 'ours / peer'], "llllrrrrrrrrlr")
     for run in ingest:
         w = run["wrk"]
         peer = [p for p in ingest if p["server"] == "peer" and p["stamps"] == run["stamps"] and p["seeded"] == run["seeded"]]
         ratio = f"{run['per_s'] / peer[0]['per_s']:.1f}×" if peer and run["server"] != "peer" and peer[0]["per_s"] else ""
         database = f"{run['rows_before'] / 1e6:.0f} M" if run["seeded"] else "fresh"
         clock = f"{run['stored_per_s']:,}" if run.get("stored_per_s") else ""
+        kernel = f"{run['server_system_us_per_request']:.0f} µs" if run.get("server_system_us_per_request") is not None else ""
+        if run.get("server_writes_per_request"):
+            kernel += f"; {run['server_writes_per_request']['calls']:.1f} writes, {run['server_writes_per_request']['kib']:.1f} KiB"
         print(f"| {run['stamps']} | {database} | {label(run)} | {run['backend']} | {run['per_s']:,} | {clock} | {ms(w['p50_us'])} | "
-              f"{ms(w['p99_us'])} | {ms(w['p999_us'])} | {ms(w['max_us'])} | {run['server_cpu_us_per_request']:.0f} µs | "
+              f"{ms(w['p99_us'])} | {ms(w['p999_us'])} | {ms(w['max_us'])} | {run['server_cpu_us_per_request']:.0f} µs | {kernel} | "
               f"{verdict(run)} ({run['stored']:,} stored, ≤ {run['acknowledged_at_most']:,} acknowledged) | {ratio} |")
 
 pruning = [r for r in of("ingest") if r["settings"]]
