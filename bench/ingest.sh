@@ -92,7 +92,7 @@ cpu_ticks() { # user + system ticks of the server and its worker processes
 # Ours' write calls and bytes handed to the kernel (on SQLite, where ours writes the
 # file itself): what each commit costs beyond its instructions, since every page a
 # commit dirties is one more WAL frame, written in two calls.
-writes_of() { [[ $SERVER == peer ]] && echo "0 0" || awk '/^syscw|^write_bytes/ {printf "%s ", $2}' "/proc/${PIDS[0]}/io"; }
+writes_of() { awk '/^syscw|^write_bytes/ {printf "%s ", $2}' "/proc/${PIDS[0]}/io"; }
 START_MS=$(($(date +%s%N) / 1000000))
 CPU_BEFORE=$(cpu_ticks)
 SYS_BEFORE=$(awk '{print $15}' "/proc/${PIDS[0]}/stat")
