@@ -69,6 +69,9 @@ SELECT 'wwbenchprovider', 'wwbenchsuite', 'wpBenchCorp', 'change_contact',
        ? || ({start} + i * 86400 / {count}) || '","UserID":"seed-' || i || '"}}',
        ({start} + i * 86400 / {count}) * 1000, 'done', ({start} + i * 86400 / {count}) * 1000, 0
 FROM n""", (head,))
+# As the service leaves them: every stored key in its index, the writer's watermark at the end.
+conn.execute("INSERT INTO event_keys (dedupe_key) SELECT dedupe_key FROM events ORDER BY dedupe_key")
+conn.execute("UPDATE event_key_merges SET through_id = (SELECT max(id) FROM events)")
 conn.commit()
 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 PY

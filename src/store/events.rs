@@ -147,15 +147,15 @@ impl NewEvent {
     }
 }
 
-/// Inserts events inside the caller's transaction with one multi-row
-/// `INSERT … ON CONFLICT DO NOTHING RETURNING dedupe_key`, holding the append lock shared.
+/// Inserts events inside the caller's transaction, each once per dedupe key.
 /// Returns, per event, its id when it was new (`None`: an identical event was
 /// stored before, or earlier in the batch).
 pub trait InsertEvents {
     fn insert_events(&mut self, batch: &[NewEvent]) -> QueryResult<Vec<Option<EventId>>>;
 }
 
-/// PostgreSQL: one multi-row statement per batch, a single round trip.
+/// PostgreSQL: one multi-row `INSERT … ON CONFLICT DO NOTHING RETURNING` per batch,
+/// a single round trip, holding the append lock shared.
 impl InsertEvents for diesel::PgConnection {
     fn insert_events(&mut self, batch: &[NewEvent]) -> QueryResult<Vec<Option<EventId>>> {
         if batch.is_empty() {
@@ -173,57 +173,12 @@ impl InsertEvents for diesel::PgConnection {
     }
 }
 
-diesel::define_sql_function! {
-    /// SQLite's rowid of the row its connection inserted last.
-    fn last_insert_rowid() -> diesel::sql_types::BigInt;
-}
-
-/// SQLite: one cached single-row statement per event. There is no round trip to
-/// save, while a multi-row statement is parsed afresh for every batch length and
-/// buffers its RETURNING rows in a temporary table (even on one row RETURNING cost
-/// 8 % more instructions per callback, bench/instructions.sh).
-///
-/// The ids come from one `last_insert_rowid()` per run of new rows: this transaction
-/// is the only writer and the table is AUTOINCREMENT, so each new row takes the id
-/// after the previous one. A row refused as a duplicate may burn an id (SQLite
-/// documents that gap), so a run ends at every duplicate.
+/// SQLite: events has no unique key; each event claims its key in `event_keys`
+/// first ([`super::event_keys`]). Callbacks take the event writer's path instead,
+/// which defers that write.
 impl InsertEvents for diesel::SqliteConnection {
     fn insert_events(&mut self, batch: &[NewEvent]) -> QueryResult<Vec<Option<EventId>>> {
-        let mut ids = vec![None; batch.len()];
-        let mut run_start = 0;
-        for (index, event) in batch.iter().enumerate() {
-            let inserted = diesel::insert_into(events::table)
-                .values(event)
-                .on_conflict(events::dedupe_key)
-                .do_nothing()
-                .execute(self)?;
-            if inserted == 0 {
-                self.number_run(&mut ids[run_start..index])?;
-                run_start = index + 1;
-            }
-        }
-        self.number_run(&mut ids[run_start..])?;
-        Ok(ids)
-    }
-}
-
-trait NumberRun {
-    /// Gives a run of rows just inserted, in order, their consecutive ids, ending at
-    /// the connection's last inserted rowid.
-    fn number_run(&mut self, run: &mut [Option<EventId>]) -> QueryResult<()>;
-}
-
-impl NumberRun for diesel::SqliteConnection {
-    fn number_run(&mut self, run: &mut [Option<EventId>]) -> QueryResult<()> {
-        if run.is_empty() {
-            return Ok(());
-        }
-        let last: i64 = diesel::select(last_insert_rowid()).get_result(self)?;
-        let first = last - run.len() as i64 + 1;
-        for (slot, id) in run.iter_mut().zip(first..) {
-            *slot = Some(EventId::new(id));
-        }
-        Ok(())
+        super::event_keys::insert_claiming_keys(self, batch)
     }
 }
 
@@ -445,18 +400,29 @@ pub fn mark_failed_attempt(conn: &mut Conn, id: EventId, error: &str, retry_at: 
 }
 
 /// Deletes up to `batch` done events received before `cutoff` (Unix ms), oldest
-/// first; pending and failed events are kept whatever their age.
+/// first, with their dedupe keys; pending and failed events are kept whatever their age.
 pub fn prune_done(conn: &mut Conn, cutoff: i64, batch: i64) -> StoreResult<usize> {
-    let deleted = with_backend!(conn, c => {
-        let old: Vec<i64> = events::table
-            .filter(events::status.eq(EventStatus::Done))
-            .filter(events::received_at.lt(cutoff))
-            .order(events::id)
-            .limit(batch)
-            .select(events::id)
-            .load(c)?;
-        diesel::delete(events::table.filter(events::id.eq_any(old))).execute(c)?
-    });
+    macro_rules! oldest_done {
+        () => {
+            events::table
+                .filter(events::status.eq(EventStatus::Done))
+                .filter(events::received_at.lt(cutoff))
+                .order(events::id)
+                .limit(batch)
+        };
+    }
+    let deleted = match conn {
+        Conn::Sqlite(c) => c.write_transaction(|c| {
+            let (ids, keys): (Vec<i64>, Vec<String>) =
+                oldest_done!().select((events::id, events::dedupe_key)).load::<(i64, String)>(c)?.into_iter().unzip();
+            super::event_keys::forget(c, &keys)?;
+            diesel::delete(events::table.filter(events::id.eq_any(ids))).execute(c)
+        })?,
+        Conn::Pg(c) => {
+            let old: Vec<i64> = oldest_done!().select(events::id).load(&mut **c)?;
+            diesel::delete(events::table.filter(events::id.eq_any(old))).execute(&mut **c)?
+        }
+    };
     Ok(deleted)
 }
 

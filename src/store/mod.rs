@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth_codes;
 pub mod console;
 pub mod corps;
+pub mod event_keys;
 pub mod events;
 pub mod ids;
 pub mod install_states;

@@ -73,6 +73,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// SQLite only: the dedupe keys of stored events (see `store::event_keys`).
+    event_keys (dedupe_key) {
+        dedupe_key -> Text,
+    }
+}
+
+diesel::table! {
+    /// SQLite only: one row, up to which event every key is in `event_keys`.
+    event_key_merges (singleton) {
+        singleton -> Integer,
+        through_id -> BigInt,
+    }
+}
+
+diesel::table! {
     leases (name) {
         name -> Text,
         holder -> Text,

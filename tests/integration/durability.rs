@@ -62,6 +62,9 @@ async fn callbacks_acknowledged_before_a_kill_9_survive_it() {
 
     let app = TestApp::spawn(&db).await;
     assert_eq!(app.events().await.len(), 40, "every acknowledged callback survived");
+    let retries = tickets.iter().map(|xml| app.post_callback(&path, &keys, SUITE_ID, xml));
+    futures_util::future::join_all(retries).await;
+    assert_eq!(app.events().await.len(), 40, "their retries are recognised after the kill");
     // The dead instance's worker lease expires, then this one applies what is left.
     eventually("every event applied", || async {
         app.events().await.iter().all(|event| event["status"] == "done").then_some(())
@@ -69,6 +72,48 @@ async fn callbacks_acknowledged_before_a_kill_9_survive_it() {
     .await;
     assert_eq!(app.suite_view(SUITE_ID).await["has_ticket"], true);
     app.stop().await;
+}
+
+/// WeCom's retries are stored once wherever the original's dedupe key is: in the
+/// writer's memory, moved to its index (SQLite), or in neither after a kill -9, when
+/// the restarted writer reads the keys back from the log.
+#[tokio::test]
+async fn a_retry_is_stored_once_before_and_after_its_key_moves_and_across_a_kill_9() {
+    let db = TestDb::new();
+    let tickets =
+        |batch: &str| -> Vec<String> { (0..10).map(|i| suite_ticket_xml(SUITE_ID, &format!("{batch}-{i}"))).collect() };
+    let (first, second) = (tickets("first"), tickets("second"));
+    let stored = || db.count("SELECT count(*) FROM events");
+    let moved = || db.count("SELECT count(*) FROM event_keys");
+
+    let binary = TestApp::spawn_binary(&db, |_| {}).await;
+    post_all(&binary, &first).await;
+    post_all(&binary, &first).await;
+    assert_eq!(stored(), 10, "retries of keys in the writer's memory");
+    if !db.is_postgres() {
+        eventually("the idle writer moves the keys to their index", || async { (moved() == 10).then_some(()) }).await;
+        assert_eq!(db.count("SELECT through_id FROM event_key_merges"), db.count("SELECT max(id) FROM events"));
+    }
+    post_all(&binary, &first).await;
+    assert_eq!(stored(), 10, "retries of keys in the index");
+    post_all(&binary, &second).await;
+    binary.stop().await;
+
+    let app = TestApp::spawn(&db).await;
+    post_all(&app, &first).await;
+    post_all(&app, &second).await;
+    assert_eq!(stored(), 20, "retries after a kill -9, of moved keys and of keys only the log had");
+    if !db.is_postgres() {
+        eventually("the new writer moves the reloaded keys", || async { (moved() == 20).then_some(()) }).await;
+    }
+    app.stop().await;
+}
+
+async fn post_all(app: &TestApp, xmls: &[String]) {
+    let (keys, path) = (suite_keys(), command_path(SUITE_ID));
+    let answers =
+        futures_util::future::join_all(xmls.iter().map(|xml| app.post_callback(&path, &keys, SUITE_ID, xml))).await;
+    assert!(answers.iter().all(|(status, body)| *status == 200 && body == "success"), "{answers:?}");
 }
 
 #[tokio::test]
