@@ -35,7 +35,7 @@ const FREEZE_AFTER: Duration = Duration::from_secs(30);
 /// run is moved before the next one is due.
 const SLICE_MIN: usize = 512;
 /// Keys moved by one commit of their own while no callback waits.
-const IDLE_SLICE: usize = 16_384;
+const IDLE_SLICE: usize = 4_096;
 
 diesel::define_sql_function! {
     /// SQLite's rowid of the row its connection inserted last.
