@@ -426,16 +426,27 @@ async fn screenshot(client: &Client, name: &str) {
     std::fs::write(dir.join(format!("{name}.png")), png).expect("screenshot written");
 }
 
+/// Waits for the element: after a form is submitted by the keyboard, the page with it
+/// may still be loading.
+async fn element(client: &Client, css: &str) -> fantoccini::elements::Element {
+    client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+}
+
 async fn text_of(client: &Client, css: &str) -> String {
-    client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.expect("text")
+    element(client, css).await.text().await.expect("text")
 }
 
 async fn click(client: &Client, css: &str) {
-    client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.expect("click");
+    element(client, css).await.click().await.expect("click");
 }
 
 async fn fill(client: &Client, css: &str, value: &str) {
-    let field = client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+    let field = element(client, css).await;
     field.clear().await.expect("clear");
     field.send_keys(value).await.expect("type");
 }
