@@ -84,25 +84,25 @@ impl RecentKeys {
     pub fn append(&mut self, conn: &mut SqliteConnection, batch: &[NewEvent]) -> QueryResult<Vec<Option<EventId>>> {
         let slice = self.next_slice(SLICE_MIN.max(2 * batch.len()));
         let ids = conn.write_transaction(|c| {
-            let mut ids = vec![None; batch.len()];
             let mut in_batch = HashSet::with_capacity(batch.len());
-            let mut new_rows = 0_i64;
-            for (slot, event) in ids.iter_mut().zip(batch) {
+            let mut new_slots = Vec::with_capacity(batch.len());
+            for (slot, event) in batch.iter().enumerate() {
                 let key = event.dedupe_key.as_str();
                 if in_batch.contains(key) || self.holds(key) || is_stored(c, key)? {
                     continue;
                 }
                 diesel::insert_into(events::table).values(event).execute(c)?;
                 in_batch.insert(key);
-                new_rows += 1;
-                *slot = Some(EventId::new(new_rows));
+                new_slots.push(slot);
             }
-            // Ids are consecutive: this transaction holds SQLite's only write lock
-            // and inserts every row it inserts.
-            if new_rows > 0 {
-                let first = diesel::select(last_insert_rowid()).get_result::<i64>(c)? - new_rows;
-                for id in ids.iter_mut().flatten() {
-                    *id = EventId::new(first + id.get());
+            // Ids are consecutive, ending at the last rowid: this transaction holds
+            // SQLite's only write lock and nothing refused burned an id.
+            let mut ids = vec![None; batch.len()];
+            if !new_slots.is_empty() {
+                let last: i64 = diesel::select(last_insert_rowid()).get_result(c)?;
+                let first = last - new_slots.len() as i64 + 1;
+                for (slot, id) in new_slots.into_iter().zip(first..) {
+                    ids[slot] = Some(EventId::new(id));
                 }
             }
             self.move_slice(c, slice.clone())?;
