@@ -19,8 +19,7 @@ use crate::with_backend;
 pub const EVENT_APPEND_LOCK_KEY: i64 = 0x7765_636f_6d02;
 
 /// `None` is inserted as NULL, not as the column default, so that every insert has
-/// one SQL text: one multi-row statement per batch on PostgreSQL, one cached
-/// statement on SQLite.
+/// one SQL text: one cached statement on SQLite.
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = events, treat_none_as_default_value = false)]
 pub struct NewEvent {
@@ -154,23 +153,66 @@ pub trait InsertEvents {
     fn insert_events(&mut self, batch: &[NewEvent]) -> QueryResult<Vec<Option<EventId>>>;
 }
 
-/// PostgreSQL: one multi-row `INSERT … ON CONFLICT DO NOTHING RETURNING` per batch,
-/// a single round trip, holding the append lock shared.
+/// PostgreSQL: one statement per batch, one round trip. The append lock is taken
+/// shared inside the statement, before it draws ids; the columns go as arrays, so the
+/// text is the same for every batch and the server parses and plans it once per
+/// connection instead of once per batch.
 impl InsertEvents for diesel::PgConnection {
     fn insert_events(&mut self, batch: &[NewEvent]) -> QueryResult<Vec<Option<EventId>>> {
+        use diesel::sql_types::{Array, BigInt, Nullable, Text};
+
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        diesel::sql_query(format!("SELECT pg_advisory_xact_lock_shared({EVENT_APPEND_LOCK_KEY})")).execute(self)?;
-        let inserted: Vec<(String, EventId)> = diesel::insert_into(events::table)
-            .values(batch)
-            .on_conflict(events::dedupe_key)
-            .do_nothing()
-            .returning((events::dedupe_key, events::id))
-            .get_results(self)?;
-        let mut inserted: HashMap<String, EventId> = inserted.into_iter().collect();
+        let column = |value: fn(&NewEvent) -> &str| batch.iter().map(value).collect::<Vec<_>>();
+        let nullable = |value: fn(&NewEvent) -> Option<&str>| batch.iter().map(value).collect::<Vec<_>>();
+        let inserted: Vec<Inserted> = diesel::sql_query(PG_APPEND.as_str())
+            .bind::<Array<Text>, _>(column(|e| e.provider_corpid.as_str()))
+            .bind::<Array<Nullable<Text>>, _>(nullable(|e| e.suite_id.as_ref().map(SuiteId::as_str)))
+            .bind::<Array<Nullable<Text>>, _>(nullable(|e| e.corpid.as_ref().map(CorpId::as_str)))
+            .bind::<Array<Text>, _>(column(|e| &e.kind))
+            .bind::<Array<Text>, _>(column(|e| &e.dedupe_key))
+            .bind::<Array<Nullable<Text>>, _>(nullable(|e| e.ordering_key.as_deref()))
+            .bind::<Array<Nullable<Text>>, _>(nullable(|e| e.plaintext.as_ref().map(Sealed::as_str)))
+            .bind::<Array<Text>, _>(column(|e| &e.fields))
+            .bind::<Array<BigInt>, _>(batch.iter().map(|e| e.received_at).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(column(|e| e.status.as_str()))
+            .bind::<Array<Nullable<BigInt>>, _>(batch.iter().map(|e| e.processed_at).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Text>>, _>(nullable(|e| e.request_id.as_deref()))
+            .load(self)?;
+        let mut inserted: HashMap<String, EventId> = inserted.into_iter().map(|row| (row.dedupe_key, row.id)).collect();
         Ok(batch.iter().map(|event| inserted.remove(&event.dedupe_key)).collect())
     }
+}
+
+/// The batch's rows in the order given (their ids follow it), each skipped when its
+/// key is stored already or earlier in the batch. Outside a transaction it commits by
+/// itself. The lock is a materialized CTE joined to the rows, so it is held before
+/// the first id is drawn.
+static PG_APPEND: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH append_lock AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared({EVENT_APPEND_LOCK_KEY})) \
+    INSERT INTO events (provider_corpid, suite_id, corpid, kind, dedupe_key, ordering_key, plaintext, \
+        fields, received_at, status, processed_at, request_id) \
+    SELECT batch.provider_corpid, batch.suite_id, batch.corpid, batch.kind, batch.dedupe_key, \
+        batch.ordering_key, batch.plaintext, batch.fields, batch.received_at, batch.status, \
+        batch.processed_at, batch.request_id \
+    FROM append_lock, unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+        $7::text[], $8::text[], $9::bigint[], $10::text[], $11::bigint[], $12::text[]) \
+        WITH ORDINALITY AS batch(provider_corpid, suite_id, corpid, kind, dedupe_key, ordering_key, \
+        plaintext, fields, received_at, status, processed_at, request_id, position) \
+    ORDER BY batch.position \
+    ON CONFLICT (dedupe_key) DO NOTHING \
+    RETURNING dedupe_key, id"
+    )
+});
+
+#[derive(QueryableByName)]
+struct Inserted {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    dedupe_key: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: EventId,
 }
 
 /// SQLite: events has no unique key; each event claims its key in `event_keys`
@@ -182,9 +224,14 @@ impl InsertEvents for diesel::SqliteConnection {
     }
 }
 
-/// Inserts a batch in one transaction: one fsync for all of them.
+/// Inserts a batch in one transaction: one fsync for all of them. On PostgreSQL the
+/// insert is one statement, which is its own transaction: no `BEGIN` and `COMMIT`
+/// round trips.
 pub fn append(conn: &mut Conn, batch: &[NewEvent]) -> StoreResult<Vec<Option<EventId>>> {
-    Ok(with_backend!(conn, c => c.write_transaction(|c| c.insert_events(batch))?))
+    Ok(match conn {
+        Conn::Sqlite(c) => c.write_transaction(|c| c.insert_events(batch))?,
+        Conn::Pg(c) => c.insert_events(batch)?,
+    })
 }
 
 /// Events whose effects are still to apply.

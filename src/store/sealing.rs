@@ -28,6 +28,11 @@ const FILE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 pub struct Sealed(String);
 
 impl Sealed {
+    /// The stored text: key id, nonce and ciphertext, nothing to open it with.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     /// The id of the key it is sealed under; `None` for a value stored before sealing existed.
     pub fn key_id(&self) -> Option<&str> {
         self.0.strip_prefix(PREFIX)?.split_once(':').map(|(id, _)| id)

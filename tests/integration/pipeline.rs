@@ -510,6 +510,8 @@ async fn an_appended_batch_names_each_new_event_by_its_own_id() {
     let batch = ["b", "c", "a", "d", "b", "e", "f"].map(event);
     let ids = events::append(&mut conn, &batch).expect("the batch");
     assert_eq!(ids.iter().map(Option::is_some).collect::<Vec<_>>(), [true, true, false, true, false, true, true]);
+    let new_ids: Vec<_> = ids.iter().flatten().collect();
+    assert!(new_ids.windows(2).all(|pair| pair[0] < pair[1]), "ids follow the batch's order: {new_ids:?}");
     for (sent, id) in batch.iter().zip(&ids) {
         let Some(id) = id else { continue };
         let row = events::find(&mut conn, *id).expect("a read").expect("the id names a row");
