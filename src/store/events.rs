@@ -146,7 +146,8 @@ impl NewEvent {
     }
 }
 
-/// Inserts events inside the caller's transaction, each once per dedupe key.
+/// Inserts events, inside the caller's transaction if there is one, each once per
+/// dedupe key.
 /// Returns, per event, its id when it was new (`None`: an identical event was
 /// stored before, or earlier in the batch).
 pub trait InsertEvents {
@@ -185,6 +186,9 @@ impl InsertEvents for diesel::PgConnection {
     }
 }
 
+/// The columns a batch fills, in the order of the arrays `insert_events` binds.
+const APPENDED_COLUMNS: &str = "provider_corpid, suite_id, corpid, kind, dedupe_key, ordering_key, plaintext, fields, received_at, status, processed_at, request_id";
+
 /// The batch's rows in the order given (their ids follow it), each skipped when its
 /// key is stored already or earlier in the batch. Outside a transaction it commits by
 /// itself. The lock is a materialized CTE joined to the rows, so it is held before
@@ -192,18 +196,14 @@ impl InsertEvents for diesel::PgConnection {
 static PG_APPEND: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH append_lock AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared({EVENT_APPEND_LOCK_KEY})) \
-    INSERT INTO events (provider_corpid, suite_id, corpid, kind, dedupe_key, ordering_key, plaintext, \
-        fields, received_at, status, processed_at, request_id) \
-    SELECT batch.provider_corpid, batch.suite_id, batch.corpid, batch.kind, batch.dedupe_key, \
-        batch.ordering_key, batch.plaintext, batch.fields, batch.received_at, batch.status, \
-        batch.processed_at, batch.request_id \
-    FROM append_lock, unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-        $7::text[], $8::text[], $9::bigint[], $10::text[], $11::bigint[], $12::text[]) \
-        WITH ORDINALITY AS batch(provider_corpid, suite_id, corpid, kind, dedupe_key, ordering_key, \
-        plaintext, fields, received_at, status, processed_at, request_id, position) \
-    ORDER BY batch.position \
-    ON CONFLICT (dedupe_key) DO NOTHING \
-    RETURNING dedupe_key, id"
+         INSERT INTO events ({APPENDED_COLUMNS}) \
+         SELECT {APPENDED_COLUMNS} \
+         FROM append_lock, unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+             $7::text[], $8::text[], $9::bigint[], $10::text[], $11::bigint[], $12::text[]) \
+             WITH ORDINALITY AS batch({APPENDED_COLUMNS}, position) \
+         ORDER BY position \
+         ON CONFLICT (dedupe_key) DO NOTHING \
+         RETURNING dedupe_key, id"
     )
 });
 
