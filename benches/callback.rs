@@ -5,7 +5,7 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use wecom_provider::crypto::CallbackKeys;
-use wecom_provider::wecom::callback::{message_from_fields, parse_envelope, parse_fields};
+use wecom_provider::wecom::callback::{self, message_from, parse_envelope};
 
 const TOKEN: &str = "QDG6eK";
 const AES_KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
@@ -86,8 +86,8 @@ fn parse(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(xml.len() as u64));
         group.bench_with_input(BenchmarkId::from_parameter(kind), xml, |b, xml| {
             b.iter(|| {
-                let fields = parse_fields(black_box(xml)).expect("parses");
-                message_from_fields(&fields).expect("typed")
+                let elements = callback::parse(black_box(xml)).expect("parses");
+                message_from(&elements).expect("typed")
             })
         });
     }

@@ -1,10 +1,10 @@
 //! A decrypted plaintext, which WeCom (or a holder of the keys) controls: XML →
-//! fields → typed message and the redaction of its secrets never panic, and a
+//! elements → typed message and the redacted JSON of its fields never panic, and a
 //! rejection's reason stays short and on one line.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wecom_provider::wecom::callback::{message_from_fields, parse_fields, redact};
+use wecom_provider::wecom::callback::{message_from, parse};
 
 const MAX_REASON_CHARS: usize = 400;
 
@@ -12,12 +12,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(xml) = std::str::from_utf8(data) else {
         return;
     };
-    match parse_fields(xml) {
-        Ok(mut fields) => {
-            if let Err(error) = message_from_fields(&fields) {
+    match parse(xml) {
+        Ok(elements) => {
+            if let Err(error) = message_from(&elements) {
                 check_reason(&error.to_string());
             }
-            redact(&mut fields);
+            elements.to_redacted_json();
         }
         Err(error) => check_reason(&error.to_string()),
     }

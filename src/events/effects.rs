@@ -147,9 +147,9 @@ impl Effects {
         };
         // A key ring that cannot open it now may after the key file is restored.
         let plaintext = self.db.sealer().open(sealed).map_err(|e| EffectError::Retryable(e.to_string()))?;
-        let fields =
-            callback::parse_fields(plaintext.expose_secret()).map_err(|e| EffectError::Permanent(e.to_string()))?;
-        let message = callback::message_from_fields(&fields).map_err(|e| EffectError::Permanent(e.to_string()))?;
+        let elements = callback::parse(plaintext.expose_secret()).map_err(|e| EffectError::Permanent(e.to_string()))?;
+        let message = callback::message_from(&elements).map_err(|e| EffectError::Permanent(e.to_string()))?;
+        let fields = elements.into_fields();
         // License callbacks come to the provider URL too, where no suite verified them.
         if licenses::handles(&message) {
             self.licenses.apply(event.id, &event.provider_corpid, &fields, &message).await?;

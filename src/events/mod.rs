@@ -61,16 +61,16 @@ pub fn prepare(
     received_at: i64,
     sealer: &Sealer,
 ) -> Result<NewEvent, PrepareError> {
-    let mut fields = callback::parse_fields(&plaintext)?;
-    let message = callback::message_from_fields(&fields)?;
+    let elements = callback::parse(&plaintext)?;
+    let message = callback::message_from(&elements)?;
     if let Source::Suite { suite_id, .. } = source
-        && fields.get("SuiteId").and_then(|value| value.as_str()).is_some_and(|named| named != suite_id.as_str())
+        && elements.text("SuiteId").is_some_and(|named| named != suite_id.as_str())
     {
         return Err(PrepareError::SuiteMismatch);
     }
     let scope = source.ordering_key();
-    let dedupe_key = dedupe_key(&fields, &scope, receive_id, &plaintext);
-    callback::redact(&mut fields);
+    let dedupe_key = dedupe_key(&elements, &scope, receive_id, &plaintext);
+    let fields = elements.to_redacted_json();
 
     let ordering_key = match &message {
         // Newest ticket wins by arrival time, so tickets never wait behind a retry;
@@ -101,9 +101,7 @@ pub fn prepare(
         ordering_key,
         // The plaintext is kept only until the effect has run: it may hold secrets.
         plaintext: pending.then(|| sealer.seal(&plaintext)),
-        // Straight into bytes: `Value`'s Display writes through `fmt` token by token,
-        // which cost twice the parse. A map with string keys cannot fail to serialize.
-        fields: serde_json::to_string(&fields).expect("string-keyed fields serialize"),
+        fields,
         received_at,
         status: if pending { EventStatus::Pending } else { EventStatus::Done },
         processed_at: (!pending).then_some(received_at),
@@ -116,10 +114,10 @@ pub fn prepare(
 /// the receiveid and the plaintext. A retry carries the same plaintext, so the same
 /// key; leading with the send time keeps the unique index growing at its right edge,
 /// so a burst dirties a few index pages, not one random page per event.
-fn dedupe_key(fields: &callback::Fields, scope: &str, receive_id: &str, plaintext: &str) -> String {
+fn dedupe_key(elements: &callback::Elements<'_>, scope: &str, receive_id: &str, plaintext: &str) -> String {
     let sent_at = ["TimeStamp", "CreateTime"]
         .iter()
-        .find_map(|name| fields.get(*name)?.as_str()?.trim().parse::<u32>().ok())
+        .find_map(|name| elements.text(name)?.trim().parse::<u32>().ok())
         .unwrap_or(0);
     let digest = hash_parts(&[scope, receive_id, plaintext]);
     format!("{sent_at:010}-{}", hex::encode(&digest[..16]))

@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use quick_xml::Reader;
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::{BytesStart, Event};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::map::Entry;
 use serde_json::{Map, Value};
 
@@ -43,31 +44,136 @@ pub struct Envelope {
 
 pub fn parse_envelope(body: &[u8]) -> Result<Envelope, XmlError> {
     let text = std::str::from_utf8(body).map_err(|_| XmlError::Malformed("body is not UTF-8".into()))?;
-    match parse_fields(text)?.remove("Encrypt") {
-        Some(Value::String(encrypt)) if !encrypt.is_empty() => Ok(Envelope { encrypt }),
+    match parse(text)?.text("Encrypt") {
+        Some(encrypt) if !encrypt.is_empty() => Ok(Envelope { encrypt: encrypt.to_owned() }),
         _ => Err(XmlError::MissingElement("Encrypt")),
     }
 }
 
+/// The child elements of an element, in document order (a name may repeat). Names
+/// and texts borrow from the document: a callback is typed, keyed and written to
+/// JSON without copying its fields first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Elements<'a>(Vec<(Cow<'a, str>, Content<'a>)>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content<'a> {
+    Text(Cow<'a, str>),
+    Elements(Elements<'a>),
+}
+
+impl<'a> Elements<'a> {
+    /// The text of the element of this name, as in the fields: only when exactly one
+    /// element has it (repeated ones are an array) and it holds text, not elements.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        let mut named = self.0.iter().filter(|(element, _)| element == name);
+        match (named.next(), named.next()) {
+            (Some((_, Content::Text(text))), None) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// The fields as a JSON object.
+    pub fn into_fields(self) -> Fields {
+        let mut fields = Fields::new();
+        for (name, content) in self.0 {
+            let value = match content {
+                Content::Text(text) => Value::String(text.into_owned()),
+                Content::Elements(children) => Value::Object(children.into_fields()),
+            };
+            insert(&mut fields, name.into_owned(), value);
+        }
+        fields
+    }
+
+    /// The fields as JSON text, exactly as `into_fields` would serialize, with the
+    /// credential values (tickets, auth codes, access tokens) replaced at any depth.
+    pub fn to_redacted_json(&self) -> String {
+        // An object of string keys and values cannot fail to serialize.
+        serde_json::to_string(&RedactedObject(self)).expect("string fields serialize")
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Serializes like the [`Fields`] map: keys in order, a repeated name as an array
+/// in document order.
+struct RedactedObject<'e, 'a>(&'e Elements<'a>);
+
+/// The contents of one name: a value when it is one element, else an array.
+struct RedactedGroup<'e, 'a> {
+    contents: &'e [&'e Content<'a>],
+    secret: bool,
+}
+
+struct RedactedContent<'e, 'a> {
+    content: &'e Content<'a>,
+    secret: bool,
+}
+
+impl Serialize for RedactedObject<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut sorted: Vec<(usize, &(Cow<'_, str>, Content<'_>))> = self.0.0.iter().enumerate().collect();
+        // By position too, so a repeated name keeps its elements in document order.
+        sorted.sort_unstable_by(|(left_at, (left, _)), (right_at, (right, _))| (left, left_at).cmp(&(right, right_at)));
+        let mut contents = Vec::with_capacity(sorted.len());
+        let mut map = serializer.serialize_map(None)?;
+        let mut at = 0;
+        while at < sorted.len() {
+            let name = &sorted[at].1.0;
+            contents.clear();
+            contents.extend(
+                sorted[at..].iter().take_while(|(_, (other, _))| other == name).map(|(_, (_, content))| content),
+            );
+            at += contents.len();
+            let secret = SECRET_ELEMENTS.contains(&name.as_ref());
+            map.serialize_entry(name, &RedactedGroup { contents: &contents, secret })?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for RedactedGroup<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let each = |content| RedactedContent { content, secret: self.secret };
+        match self.contents {
+            [one] => each(one).serialize(serializer),
+            many => serializer.collect_seq(many.iter().map(|content| each(content))),
+        }
+    }
+}
+
+impl Serialize for RedactedContent<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.content {
+            Content::Text(_) if self.secret => serializer.serialize_str(REDACTED),
+            Content::Text(text) => serializer.serialize_str(text),
+            // Within a credential's element, only credentials' values are replaced.
+            Content::Elements(children) => RedactedObject(children).serialize(serializer),
+        }
+    }
+}
+
 /// An element being parsed: its children so far and its text so far. The text
-/// borrows from the document until a second piece must be joined to it, so most
-/// elements copy their text once, into the field.
+/// borrows from the document until a second piece must be joined to it.
 struct Frame<'a> {
-    name: String,
-    children: Fields,
+    name: Cow<'a, str>,
+    children: Elements<'a>,
     text: Cow<'a, str>,
 }
 
-/// Parses a `<xml>…</xml>` document into its fields.
-pub fn parse_fields(xml: &str) -> Result<Fields, XmlError> {
+/// Parses a `<xml>…</xml>` document into its elements.
+pub fn parse(xml: &str) -> Result<Elements<'_>, XmlError> {
     // XML allows no NUL, and PostgreSQL text cannot hold one: refused here, on both
     // backends alike, before it could fail a whole group commit.
-    if xml.contains('\0') {
+    if memchr::memchr(0, xml.as_bytes()).is_some() {
         return Err(XmlError::Malformed("NUL character".into()));
     }
     let mut reader = Reader::from_str(xml);
-    let mut stack: Vec<Frame<'_>> = Vec::new();
-    let mut root: Option<Fields> = None;
+    let mut stack: Vec<Frame<'_>> = Vec::with_capacity(MAX_DEPTH);
+    let mut root: Option<Elements<'_>> = None;
     loop {
         let event = reader.read_event().map_err(|e| XmlError::Malformed(e.to_string()))?;
         match event {
@@ -78,20 +184,20 @@ pub fn parse_fields(xml: &str) -> Result<Fields, XmlError> {
                 if stack.len() >= MAX_DEPTH {
                     return Err(XmlError::Malformed("elements nested too deeply".into()));
                 }
-                let name = element_name(&start)?;
+                let name = element_name(xml, &start)?;
                 if stack.is_empty() && name != "xml" {
                     return Err(XmlError::Root);
                 }
-                stack.push(Frame { name, children: Fields::new(), text: Cow::Borrowed("") });
+                stack.push(Frame { name, children: Elements::default(), text: Cow::Borrowed("") });
             }
             Event::Empty(empty) => {
                 if root.is_some() {
                     return Err(XmlError::Malformed("content after the root element".into()));
                 }
-                let name = element_name(&empty)?;
+                let name = element_name(xml, &empty)?;
                 match stack.last_mut() {
-                    Some(parent) => insert(&mut parent.children, name, Value::String(String::new())),
-                    None if name == "xml" => root = Some(Fields::new()),
+                    Some(parent) => parent.children.0.push((name, Content::Text(Cow::Borrowed("")))),
+                    None if name == "xml" => root = Some(Elements::default()),
                     None => return Err(XmlError::Root),
                 }
             }
@@ -99,30 +205,24 @@ pub fn parse_fields(xml: &str) -> Result<Fields, XmlError> {
                 // quick-xml has already checked that the end name matches.
                 let frame = stack.pop().ok_or_else(|| XmlError::Malformed("unbalanced end tag".into()))?;
                 let has_text = !frame.text.trim().is_empty();
-                let value = match (frame.children.is_empty(), has_text) {
-                    (true, _) => Value::String(frame.text.into_owned()),
-                    (false, false) => Value::Object(frame.children),
+                let content = match (frame.children.is_empty(), has_text) {
+                    (true, _) => Content::Text(frame.text),
+                    (false, false) => Content::Elements(frame.children),
                     (false, true) => {
                         return Err(XmlError::Malformed(format!("<{}> mixes text and elements", frame.name)));
                     }
                 };
-                match (stack.last_mut(), value) {
-                    (Some(parent), value) => insert(&mut parent.children, frame.name, value),
-                    (None, Value::Object(fields)) => root = Some(fields),
-                    (None, _) if !has_text => root = Some(Fields::new()),
+                match (stack.last_mut(), content) {
+                    (Some(parent), content) => parent.children.0.push((frame.name, content)),
+                    (None, Content::Elements(elements)) => root = Some(elements),
+                    (None, _) if !has_text => root = Some(Elements::default()),
                     (None, _) => {
                         return Err(XmlError::Malformed("<xml> holds text, not elements".into()));
                     }
                 }
             }
-            Event::Text(text) => {
-                let decoded = text.decode().map_err(|e| XmlError::Malformed(e.to_string()))?;
-                append_text(&mut stack, decoded)?;
-            }
-            Event::CData(cdata) => {
-                let decoded = cdata.decode().map_err(|e| XmlError::Malformed(e.to_string()))?;
-                append_text(&mut stack, decoded)?;
-            }
+            Event::Text(text) => append_text(&mut stack, document_text(xml, &text)?)?,
+            Event::CData(cdata) => append_text(&mut stack, document_text(xml, &cdata)?)?,
             Event::GeneralRef(reference) => {
                 let resolved = match reference.resolve_char_ref() {
                     Ok(Some(ch)) => ch.to_string(),
@@ -148,10 +248,20 @@ pub fn parse_fields(xml: &str) -> Result<Fields, XmlError> {
     root.ok_or(XmlError::Root)
 }
 
-fn element_name(start: &BytesStart<'_>) -> Result<String, XmlError> {
-    std::str::from_utf8(start.name().as_ref())
-        .map(str::to_owned)
-        .map_err(|_| XmlError::Malformed("element name is not UTF-8".into()))
+fn element_name<'a>(xml: &'a str, start: &BytesStart<'_>) -> Result<Cow<'a, str>, XmlError> {
+    document_text(xml, start.name().as_ref()).map_err(|_| XmlError::Malformed("element name is not UTF-8".into()))
+}
+
+/// Bytes the reader lent from the document are a slice of `xml`, valid UTF-8
+/// already, so they are taken from there instead of being checked again.
+fn document_text<'a>(xml: &'a str, bytes: &[u8]) -> Result<Cow<'a, str>, XmlError> {
+    let start = (bytes.as_ptr() as usize).wrapping_sub(xml.as_ptr() as usize);
+    match xml.get(start..start.wrapping_add(bytes.len())) {
+        Some(text) if text.as_ptr() == bytes.as_ptr() => Ok(Cow::Borrowed(text)),
+        _ => std::str::from_utf8(bytes)
+            .map(|text| Cow::Owned(text.to_owned()))
+            .map_err(|_| XmlError::Malformed("text is not UTF-8".into())),
+    }
 }
 
 fn append_text<'a>(stack: &mut [Frame<'a>], text: Cow<'a, str>) -> Result<(), XmlError> {
@@ -184,33 +294,6 @@ fn insert(fields: &mut Fields, name: String, value: Value) {
                 *existing = Value::Array(vec![first, value]);
             }
         },
-    }
-}
-
-/// Replaces credential values (tickets, auth codes, access tokens) at any depth.
-pub fn redact(fields: &mut Fields) {
-    for (name, value) in fields.iter_mut() {
-        if SECRET_ELEMENTS.contains(&name.as_str()) {
-            redact_value(value);
-        } else {
-            redact_nested(value);
-        }
-    }
-}
-
-fn redact_value(value: &mut Value) {
-    match value {
-        Value::Array(values) => values.iter_mut().for_each(redact_value),
-        Value::Object(fields) => redact(fields),
-        other => *other = Value::String(REDACTED.into()),
-    }
-}
-
-fn redact_nested(value: &mut Value) {
-    match value {
-        Value::Object(fields) => redact(fields),
-        Value::Array(values) => values.iter_mut().for_each(redact_nested),
-        _ => {}
     }
 }
 
@@ -297,7 +380,7 @@ impl Message {
     }
 }
 
-pub fn message_from_fields(fields: &Fields) -> Result<Message, XmlError> {
+pub fn message_from(fields: &Elements<'_>) -> Result<Message, XmlError> {
     if let Some(info_type) = text(fields, "InfoType") {
         return Ok(match info_type {
             "suite_ticket" => Message::SuiteTicket { ticket: required(fields, "SuiteTicket")?.to_owned() },
@@ -344,11 +427,11 @@ pub fn message_from_fields(fields: &Fields) -> Result<Message, XmlError> {
 }
 
 /// A non-empty text field.
-fn text<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
-    fields.get(name).and_then(Value::as_str).filter(|value| !value.is_empty())
+fn text<'a>(fields: &'a Elements<'_>, name: &str) -> Option<&'a str> {
+    fields.text(name).filter(|value| !value.is_empty())
 }
 
-fn required<'a>(fields: &'a Fields, name: &'static str) -> Result<&'a str, XmlError> {
+fn required<'a>(fields: &'a Elements<'_>, name: &'static str) -> Result<&'a str, XmlError> {
     text(fields, name).ok_or(XmlError::MissingElement(name))
 }
 
@@ -357,6 +440,10 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    fn parse_fields(xml: &str) -> Result<Fields, XmlError> {
+        parse(xml).map(Elements::into_fields)
+    }
 
     #[test]
     fn the_official_envelope_yields_its_ciphertext() {
@@ -414,7 +501,7 @@ mod tests {
     }
 
     fn message(xml: &str) -> Result<Message, XmlError> {
-        message_from_fields(&parse_fields(xml)?)
+        message_from(&parse(xml)?)
     }
 
     #[test]
@@ -481,11 +568,10 @@ mod tests {
 
     #[test]
     fn credentials_are_redacted_at_any_depth() {
-        let xml = "<xml><InfoType>register_corp</InfoType><SuiteTicket>t</SuiteTicket><AuthCode>c</AuthCode><ContactSync><AccessToken>secret</AccessToken><ExpiresIn>1800</ExpiresIn></ContactSync><List><Item><AuthCode>c1</AuthCode></Item><Item><AuthCode>c2</AuthCode></Item></List><State>keep</State></xml>";
-        let mut fields = parse_fields(xml).expect("parses");
-        redact(&mut fields);
+        let xml = "<xml><InfoType>register_corp</InfoType><SuiteTicket>t</SuiteTicket><AuthCode>c</AuthCode><ContactSync><AccessToken>secret</AccessToken><ExpiresIn>1800</ExpiresIn></ContactSync><List><Item><AuthCode>c1</AuthCode></Item><Item><AuthCode>c2</AuthCode></Item></List><State>keep</State><AccessToken>x</AccessToken><AccessToken>y</AccessToken></xml>";
+        let json = parse(xml).expect("parses").to_redacted_json();
         assert_eq!(
-            Value::Object(fields),
+            serde_json::from_str::<Value>(&json).expect("JSON"),
             json!({
                 "InfoType": "register_corp",
                 "SuiteTicket": "[redacted]",
@@ -493,6 +579,7 @@ mod tests {
                 "ContactSync": {"AccessToken": "[redacted]", "ExpiresIn": "1800"},
                 "List": {"Item": [{"AuthCode": "[redacted]"}, {"AuthCode": "[redacted]"}]},
                 "State": "keep",
+                "AccessToken": ["[redacted]", "[redacted]"],
             })
         );
     }
@@ -515,12 +602,12 @@ mod tests {
 
         #[test]
         fn any_text_parses_to_a_message_or_a_bounded_reason(xml in "(<xml>)?(<[A-Za-z]{1,8}>[^\\x00]{0,40}(</[A-Za-z]{1,8}>)?){0,6}(</xml>)?") {
-            match parse_fields(&xml) {
-                Ok(mut fields) => {
-                    if let Err(error) = message_from_fields(&fields) {
+            match parse(&xml) {
+                Ok(elements) => {
+                    if let Err(error) = message_from(&elements) {
                         assert_bounded(&error)?;
                     }
-                    redact(&mut fields);
+                    let fields: Fields = serde_json::from_str(&elements.to_redacted_json()).expect("JSON");
                     for secret in SECRET_ELEMENTS {
                         proptest::prop_assert!(fields.get(secret).is_none_or(|value| value == REDACTED));
                     }
@@ -537,5 +624,30 @@ mod tests {
                 proptest::prop_assert_eq!(fields.get(name).and_then(Value::as_str), Some(value.as_str()));
             }
         }
+
+        #[test]
+        fn the_json_written_from_the_elements_is_the_fields_serialized(xml in document()) {
+            let elements = parse(&xml).expect("well-formed XML");
+            let written = elements.to_redacted_json();
+            proptest::prop_assert_eq!(written, serde_json::to_string(&elements.into_fields()).expect("serializes"));
+        }
+    }
+
+    /// Documents without credentials: nested and repeated names, texts that JSON
+    /// must escape, in CDATA, escaped or in pieces.
+    fn document() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let name = prop::sample::select(vec!["A", "B", "Item", "Ab", "a", "Z"]);
+        let text = prop_oneof![
+            "[^\\x00\\]<>&\r]{0,12}".prop_map(|text| format!("<![CDATA[{text}]]>")),
+            "[a-z\"\\\\\t\n 你好]{0,12}",
+            Just("x&lt;y&#x41;<![CDATA[\"z\"]]>".to_owned()),
+        ];
+        let leaf = (name.clone(), text).prop_map(|(name, text)| format!("<{name}>{text}</{name}>"));
+        let element = leaf.prop_recursive(3, 24, 4, move |inner| {
+            (name.clone(), prop::collection::vec(inner, 1..4))
+                .prop_map(|(name, children)| format!("<{name}>{}</{name}>", children.concat()))
+        });
+        prop::collection::vec(element, 0..6).prop_map(|elements| format!("<xml>\n\t{}\n</xml>", elements.join("\n\t")))
     }
 }
