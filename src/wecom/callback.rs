@@ -56,6 +56,7 @@ pub fn parse_envelope(body: &[u8]) -> Result<Envelope, XmlError> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Elements<'a>(Vec<(Cow<'a, str>, Content<'a>)>);
 
+/// What an element holds: text (CDATA or escaped, byte for byte), or elements.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content<'a> {
     Text(Cow<'a, str>),
