@@ -90,6 +90,10 @@ pub struct Registry {
     db: Db,
     public_base_url: Url,
     snapshot: RwLock<Arc<Snapshot>>,
+    /// One reload at a time: else the refresher's, reading before a change commits,
+    /// could replace the snapshot of the change's own reload after it, and the change
+    /// would vanish on this instance until the next refresh.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 /// A new provider; the secret is required.
@@ -201,7 +205,8 @@ pub struct SuiteView {
 impl Registry {
     /// Loads the records once; [`Registry::spawn_refresher`] keeps them current.
     pub async fn load(db: Db, public_base_url: Url) -> Result<Arc<Self>, StoreError> {
-        let registry = Arc::new(Registry { db, public_base_url, snapshot: RwLock::default() });
+        let registry =
+            Arc::new(Registry { db, public_base_url, snapshot: RwLock::default(), reloading: Default::default() });
         registry.reload().await?;
         Ok(registry)
     }
@@ -229,6 +234,7 @@ impl Registry {
     /// Re-reads the records; rows whose version is unchanged keep their opened
     /// secrets and derived keys. A row that cannot be opened is left out, loudly.
     pub async fn reload(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = self.reloading.lock().await;
         let (provider_rows, suite_rows) =
             self.db.run(|conn| Ok((suites::list_providers(conn)?, suites::list_suites(conn)?))).await?;
         let previous = read(&self.snapshot).clone();
