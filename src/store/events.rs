@@ -157,55 +157,124 @@ pub trait InsertEvents {
 /// PostgreSQL: one statement per batch, one round trip. The append lock is taken
 /// shared inside the statement, before it draws ids; the columns go as arrays, so the
 /// text is the same for every batch and the server parses and plans it once per
-/// connection instead of once per batch.
+/// connection ([`PgAppend`]) instead of once per batch.
 impl InsertEvents for diesel::PgConnection {
     fn insert_events(&mut self, batch: &[NewEvent]) -> QueryResult<Vec<Option<EventId>>> {
-        use diesel::sql_types::{Array, BigInt, Nullable, Text};
-
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let column = |value: fn(&NewEvent) -> &str| batch.iter().map(value).collect::<Vec<_>>();
-        let nullable = |value: fn(&NewEvent) -> Option<&str>| batch.iter().map(value).collect::<Vec<_>>();
-        let inserted: Vec<Inserted> = diesel::sql_query(PG_APPEND.as_str())
-            .bind::<Array<Text>, _>(column(|e| e.provider_corpid.as_str()))
-            .bind::<Array<Nullable<Text>>, _>(nullable(|e| e.suite_id.as_ref().map(SuiteId::as_str)))
-            .bind::<Array<Nullable<Text>>, _>(nullable(|e| e.corpid.as_ref().map(CorpId::as_str)))
-            .bind::<Array<Text>, _>(column(|e| &e.kind))
-            .bind::<Array<Text>, _>(column(|e| &e.dedupe_key))
-            .bind::<Array<Nullable<Text>>, _>(nullable(|e| e.ordering_key.as_deref()))
-            .bind::<Array<Nullable<Text>>, _>(nullable(|e| e.plaintext.as_ref().map(Sealed::as_str)))
-            .bind::<Array<Text>, _>(column(|e| &e.fields))
-            .bind::<Array<BigInt>, _>(batch.iter().map(|e| e.received_at).collect::<Vec<_>>())
-            .bind::<Array<Text>, _>(column(|e| e.status.as_str()))
-            .bind::<Array<Nullable<BigInt>>, _>(batch.iter().map(|e| e.processed_at).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Text>>, _>(nullable(|e| e.request_id.as_deref()))
-            .load(self)?;
+        let inserted: Vec<Inserted> = PgAppend::of(batch).load(self)?;
         let mut inserted: HashMap<String, EventId> = inserted.into_iter().map(|row| (row.dedupe_key, row.id)).collect();
         Ok(batch.iter().map(|event| inserted.remove(&event.dedupe_key)).collect())
     }
 }
 
-/// The columns a batch fills, in the order of the arrays `insert_events` binds.
+/// The columns a batch fills, in the order [`PgAppend`] binds them.
 const APPENDED_COLUMNS: &str = "provider_corpid, suite_id, corpid, kind, dedupe_key, ordering_key, plaintext, fields, received_at, status, processed_at, request_id";
 
 /// The batch's rows in the order given (their ids follow it), each skipped when its
 /// key is stored already or earlier in the batch. Outside a transaction it commits by
 /// itself. The lock is a materialized CTE joined to the rows, so it is held before
 /// the first id is drawn.
-static PG_APPEND: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+///
+/// A query type of its own rather than `sql_query`, which diesel never keeps as a
+/// prepared statement: parsing and planning this statement for every batch was about
+/// half of PostgreSQL's CPU per commit (BENCHMARKS.md).
+struct PgAppend<'a> {
+    provider_corpid: Vec<&'a str>,
+    suite_id: Vec<Option<&'a str>>,
+    corpid: Vec<Option<&'a str>>,
+    kind: Vec<&'a str>,
+    dedupe_key: Vec<&'a str>,
+    ordering_key: Vec<Option<&'a str>>,
+    plaintext: Vec<Option<&'a str>>,
+    fields: Vec<&'a str>,
+    received_at: Vec<i64>,
+    status: Vec<&'a str>,
+    processed_at: Vec<Option<i64>>,
+    request_id: Vec<Option<&'a str>>,
+}
+
+impl<'a> PgAppend<'a> {
+    fn of(batch: &'a [NewEvent]) -> Self {
+        fn column<'a, T>(batch: &'a [NewEvent], value: impl Fn(&'a NewEvent) -> T) -> Vec<T> {
+            batch.iter().map(value).collect()
+        }
+        PgAppend {
+            provider_corpid: column(batch, |e| e.provider_corpid.as_str()),
+            suite_id: column(batch, |e| e.suite_id.as_ref().map(SuiteId::as_str)),
+            corpid: column(batch, |e| e.corpid.as_ref().map(CorpId::as_str)),
+            kind: column(batch, |e| e.kind.as_str()),
+            dedupe_key: column(batch, |e| e.dedupe_key.as_str()),
+            ordering_key: column(batch, |e| e.ordering_key.as_deref()),
+            plaintext: column(batch, |e| e.plaintext.as_ref().map(Sealed::as_str)),
+            fields: column(batch, |e| e.fields.as_str()),
+            received_at: column(batch, |e| e.received_at),
+            status: column(batch, |e| e.status.as_str()),
+            processed_at: column(batch, |e| e.processed_at),
+            request_id: column(batch, |e| e.request_id.as_deref()),
+        }
+    }
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for PgAppend<'_> {
+    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        use diesel::sql_types::{Array, BigInt, Nullable, Text};
+
+        out.push_sql(&PG_APPEND_HEAD);
+        out.push_bind_param::<Array<Text>, _>(&self.provider_corpid)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.suite_id)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.corpid)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Text>, _>(&self.kind)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Text>, _>(&self.dedupe_key)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.ordering_key)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.plaintext)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Text>, _>(&self.fields)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.received_at)?;
+        out.push_sql("::bigint[], ");
+        out.push_bind_param::<Array<Text>, _>(&self.status)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Nullable<BigInt>>, _>(&self.processed_at)?;
+        out.push_sql("::bigint[], ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.request_id)?;
+        out.push_sql(&PG_APPEND_TAIL);
+        Ok(())
+    }
+}
+
+// The statement around the bound arrays; built once, as walk_ast runs for every batch.
+static PG_APPEND_HEAD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH append_lock AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared({EVENT_APPEND_LOCK_KEY})) \
-         INSERT INTO events ({APPENDED_COLUMNS}) \
-         SELECT {APPENDED_COLUMNS} \
-         FROM append_lock, unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-             $7::text[], $8::text[], $9::bigint[], $10::text[], $11::bigint[], $12::text[]) \
-             WITH ORDINALITY AS batch({APPENDED_COLUMNS}, position) \
-         ORDER BY position \
-         ON CONFLICT (dedupe_key) DO NOTHING \
-         RETURNING dedupe_key, id"
+         INSERT INTO events ({APPENDED_COLUMNS}) SELECT {APPENDED_COLUMNS} FROM append_lock, unnest("
     )
 });
+static PG_APPEND_TAIL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "::text[]) WITH ORDINALITY AS batch({APPENDED_COLUMNS}, position) ORDER BY position \
+         ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key, id"
+    )
+});
+
+/// One type, one SQL text: diesel's statement cache keys the prepared statement by it.
+impl diesel::query_builder::QueryId for PgAppend<'_> {
+    type QueryId = PgAppend<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for PgAppend<'_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl RunQueryDsl<diesel::PgConnection> for PgAppend<'_> {}
 
 #[derive(QueryableByName)]
 struct Inserted {

@@ -518,3 +518,49 @@ async fn an_appended_batch_names_each_new_event_by_its_own_id() {
         assert_eq!(row.fields, sent.fields, "event {id:?}");
     }
 }
+
+/// PostgreSQL keeps the append statement prepared on its connection: parsed and
+/// planned once, not for every batch (that was half of its CPU per commit).
+#[tokio::test]
+async fn postgres_parses_and_plans_the_append_once_per_connection() {
+    use diesel::RunQueryDsl;
+    use wecom_provider::store::events::{self, NewEvent};
+    use wecom_provider::store::sealing::{MasterKey, Sealer};
+
+    #[derive(diesel::QueryableByName)]
+    struct Prepared {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        statements: i64,
+    }
+
+    let db = TestDb::new();
+    if !matches!(db.url, wecom_provider::config::DatabaseUrl::Postgres(_)) {
+        return;
+    }
+    let store =
+        wecom_provider::store::Db::open(&db.url, Sealer::with_keys(vec![MasterKey::generate().0]).expect("a key"))
+            .expect("the database opens");
+    store.migrate().await.expect("migrations");
+    let event = |name: &str| {
+        NewEvent::derived(
+            &PROVIDER_CORPID.into(),
+            &SUITE_ID.into(),
+            None,
+            "prepared_check",
+            &[name],
+            serde_json::json!({}),
+        )
+    };
+    let mut conn = store.connection().expect("a connection");
+    for batch in [&[event("a")][..], &[event("b"), event("c")], &[event("d"), event("a"), event("e")]] {
+        events::append(&mut conn, batch).expect("an append");
+    }
+    let wecom_provider::store::Conn::Pg(pg) = &mut conn else { unreachable!("a PostgreSQL database") };
+    let prepared: Prepared = diesel::sql_query(
+        "SELECT count(*) AS statements FROM pg_prepared_statements \
+         WHERE statement LIKE '%INSERT INTO events%' AND NOT from_sql",
+    )
+    .get_result(&mut **pg)
+    .expect("a read");
+    assert_eq!(prepared.statements, 1, "one prepared append for batches of any size");
+}
