@@ -486,24 +486,11 @@ async fn an_append_in_flight_on_another_instance_is_waited_for_never_passed() {
 /// are the rows' own, also when duplicates inside the batch interrupt it.
 #[tokio::test]
 async fn an_appended_batch_names_each_new_event_by_its_own_id() {
-    use wecom_provider::store::events::{self, NewEvent};
-    use wecom_provider::store::sealing::{MasterKey, Sealer};
+    use wecom_provider::store::events;
 
     let db = TestDb::new();
-    let store =
-        wecom_provider::store::Db::open(&db.url, Sealer::with_keys(vec![MasterKey::generate().0]).expect("a key"))
-            .expect("the database opens");
-    store.migrate().await.expect("migrations");
-    let event = |name: &str| {
-        NewEvent::derived(
-            &PROVIDER_CORPID.into(),
-            &SUITE_ID.into(),
-            None,
-            "id_check",
-            &[name],
-            serde_json::json!({ "name": name }),
-        )
-    };
+    let store = migrated_store(&db).await;
+    let event = |name: &str| derived_event("id_check", name);
     let mut conn = store.connection().expect("a connection");
     events::append(&mut conn, &[event("a")]).expect("the first append");
 
@@ -524,8 +511,7 @@ async fn an_appended_batch_names_each_new_event_by_its_own_id() {
 #[tokio::test]
 async fn postgres_parses_and_plans_the_append_once_per_connection() {
     use diesel::RunQueryDsl;
-    use wecom_provider::store::events::{self, NewEvent};
-    use wecom_provider::store::sealing::{MasterKey, Sealer};
+    use wecom_provider::store::events;
 
     #[derive(diesel::QueryableByName)]
     struct Prepared {
@@ -537,20 +523,8 @@ async fn postgres_parses_and_plans_the_append_once_per_connection() {
     if !matches!(db.url, wecom_provider::config::DatabaseUrl::Postgres(_)) {
         return;
     }
-    let store =
-        wecom_provider::store::Db::open(&db.url, Sealer::with_keys(vec![MasterKey::generate().0]).expect("a key"))
-            .expect("the database opens");
-    store.migrate().await.expect("migrations");
-    let event = |name: &str| {
-        NewEvent::derived(
-            &PROVIDER_CORPID.into(),
-            &SUITE_ID.into(),
-            None,
-            "prepared_check",
-            &[name],
-            serde_json::json!({}),
-        )
-    };
+    let store = migrated_store(&db).await;
+    let event = |name: &str| derived_event("prepared_check", name);
     let mut conn = store.connection().expect("a connection");
     for batch in [&[event("a")][..], &[event("b"), event("c")], &[event("d"), event("a"), event("e")]] {
         events::append(&mut conn, batch).expect("an append");
@@ -563,4 +537,26 @@ async fn postgres_parses_and_plans_the_append_once_per_connection() {
     .get_result(&mut **pg)
     .expect("a read");
     assert_eq!(prepared.statements, 1, "one prepared append for batches of any size");
+}
+
+/// The event store of `db`, migrated, as the service opens it.
+async fn migrated_store(db: &TestDb) -> wecom_provider::store::Db {
+    use wecom_provider::store::sealing::{MasterKey, Sealer};
+
+    let sealer = Sealer::with_keys(vec![MasterKey::generate().0]).expect("a key");
+    let store = wecom_provider::store::Db::open(&db.url, sealer).expect("the database opens");
+    store.migrate().await.expect("migrations");
+    store
+}
+
+/// A derived event of `kind` keyed by `name`, with `name` in its fields.
+fn derived_event(kind: &str, name: &str) -> wecom_provider::store::events::NewEvent {
+    wecom_provider::store::events::NewEvent::derived(
+        &PROVIDER_CORPID.into(),
+        &SUITE_ID.into(),
+        None,
+        kind,
+        &[name],
+        serde_json::json!({ "name": name }),
+    )
 }
