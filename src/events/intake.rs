@@ -1,6 +1,8 @@
 //! Group commit: callbacks arriving together are inserted in one transaction, and
 //! each is acknowledged only after that transaction is committed. One fsync then
-//! covers many callbacks, and nothing acknowledged can be lost.
+//! covers many callbacks, and nothing acknowledged can be lost. When callbacks come
+//! fast but the batch is small (several instances share the load), it waits up to
+//! 2 ms for more ([`Arrivals`]): a commit's fixed cost is then shared.
 //!
 //! The writer is one OS thread that keeps its own connection: a request handler
 //! hands its event straight to it and is woken by it, with no runtime task or
@@ -10,7 +12,7 @@
 //! them to their index while no callback waits.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -26,6 +28,15 @@ const MAX_BATCH: usize = 512;
 const QUEUE_CAPACITY: usize = 8192;
 /// No callback for this long: the writer moves recent dedupe keys to their index.
 const IDLE_AFTER: Duration = Duration::from_millis(200);
+/// A commit of fewer callbacks than this waits for more when more are due soon. Each
+/// commit has a fixed cost (on PostgreSQL about 185 µs of the server's CPU for the
+/// commit and its WAL flush, besides the wake-ups on both sides) that a small batch
+/// pays per callback: several instances sharing the load each commit small batches.
+const LINGER_TARGET: usize = 16;
+/// The longest a commit waits for more callbacks.
+const LINGER_MAX: Duration = Duration::from_millis(2);
+/// The span the arrival rate is averaged over.
+const RATE_SMOOTHING: Duration = Duration::from_millis(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
@@ -80,6 +91,7 @@ fn write_batches(db: &Db, mut receiver: mpsc::Receiver<Submission>, stored: &Not
     let mut writer = Writer { conn: None, recent_keys: None };
     writer.prepare(db);
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut arrivals = Arrivals::default();
     loop {
         let first = if writer.recent_keys.as_ref().is_some_and(RecentKeys::has_keys_to_move) {
             // The timer is made inside the clock's runtime: that is where it is driven.
@@ -95,12 +107,12 @@ fn write_batches(db: &Db, mut receiver: mpsc::Receiver<Submission>, stored: &Not
         };
         let Some(first) = first else { return };
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
+        take_queued(&mut receiver, &mut batch);
+        if let Some(wait) = arrivals.linger(batch.len()) {
+            std::thread::sleep(wait);
+            take_queued(&mut receiver, &mut batch);
         }
+        arrivals.took(batch.len(), Instant::now());
         let (events, replies): (Vec<NewEvent>, Vec<_>) = batch.drain(..).map(|s| (s.event, s.reply)).unzip();
         match writer.store(db, &events) {
             Ok(fresh) => {
@@ -128,6 +140,49 @@ fn write_batches(db: &Db, mut receiver: mpsc::Receiver<Submission>, stored: &Not
                 }
             }
         }
+    }
+}
+
+fn take_queued(receiver: &mut mpsc::Receiver<Submission>, batch: &mut Vec<Submission>) {
+    while batch.len() < MAX_BATCH {
+        match receiver.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) => break,
+        }
+    }
+}
+
+/// How fast callbacks reach the writer, from the batches it took: whether a small
+/// batch should wait for more. A quiet provider's callback never waits; under a load
+/// that fills batches by itself nothing waits either.
+#[derive(Debug, Default)]
+struct Arrivals {
+    /// Smoothed over about [`RATE_SMOOTHING`].
+    per_second: f64,
+    last_take: Option<Instant>,
+}
+
+impl Arrivals {
+    /// A batch of `count` callbacks was taken at `now`.
+    fn took(&mut self, count: usize, now: Instant) {
+        if let Some(last) = self.last_take {
+            let elapsed = now.duration_since(last).as_secs_f64().max(1e-6);
+            // Smoothed over time, not batches: a long pause outweighs the burst before it.
+            let weight = 1.0 - (-elapsed / RATE_SMOOTHING.as_secs_f64()).exp();
+            self.per_second += weight * (count as f64 / elapsed - self.per_second);
+        }
+        self.last_take = Some(now);
+    }
+
+    /// How long a batch of `count` waits: until [`LINGER_TARGET`] callbacks are due at
+    /// the recent rate, at most [`LINGER_MAX`]; not at all when it is full enough or
+    /// fewer than one more callback is due within [`LINGER_MAX`].
+    fn linger(&self, count: usize) -> Option<Duration> {
+        let missing = LINGER_TARGET.checked_sub(count).filter(|&missing| missing > 0)?;
+        if self.per_second * LINGER_MAX.as_secs_f64() < 1.0 {
+            return None;
+        }
+        Some(Duration::from_secs_f64(missing as f64 / self.per_second).min(LINGER_MAX))
     }
 }
 
@@ -189,4 +244,53 @@ impl Writer {
 
 fn log_store_error(count: usize, error: &StoreError) {
     tracing::error!(batch = count, %error, "storing callbacks failed; none of them was acknowledged");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Batches of `count` taken every `interval`, `times` times.
+    fn steady(count: usize, interval: Duration, times: u32) -> Arrivals {
+        let mut arrivals = Arrivals::default();
+        let start = Instant::now();
+        for i in 0..=times {
+            arrivals.took(count, start + interval * i);
+        }
+        arrivals
+    }
+
+    #[test]
+    fn a_quiet_providers_callback_is_committed_at_once() {
+        let arrivals = steady(1, Duration::from_millis(50), 20);
+        assert_eq!(arrivals.linger(1), None, "{arrivals:?}");
+        assert_eq!(Arrivals::default().linger(1), None);
+    }
+
+    #[test]
+    fn small_batches_at_a_high_rate_wait_for_about_the_target_at_most_the_longest_wait() {
+        // 4 callbacks per 0.5 ms: 8,000/s, so the 12 missing are due in 1.5 ms.
+        let arrivals = steady(4, Duration::from_micros(500), 200);
+        let wait = arrivals.linger(4).expect("worth waiting");
+        assert!(wait > Duration::from_micros(1300) && wait <= Duration::from_micros(1600), "{wait:?}");
+        // 1 per ms: the 15 missing would take 15 ms; it waits the longest only.
+        let slower = steady(1, Duration::from_millis(1), 200);
+        assert_eq!(slower.linger(1), Some(LINGER_MAX));
+    }
+
+    #[test]
+    fn a_batch_at_the_target_does_not_wait() {
+        let arrivals = steady(4, Duration::from_micros(500), 200);
+        assert_eq!(arrivals.linger(LINGER_TARGET), None);
+        assert_eq!(arrivals.linger(MAX_BATCH), None);
+    }
+
+    #[test]
+    fn the_rate_follows_a_burst_that_ended() {
+        let mut arrivals = steady(8, Duration::from_micros(500), 200);
+        assert!(arrivals.linger(1).is_some());
+        let quiet = arrivals.last_take.expect("taken") + Duration::from_secs(1);
+        arrivals.took(1, quiet);
+        assert_eq!(arrivals.linger(1), None, "{arrivals:?}");
+    }
 }
