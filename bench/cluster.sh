@@ -43,10 +43,13 @@ python3 bench/fake_wecom.py $FAKE_PORT 0.2 &
 PIDS+=("$!")
 wait_answering "http://127.0.0.1:$FAKE_PORT/_stats"
 
+# The instances share this machine's cores: each gets its share of HTTP workers, as
+# several instances on one host would be deployed (more threads than cores only switch).
+HTTP_WORKERS=$(($(nproc) / INSTANCES > 0 ? $(nproc) / INSTANCES : 1))
 SERVERS=
 for i in $(seq 1 "$INSTANCES"); do
   port=$((LB_PORT + i))
-  server_env "$DB" "$port" WECOM_API_BASE=http://127.0.0.1:$FAKE_PORT API_RATE_LIMIT_PER_MINUTE=10000000
+  server_env "$DB" "$port" WECOM_API_BASE=http://127.0.0.1:$FAKE_PORT API_RATE_LIMIT_PER_MINUTE=10000000 HTTP_WORKERS="$HTTP_WORKERS"
   "${SERVER_ENV[@]}" "$BIN" serve >"$WORK/server-$i.log" 2>&1 &
   PIDS+=("$!")
   wait_ready "http://127.0.0.1:$port/healthz" # one at a time: they share the migration

@@ -56,7 +56,7 @@ pub struct StartOptions {
     /// Apply effects of stored events. Off, events are stored and acknowledged only,
     /// which is how a test stands for a process that died before its worker ran.
     pub run_worker: bool,
-    /// HTTP worker threads; 0 means one per core.
+    /// HTTP worker threads; 0 means as configured (`HTTP_WORKERS`).
     pub http_workers: usize,
     /// Stop on SIGINT/SIGTERM (the binary, through [`Running::wait`]); tests stop
     /// the server themselves.
@@ -180,7 +180,7 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<Running, St
             .configure(web::routes)
     });
     let workers = match options.http_workers {
-        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        0 => config.http_workers,
         workers => workers,
     };
     let max_connections = connection_cap(config.edge.max_connections);

@@ -36,6 +36,7 @@ pub const VARIABLES: &[&str] = &[
     "EVENT_RETENTION_DAYS",
     "LICENSE_EXPIRY_NOTICE_DAYS",
     "REQUEST_READ_TIMEOUT_SECONDS",
+    "HTTP_WORKERS",
     "MAX_CONNECTIONS",
     "CALLBACK_BODY_BUDGET_MIB",
     "API_RATE_LIMIT_PER_MINUTE",
@@ -76,6 +77,8 @@ pub struct Config {
     /// `license_expiring` is appended this many days before a code or a trial ends.
     pub license_expiry_notice_days: u32,
     pub edge: EdgeLimits,
+    /// HTTP worker threads, each with its own event loop.
+    pub http_workers: usize,
     /// Where `/metrics` is served; `None`: nowhere.
     pub metrics_addr: Option<SocketAddr>,
     /// Page templates here replace the built-in ones of the same name.
@@ -232,6 +235,7 @@ impl Config {
         let license_expiry_notice_days = get("LICENSE_EXPIRY_NOTICE_DAYS");
         let request_read_timeout = get("REQUEST_READ_TIMEOUT_SECONDS");
         let max_connections = get("MAX_CONNECTIONS");
+        let http_workers = get("HTTP_WORKERS");
         let callback_body_budget = get("CALLBACK_BODY_BUDGET_MIB");
         let api_rate_limit = get("API_RATE_LIMIT_PER_MINUTE");
         let install_rate_limit = get("INSTALL_RATE_LIMIT_PER_MINUTE");
@@ -375,6 +379,9 @@ impl Config {
             whole_number("EVENT_RETENTION_DAYS", event_retention_days.as_deref(), 30, 1..=3650, &mut errors);
         let license_expiry_notice_days =
             whole_number("LICENSE_EXPIRY_NOTICE_DAYS", license_expiry_notice_days.as_deref(), 7, 1..=365, &mut errors);
+        // One per core by default; fewer when several instances share a host's cores.
+        let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get() as u64);
+        let http_workers = whole_number("HTTP_WORKERS", http_workers.as_deref(), cores, 1..=1024, &mut errors);
         let edge = edge_limits(
             [request_read_timeout, max_connections, callback_body_budget, api_rate_limit, install_rate_limit],
             trusted_proxies.as_deref(),
@@ -461,6 +468,7 @@ impl Config {
                     event_retention_days: u32::try_from(event_retention_days).unwrap_or(30),
                     license_expiry_notice_days: u32::try_from(license_expiry_notice_days).unwrap_or(7),
                     edge,
+                    http_workers: usize::try_from(http_workers).unwrap_or(1),
                     metrics_addr,
                     templates_dir,
                     console_session: std::time::Duration::from_secs(console_session_hours * 3600),
@@ -679,6 +687,9 @@ mod tests {
         assert_eq!(config.wecom_api_base.as_str(), "https://qyapi.weixin.qq.com/");
         assert!(config.admin_token.is_none() && config.provider.is_none() && config.suite.is_none());
         assert_eq!(config.install_auth_type, 0);
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(config.http_workers, cores, "one HTTP worker per core");
+        assert_eq!(self::config(&[("HTTP_WORKERS", "3")]).expect("valid").http_workers, 3);
     }
 
     #[test]
@@ -700,9 +711,12 @@ mod tests {
         assert_eq!(problems(&[("RUST_LOG", "info,[=")]), ["RUST_LOG"]);
         assert_eq!(problems(&[("ADMIN_TOKEN", &"x".repeat(31))]), ["ADMIN_TOKEN"]);
         assert!(config(&[("ADMIN_TOKEN", &"x".repeat(32))]).is_ok());
-        for (variable, value) in
-            [("EFFECT_CONCURRENCY", "0"), ("SHUTDOWN_GRACE_SECONDS", "ten"), ("EVENT_RETENTION_DAYS", "0")]
-        {
+        for (variable, value) in [
+            ("EFFECT_CONCURRENCY", "0"),
+            ("SHUTDOWN_GRACE_SECONDS", "ten"),
+            ("EVENT_RETENTION_DAYS", "0"),
+            ("HTTP_WORKERS", "0"),
+        ] {
             assert_eq!(problems(&[(variable, value)]), [variable]);
         }
         let mut short_key = full();
