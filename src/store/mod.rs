@@ -175,6 +175,16 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
     }
 }
 
+/// Switches the SQLite file to WAL before the pool opens its connections side by
+/// side: the switch needs the file to itself, and on a fresh file a connection
+/// opening beside it could fail with "database is locked" (logged by the pool as an
+/// error on the first start). Afterwards every connection finds WAL set already.
+fn switch_to_wal(path: &std::path::Path) -> StoreResult<()> {
+    let mut conn = SqliteConnection::establish(&path.to_string_lossy()).map_err(|e| StoreError::Open(e.to_string()))?;
+    conn.batch_execute("PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL;")
+        .map_err(|e| StoreError::Open(e.to_string()))
+}
+
 impl Db {
     /// Opens the pool (creating the SQLite file and its folder) without migrating.
     pub fn open(url: &DatabaseUrl, sealer: sealing::Sealer) -> StoreResult<Self> {
@@ -185,6 +195,7 @@ impl Db {
         let pools = match url {
             DatabaseUrl::Sqlite(path) => {
                 create_owner_only(path)?;
+                switch_to_wal(path)?;
                 let manager = ConnectionManager::<SqliteConnection>::new(path.to_string_lossy());
                 let pool = Pool::builder()
                     .max_size(8)

@@ -453,3 +453,23 @@ async fn a_full_disk_refuses_callbacks_honestly_and_the_service_restarts_on_it()
     }
     eprintln!("full disk: {} acknowledged, {} refused", acknowledged.len(), refused.len());
 }
+
+/// The first start on a new SQLite file logs no error: the pool's connections open
+/// side by side, and one of them could find the file busy switching to WAL (it did in
+/// about one start of four).
+#[test]
+fn a_new_sqlite_file_opens_without_a_locked_database_error() {
+    for attempt in 0..16 {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_wecom-provider"))
+            .arg("migrate")
+            .env_clear()
+            .env("DATABASE_URL", format!("sqlite://{}", dir.path().join("new.db").display()))
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("runs");
+        let log = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "attempt {attempt}: {log}");
+        assert!(!log.contains("ERROR"), "attempt {attempt}: {log}");
+    }
+}
