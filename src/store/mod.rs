@@ -181,8 +181,7 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
 /// error on the first start). Afterwards every connection finds WAL set already.
 fn switch_to_wal(path: &std::path::Path) -> StoreResult<()> {
     let mut conn = SqliteConnection::establish(&path.to_string_lossy()).map_err(|e| StoreError::Open(e.to_string()))?;
-    conn.batch_execute("PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL;")
-        .map_err(|e| StoreError::Open(e.to_string()))
+    SqlitePragmas.on_acquire(&mut conn).map_err(|e| StoreError::Open(e.to_string()))
 }
 
 impl Db {
